@@ -1,0 +1,3 @@
+from mien.cli import app
+
+app(prog_name="mien")

@@ -1,0 +1,149 @@
+"""`Analyzer`: the image pipeline, detect -> mesh -> pose/gaze -> blendshapes -> AUs -> flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from mien.expression.aus import estimate_aus
+from mien.face import quality
+from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
+from mien.face.detect import DetectMode, DetectorOptions, FaceDetector
+from mien.face.mesh import MeshEstimator
+from mien.face.pose import euler_from_transform, gaze_from_landmarks
+from mien.faces import Faces
+from mien.io.images import ImageError, ImageLike, LoadedImage, expand_inputs, load_image
+
+
+@dataclass
+class AnalyzerOptions:
+    """Options of `Analyzer`.
+
+    Attributes:
+        mode: detector mode, "fast" (one pass; large faces), "thorough" (tile pyramid; groups
+            and crowds) or "auto" (fast, then thorough when the image looks like a group).
+        min_score: minimum detector confidence, 0-1.
+        min_face_size: ignore faces smaller than this many pixels (shorter box side).
+        max_faces: keep at most this many faces per image, most confident first.
+        require_mesh: drop detections in which the mesh model finds no face (fewer false
+            positives); with False they are kept, flagged `no_mesh`.
+        align_size: side in pixels of the aligned face crops.
+        keep_aligned: keep the aligned crops in `Faces.aligned` (needed by later stages).
+    """
+
+    mode: DetectMode = "auto"
+    min_score: float = 0.5
+    min_face_size: int = 0
+    max_faces: int | None = None
+    require_mesh: bool = True
+    align_size: int = ALIGN_SIZE
+    keep_aligned: bool = False
+    detector: DetectorOptions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.detector = DetectorOptions(self.mode, self.min_score, self.min_face_size, self.max_faces)
+
+
+class Analyzer:
+    """Finds and measures faces in images.
+
+    >>> with Analyzer(mode="fast") as analyzer:
+    ...     faces = analyzer.analyze("photo.jpg")
+    ...     table = faces.to_pandas()
+    """
+
+    def __init__(self, options: AnalyzerOptions | None = None, **kwargs) -> None:
+        self.options = options or AnalyzerOptions(**kwargs)
+        self._detector = FaceDetector(self.options.detector)
+        self._mesh = MeshEstimator()
+
+    def __enter__(self) -> "Analyzer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the models."""
+        self._detector.close()
+        self._mesh.close()
+
+    def analyze(self, image: ImageLike, color: str = "rgb", source: str | None = None) -> Faces:
+        """Analyse one image.
+
+        Args:
+            image: file path, PIL image, or numpy array (H, W[, 3|4]).
+            color: channel order of numpy input: "rgb" or "bgr" (as OpenCV reads).
+            source: name for the `source` column (defaults to the path or "<array>").
+
+        Returns:
+            `Faces` with boxes and landmarks in the original image's pixels.
+
+        Raises:
+            ImageError: the input cannot be read as an image (message says why).
+        """
+        return self.analyze_loaded(load_image(image, color=color, source=source))
+
+    def analyze_loaded(self, loaded: LoadedImage, frame: int = 0, time_s: float | None = None) -> Faces:
+        """Analyse an already decoded image (see `mien.io.images.load_image`)."""
+        rgb = loaded.rgb
+        height, width = rgb.shape[:2]
+        boxes, scores = self._detector.detect(rgb)
+        mesh = self._mesh.estimate(rgb, boxes)
+        keep = mesh.found if self.options.require_mesh else np.ones(len(boxes), bool)
+        faces = Faces(
+            boxes=boxes[keep], scores=scores[keep], image_size=(height, width),
+            source=loaded.source, frame=frame, time_s=time_s,
+            landmarks=mesh.landmarks[keep], blendshapes=mesh.blendshapes[keep],
+            transforms=mesh.transforms[keep],
+        )
+        faces.set_flag("no_mesh", ~mesh.found[keep])
+        self._measure(faces, rgb)
+        if loaded.scale != 1.0:
+            _rescale(faces, loaded)
+        return faces
+
+    def _measure(self, faces: Faces, rgb: np.ndarray) -> None:
+        """Fill pose, gaze, AUs, aligned crops, sharpness and quality flags in place."""
+        height, width = rgb.shape[:2]
+        ok = faces.has_mesh
+        if ok.any():
+            faces.pose[ok] = euler_from_transform(faces.transforms[ok])
+            faces.gaze[ok] = gaze_from_landmarks(faces.landmarks[ok])
+            faces.aus[ok] = estimate_aus(faces.blendshapes[ok], faces.landmarks[ok])
+        size = self.options.align_size
+        aligned = np.zeros((len(faces), size, size, 3), np.uint8)
+        for i in np.flatnonzero(ok):
+            aligned[i] = align_face(rgb, faces.landmarks[i], size, ALIGN_MARGIN)
+            faces.blur[i] = quality.sharpness(aligned[i])
+        if self.options.keep_aligned:
+            faces.aligned = aligned
+        sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+        faces.set_flag("small_face", sides < quality.MIN_SIDE)
+        with np.errstate(invalid="ignore"):
+            strong = (np.abs(faces.pose[:, 0]) > quality.MAX_YAW) | (np.abs(faces.pose[:, 1]) > quality.MAX_PITCH)
+            faces.set_flag("strong_pose", strong)
+            faces.set_flag("blurry", faces.blur < quality.BLUR_THRESHOLD)
+        partial = quality.box_outside_share(faces.boxes, width, height) > 0.10
+        if ok.any():
+            partial[ok] |= quality.outside_share(faces.landmarks[ok], width, height) > 0.05
+        faces.set_flag("partial", partial)
+
+    def analyze_paths(self, paths: Iterable[str | Path]) -> Iterator[tuple[Path, Faces | ImageError]]:
+        """Analyse files, folders and globs one by one; yields (path, Faces or ImageError)."""
+        for path in expand_inputs(paths):
+            try:
+                yield path, self.analyze(path)
+            except ImageError as exc:
+                yield path, exc
+
+
+def _rescale(faces: Faces, loaded: LoadedImage) -> None:
+    """Report coordinates in the stored image's pixels when it was shrunk for analysis."""
+    factor = 1.0 / loaded.scale
+    faces.boxes *= factor
+    faces.landmarks *= factor
+    faces.image_size = loaded.original_size

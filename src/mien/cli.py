@@ -1,0 +1,197 @@
+"""The `mien` command line. Run `mien --help`, or `mien COMMAND --help`.
+
+Exit codes: 0 every input succeeded; 1 at least one input failed (the others were processed
+and their rows written); 2 bad usage or nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging quiet
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="mien: offline facial expression analysis (faces, mesh, pose, blendshapes, AUs).")
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
+
+
+def _summary(frame, limit: int = 20) -> Table:
+    from mien.expression.aus import AU_NAMES
+
+    table = Table(title="faces", show_lines=False)
+    for col in ("source", "face", "score", "box x,y,w,h", "yaw/pitch/roll", "top AUs", "top blendshapes", "flags"):
+        table.add_column(col, overflow="fold")
+    bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
+    for _, row in frame.head(limit).iterrows():
+        name = Path(str(row["source"])).name
+        if not row["face_found"]:
+            table.add_row(name, "-", "", "", "", "no face found", "", "")
+            continue
+        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:3]
+        shapes = sorted(bs_cols, key=lambda c: -row[c])[:3]
+        flags = [c[5:] for c in frame.columns if c.startswith("flag_") and row[c]]
+        table.add_row(
+            name, str(row["face_id"]), f"{row['box_score']:.2f}",
+            f"{row['box_x']:.0f},{row['box_y']:.0f},{row['box_w']:.0f},{row['box_h']:.0f}",
+            f"{row['pose_yaw']:+.0f}/{row['pose_pitch']:+.0f}/{row['pose_roll']:+.0f}",
+            "\n".join(f"{a} {row[a]:.2f}" for a in aus),
+            "\n".join(f"{c[3:]} {row[c]:.2f}" for c in shapes),
+            ",".join(flags),
+        )
+    if len(frame) > limit:
+        table.caption = f"first {limit} of {len(frame)} rows"
+    return table
+
+
+def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
+    stem = source.stem
+    name, k = f"{stem}_annotated.jpg", 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}_annotated.jpg"
+    used.add(name)
+    return directory / name
+
+
+def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, max_faces: Optional[int],
+                 min_face_size: int, min_score: float, landmarks: str, annotate_dir: Optional[Path],
+                 show_table: bool = True) -> int:
+    """Shared by `analyze` and `demo`; returns the exit code."""
+    import pandas as pd
+
+    from mien.analyzer import Analyzer, AnalyzerOptions
+    from mien.io.images import ImageError, expand_inputs, load_image
+    from mien.io.table import TableWriter, faces_to_frame, resolve_format
+    from mien.report.annotate import annotate, save_rgb
+
+    inputs = list(expand_inputs(paths))
+    if not inputs:
+        errors.print("mien: no inputs given")
+        return EXIT_USAGE
+    if output is not None:
+        try:
+            resolve_format(output, fmt)  # fail before any work on a bad suffix
+        except ValueError as exc:
+            errors.print(f"mien: {exc}")
+            return EXIT_USAGE
+    if annotate_dir is not None:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    options = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score)
+    failed, shown, used_names = 0, [], set()
+    writer = TableWriter(output, fmt) if output is not None else None
+    try:
+        with Analyzer(options) as analyzer, Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=errors, transient=True, disable=len(inputs) < 2,
+        ) as progress:
+            task = progress.add_task("analysing", total=len(inputs))
+            for path in inputs:
+                try:
+                    loaded = load_image(path)
+                    faces = analyzer.analyze_loaded(loaded)
+                except ImageError as exc:
+                    failed += 1
+                    progress.console.print(f"[red]error[/red] {path}: {exc}", highlight=False)
+                    progress.advance(task)
+                    continue
+                frame = faces_to_frame([faces], landmarks=landmarks)
+                if writer is not None:
+                    writer.write(frame)
+                if annotate_dir is not None:
+                    drawn = annotate(loaded.rgb, faces, scale_coords=loaded.scale)
+                    save_rgb(_annotated_path(annotate_dir, Path(path), used_names), drawn)
+                if show_table and sum(len(f) for f in shown) < 50:
+                    shown.append(frame)
+                progress.advance(task)
+    finally:
+        if writer is not None:
+            writer.close()
+    if show_table and shown:
+        console.print(_summary(pd.concat(shown, ignore_index=True)))
+    ok = len(inputs) - failed
+    if output is not None:
+        console.print(f"wrote {writer.rows} rows for {ok} of {len(inputs)} inputs to {output}")
+    if failed:
+        errors.print(f"mien: {failed} of {len(inputs)} inputs failed")
+        return EXIT_FAILED_INPUTS
+    return EXIT_OK
+
+
+_MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."
+
+
+@app.command()
+def analyze(
+    paths: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Table to write: .parquet, .csv or .jsonl."),
+    fmt: str = typer.Option("auto", "--format", "-f", help="auto (from suffix), parquet, csv, jsonl, or openface (OpenFace 2 column names)."),
+    mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
+    max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
+    min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
+    min_score: float = typer.Option(0.5, help="Minimum detector confidence (0-1)."),
+    landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
+    annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
+) -> None:
+    """Analyse images: one table row per face (box, pose, gaze, AUs, blendshapes, flags, landmarks)."""
+    _check_choice("--format", fmt, ("auto", "parquet", "csv", "jsonl", "openface"))
+    _check_choice("--mode", mode, ("fast", "thorough", "auto"))
+    _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
+    code = run_analysis(paths, output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
+                        annotate_dir, show_table=not quiet)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("mien-demo"), "--out", "-o", help="Folder for the table and annotated image."),
+) -> None:
+    """Analyse the bundled astronaut photo (public domain): prints a table, writes CSV and a picture."""
+    from importlib.resources import files
+
+    photo = Path(str(files("mien") / "data" / "astronaut.jpg"))
+    table = out_dir / "astronaut.csv"
+    code = run_analysis([str(photo)], table, "auto", "auto", None, 0, 0.5, "2d", out_dir)
+    if code == EXIT_OK:
+        console.print(f"annotated image: {out_dir / 'astronaut_annotated.jpg'}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def models() -> None:
+    """List the model weights mien uses: source package, license, checksum, status."""
+    from mien.models.registry import list_models, verify
+
+    table = Table(title="models")
+    for col in ("name", "file", "contents", "source", "license", "runtime", "sha256", "status"):
+        table.add_column(col, overflow="fold")
+    for info in list_models():
+        status = "[green]ok[/green]" if verify(info.name) else "[red]missing[/red]"
+        table.add_row(info.name, info.file, info.description, info.source, info.license, info.runtime,
+                      info.sha256[:16] + "...", status)
+    console.print(table)
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+
+
+def main() -> None:  # pragma: no cover - entry point for `python -m mien`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Expression-level estimates: action units (and, later, expression classes)."""

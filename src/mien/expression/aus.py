@@ -1,0 +1,125 @@
+"""Action-unit *estimates* from blendshapes and mesh geometry.
+
+These are not FACS-coded labels: no human coder or AU-trained model is involved. Each AU is a
+documented function of MediaPipe's ARKit-style blendshapes (left and right averaged) or of mesh
+geometry, giving an intensity in [0, 1]. The table below is the mapping; `README.md` repeats it.
+
+| AU   | name                 | estimate                                                    |
+|------|----------------------|-------------------------------------------------------------|
+| AU01 | inner brow raiser    | browInnerUp                                                 |
+| AU02 | outer brow raiser    | mean(browOuterUpLeft, browOuterUpRight)                     |
+| AU04 | brow lowerer         | mean(browDownLeft, browDownRight)                           |
+| AU05 | upper lid raiser     | mean(eyeWideLeft, eyeWideRight)                             |
+| AU06 | cheek raiser         | max(mean(cheekSquint L/R), mean(eyeSquint L/R) * AU12)      |
+| AU07 | lid tightener        | mean(eyeSquintLeft, eyeSquintRight)                         |
+| AU09 | nose wrinkler        | mean(noseSneerLeft, noseSneerRight)                         |
+| AU10 | upper lip raiser     | mean(mouthUpperUpLeft, mouthUpperUpRight)                   |
+| AU12 | lip corner puller    | mean(mouthSmileLeft, mouthSmileRight)                       |
+| AU14 | dimpler              | mean(mouthDimpleLeft, mouthDimpleRight)                     |
+| AU15 | lip corner depressor | mean(mouthFrownLeft, mouthFrownRight)                       |
+| AU17 | chin raiser          | mouthShrugLower                                             |
+| AU20 | lip stretcher        | mean(mouthStretchLeft, mouthStretchRight)                   |
+| AU23 | lip tightener        | mean(mouthPressLeft, mouthPressRight, mouthPucker) (weak)   |
+| AU24 | lip pressor          | mean(mouthPressLeft, mouthPressRight)                       |
+| AU25 | lips part            | geometry: inner-lip gap / mouth width, 0 at 0, 1 at >= 0.15 |
+| AU26 | jaw drop             | jawOpen                                                     |
+| AU28 | lip suck             | mean(mouthRollLower, mouthRollUpper)                        |
+| AU43 | eyes closed          | geometry: 1 - (eye opening / eye width - 0.05) / 0.17       |
+| AU45 | blink                | mean(eyeBlinkLeft, eyeBlinkRight)                           |
+
+AU06: MediaPipe's cheekSquint outputs stay near zero, so the Duchenne pattern (eye squint
+while smiling) stands in for it. AU43 and AU45 cannot be told apart in one still image; in
+video AU45 is the brief version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mien.face.blendshapes import BLENDSHAPE_INDEX
+
+AU_NAMES: tuple[str, ...] = (
+    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14",
+    "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43", "AU45",
+)
+
+AU_DESCRIPTIONS: dict[str, str] = {
+    "AU01": "inner brow raiser", "AU02": "outer brow raiser", "AU04": "brow lowerer",
+    "AU05": "upper lid raiser", "AU06": "cheek raiser", "AU07": "lid tightener",
+    "AU09": "nose wrinkler", "AU10": "upper lip raiser", "AU12": "lip corner puller",
+    "AU14": "dimpler", "AU15": "lip corner depressor", "AU17": "chin raiser",
+    "AU20": "lip stretcher", "AU23": "lip tightener", "AU24": "lip pressor",
+    "AU25": "lips part", "AU26": "jaw drop", "AU28": "lip suck", "AU43": "eyes closed",
+    "AU45": "blink",
+}
+
+# AUs that are a plain mean of blendshapes.
+_FROM_BLENDSHAPES: dict[str, tuple[str, ...]] = {
+    "AU01": ("browInnerUp",),
+    "AU02": ("browOuterUpLeft", "browOuterUpRight"),
+    "AU04": ("browDownLeft", "browDownRight"),
+    "AU05": ("eyeWideLeft", "eyeWideRight"),
+    "AU07": ("eyeSquintLeft", "eyeSquintRight"),
+    "AU09": ("noseSneerLeft", "noseSneerRight"),
+    "AU10": ("mouthUpperUpLeft", "mouthUpperUpRight"),
+    "AU12": ("mouthSmileLeft", "mouthSmileRight"),
+    "AU14": ("mouthDimpleLeft", "mouthDimpleRight"),
+    "AU15": ("mouthFrownLeft", "mouthFrownRight"),
+    "AU17": ("mouthShrugLower",),
+    "AU20": ("mouthStretchLeft", "mouthStretchRight"),
+    "AU23": ("mouthPressLeft", "mouthPressRight", "mouthPucker"),
+    "AU24": ("mouthPressLeft", "mouthPressRight"),
+    "AU26": ("jawOpen",),
+    "AU28": ("mouthRollLower", "mouthRollUpper"),
+    "AU45": ("eyeBlinkLeft", "eyeBlinkRight"),
+}
+
+# Mesh indices (MediaPipe canonical face mesh).
+_INNER_LIP_TOP, _INNER_LIP_BOTTOM = 13, 14
+_MOUTH_CORNERS = (61, 291)
+# (outer corner, inner corner, upper lid, lower lid) for the subject's right and left eye.
+_EYES = ((33, 133, 159, 145), (263, 362, 386, 374))
+
+
+def _mean_of(blendshapes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    return blendshapes[:, [BLENDSHAPE_INDEX[n] for n in names]].mean(axis=1)
+
+
+def _dist(points: np.ndarray, a: int, b: int) -> np.ndarray:
+    return np.linalg.norm(points[:, a, :2] - points[:, b, :2], axis=1)
+
+
+def lips_apart(landmarks: np.ndarray) -> np.ndarray:
+    """(n,) inner-lip gap divided by mouth width."""
+    width = _dist(landmarks, *_MOUTH_CORNERS)
+    return _dist(landmarks, _INNER_LIP_TOP, _INNER_LIP_BOTTOM) / np.maximum(width, 1e-6)
+
+
+def eye_opening(landmarks: np.ndarray) -> np.ndarray:
+    """(n,) eyelid distance divided by eye width, averaged over both eyes."""
+    ratios = [
+        _dist(landmarks, top, bottom) / np.maximum(_dist(landmarks, outer, inner), 1e-6)
+        for outer, inner, top, bottom in _EYES
+    ]
+    return np.mean(ratios, axis=0)
+
+
+def estimate_aus(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(n, 20) AU intensity estimates in [0, 1], columns ordered as AU_NAMES.
+
+    Args:
+        blendshapes: (n, 52) scores ordered as BLENDSHAPE_NAMES.
+        landmarks: (n, 478, 3) mesh in pixels (only ratios are used, so any scale works).
+    """
+    blendshapes = np.asarray(blendshapes, dtype=np.float32)
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    out = np.zeros((len(blendshapes), len(AU_NAMES)), dtype=np.float32)
+    col = {name: i for i, name in enumerate(AU_NAMES)}
+    for au, names in _FROM_BLENDSHAPES.items():
+        out[:, col[au]] = _mean_of(blendshapes, names)
+    squint = _mean_of(blendshapes, ("eyeSquintLeft", "eyeSquintRight"))
+    cheek = _mean_of(blendshapes, ("cheekSquintLeft", "cheekSquintRight"))
+    out[:, col["AU06"]] = np.maximum(cheek, squint * out[:, col["AU12"]])
+    out[:, col["AU25"]] = lips_apart(landmarks) / 0.15
+    out[:, col["AU43"]] = 1.0 - (eye_opening(landmarks) - 0.05) / 0.17
+    return np.clip(out, 0.0, 1.0)

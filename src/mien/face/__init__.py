@@ -1,0 +1,1 @@
+"""Face stages: detection, mesh and blendshapes, head pose and gaze, alignment, quality."""

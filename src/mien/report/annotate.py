@@ -1,0 +1,70 @@
+"""Draw results on images: boxes, the mesh, head-pose axes and a short label per face."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mien.expression.aus import AU_NAMES
+from mien.faces import QUALITY_FLAGS, Faces
+
+_BOX = (40, 200, 80)
+_FLAGGED = (240, 160, 30)
+_MESH = (230, 230, 230)
+_IRIS = (60, 160, 255)
+
+
+def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: float = 1.0) -> np.ndarray:
+    """Copy of an RGB image with each face's box, mesh, pose axes and label drawn on it.
+
+    `scale_coords` maps `faces` coordinates to this image's pixels (the `LoadedImage.scale` of
+    a shrunk image; 1.0 when they already match).
+    """
+    out = np.ascontiguousarray(rgb.copy())
+    boxes, landmarks = faces.boxes * scale_coords, faces.landmarks * scale_coords
+    scale = max(1.0, max(out.shape[:2]) / 700.0)
+    thick = max(1, round(2 * scale))
+    for i in range(len(faces)):
+        x1, y1, x2, y2 = boxes[i].astype(int)
+        colour = _FLAGGED if faces.flags[i, :4].any() else _BOX
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        if faces.has_mesh[i]:
+            pts = landmarks[i, :, :2]
+            for x, y in pts[:468]:
+                cv2.circle(out, (int(x), int(y)), max(1, thick // 2), _MESH, -1)
+            for x, y in pts[468:]:
+                cv2.circle(out, (int(x), int(y)), max(1, thick // 2), _IRIS, -1)
+            _pose_axes(out, pts[1], faces.pose[i], (x2 - x1) * 0.5, thick)
+        for line_no, text in enumerate(_label(faces, i, top_aus)):
+            y = max(12, y1 - 6 - 16 * scale * line_no)
+            cv2.putText(out, text, (x1, int(y)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale,
+                        colour, max(1, thick // 2), cv2.LINE_AA)
+    return out
+
+
+def _label(faces: Faces, i: int, top_aus: int) -> list[str]:
+    lines = [f"#{i} {faces.scores[i]:.2f}"]
+    if faces.has_mesh[i]:
+        yaw, pitch, roll = faces.pose[i]
+        lines[0] += f" yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}"
+        order = np.argsort(-faces.aus[i])[:top_aus]
+        lines.insert(0, " ".join(f"{AU_NAMES[k]} {faces.aus[i, k]:.2f}" for k in order))
+    flags = [name for name, on in zip(QUALITY_FLAGS, faces.flags[i]) if on]
+    if flags:
+        lines.insert(0, "! " + ", ".join(flags))
+    return lines
+
+
+def _pose_axes(img: np.ndarray, origin: np.ndarray, pose: np.ndarray, length: float, thick: int) -> None:
+    """Draw the head's forward direction from the nose tip."""
+    yaw, pitch = np.radians(pose[0]), np.radians(pose[1])
+    dx = np.sin(yaw) * length
+    dy = -np.sin(pitch) * length
+    start = (int(origin[0]), int(origin[1]))
+    cv2.arrowedLine(img, start, (int(origin[0] + dx), int(origin[1] + dy)), (255, 60, 60), thick, tipLength=0.2)
+
+
+def save_rgb(path, rgb: np.ndarray) -> None:
+    """Write an RGB array to an image file (format from the suffix)."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write image")
