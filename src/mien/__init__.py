@@ -5,6 +5,11 @@
 ...     table = analyzer.analyze("photo.jpg").to_pandas()
 """
 
+import os
+
+# MediaPipe's native code logs warnings to stderr by default; keep them to errors.
+os.environ.setdefault("GLOG_minloglevel", "2")
+
 from mien.analyzer import Analyzer, AnalyzerOptions
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, load_image

@@ -6,13 +6,9 @@ and their rows written); 2 bad usage or nothing to do.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
-
-os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging quiet
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 from rich.console import Console
@@ -103,7 +99,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
                     faces = analyzer.analyze_loaded(loaded)
                 except ImageError as exc:
                     failed += 1
-                    progress.console.print(f"[red]error[/red] {path}: {exc}", highlight=False)
+                    progress.console.print(f"[red]error[/red] {path}: {exc}", highlight=False, soft_wrap=True)
                     progress.advance(task)
                     continue
                 frame = faces_to_frame([faces], landmarks=landmarks)
@@ -122,9 +118,9 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
         console.print(_summary(pd.concat(shown, ignore_index=True)))
     ok = len(inputs) - failed
     if output is not None:
-        console.print(f"wrote {writer.rows} rows for {ok} of {len(inputs)} inputs to {output}")
+        console.print(f"wrote {writer.rows} rows for {ok} of {len(inputs)} inputs to {output}", soft_wrap=True)
     if failed:
-        errors.print(f"mien: {failed} of {len(inputs)} inputs failed")
+        errors.print(f"mien: {failed} of {len(inputs)} inputs failed", soft_wrap=True)
         return EXIT_FAILED_INPUTS
     return EXIT_OK
 
@@ -165,7 +161,7 @@ def demo(
     table = out_dir / "astronaut.csv"
     code = run_analysis([str(photo)], table, "auto", "auto", None, 0, 0.5, "2d", out_dir)
     if code == EXIT_OK:
-        console.print(f"annotated image: {out_dir / 'astronaut_annotated.jpg'}")
+        console.print(f"annotated image: {out_dir / 'astronaut_annotated.jpg'}", soft_wrap=True)
     raise typer.Exit(code)
 
 

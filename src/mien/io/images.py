@@ -20,6 +20,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 64_000_000
 # Images are analysed with their longer side at most this long.
 MAX_SIDE = 4096
+# Images smaller than this on either side cannot show a usable face.
+MIN_SIDE = 16
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -56,7 +58,7 @@ def load_image(image: ImageLike, color: str = "rgb", source: str | None = None) 
         source: name used in messages and tables (defaults to the path or "<array>").
     """
     if isinstance(image, np.ndarray):
-        return LoadedImage(_array_to_rgb(image, color), source or "<array>", image.shape[:2])
+        return _limit_side(_array_to_rgb(image, color), source or "<array>", image.shape[:2])
     if isinstance(image, Image.Image):
         rgb = _pil_to_rgb(ImageOps.exif_transpose(image))
         return _limit_side(rgb, source or "<PIL image>", (image.height, image.width))
@@ -140,6 +142,8 @@ def _array_to_rgb(arr: np.ndarray, color: str) -> np.ndarray:
 
 def _limit_side(rgb: np.ndarray, source: str, original: tuple[int, int]) -> LoadedImage:
     height, width = rgb.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"image too small to hold a face ({width}x{height} px)")
     scale = min(1.0, MAX_SIDE / max(height, width))
     if scale < 1.0:
         import cv2

@@ -132,24 +132,20 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
     intensity on OpenFace's 0-5 scale; `AUxx_c` presence (estimate >= 0.3); landmarks `x_i`,
     `y_i`, `z_i`. Other mien columns (blendshapes, flags) are kept under their own names.
     """
-    out = pd.DataFrame({
+    cols = {
         "input": frame["source"], "frame": frame["frame"], "face_id": frame["face_id"],
         "timestamp": frame["time_s"].fillna(0.0),
         "confidence": frame["box_score"], "success": frame["face_found"].astype(int),
         "gaze_angle_x": np.radians(frame["gaze_yaw"]), "gaze_angle_y": np.radians(frame["gaze_pitch"]),
         "pose_Rx": np.radians(frame["pose_pitch"]), "pose_Ry": np.radians(frame["pose_yaw"]),
         "pose_Rz": np.radians(frame["pose_roll"]),
-    })
-    for au in AU_COLUMNS:
-        out[f"{au}_r"] = (frame[au] * 5.0).astype(np.float32)
-    for au in AU_COLUMNS:
-        out[f"{au}_c"] = (frame[au] >= 0.3).astype(int)
-    for col in frame.columns:
-        if col.startswith("lm_"):
-            _, axis, i = col.split("_")
-            out[f"{axis}_{i}"] = frame[col]
+    }
+    cols.update({f"{au}_r": (frame[au] * 5.0).astype(np.float32) for au in AU_COLUMNS})
+    cols.update({f"{au}_c": (frame[au] >= 0.3).astype(int) for au in AU_COLUMNS})
+    cols.update({c.replace("lm_", "", 1): frame[c] for c in frame.columns if c.startswith("lm_")})
     keep = [c for c in frame.columns if c.startswith(("bs_", "flag_", "box_")) or c == "sharpness"]
-    return pd.concat([out, frame[keep]], axis=1)
+    cols.update({c: frame[c] for c in keep})
+    return pd.DataFrame(cols)
 
 
 TableFormat = Literal["auto", "parquet", "csv", "jsonl", "openface"]

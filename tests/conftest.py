@@ -1,0 +1,54 @@
+"""Shared fixtures: real models, the public-domain astronaut photo, generated test images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import mien
+
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """(512, 512, 3) uint8 RGB, public domain (scikit-image)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    with mien.Analyzer(mode="auto") as a:
+        yield a
+
+
+@pytest.fixture(scope="session")
+def face_crop(astronaut) -> np.ndarray:
+    """The astronaut's head with some margin (RGB)."""
+    return np.ascontiguousarray(astronaut[30:230, 120:330])
+
+
+def collage(tile: np.ndarray, rows: int, cols: int, tile_px: int, gap: int = 20,
+            background: int = 90) -> np.ndarray:
+    """Grid of copies of `tile` resized to `tile_px`, on a grey canvas (RGB)."""
+    small = cv2.resize(tile, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+    h = rows * (tile_px + gap) + gap
+    w = cols * (tile_px + gap) + gap
+    canvas = np.full((h, w, 3), background, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            y, x = gap + r * (tile_px + gap), gap + c * (tile_px + gap)
+            canvas[y:y + tile_px, x:x + tile_px] = small
+    return canvas
+
+
+def needs_dataset(name: str) -> Path:
+    path = DATASETS / name
+    if not path.exists():
+        pytest.skip(f"dataset {name} not present at {path}")
+    return path

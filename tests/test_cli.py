@@ -1,0 +1,89 @@
+"""The `mien` command as a user runs it (subprocesses, real files)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+
+def mien(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "mien", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory, astronaut):
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(astronaut).save(folder / "astro.jpg")
+    Image.fromarray(astronaut[:, ::-1]).save(folder / "mirror.png")
+    Image.new("RGB", (320, 240), (40, 90, 160)).save(folder / "sky.jpg")
+    return folder
+
+
+def test_analyze_folder_writes_table_and_annotations(tmp_path, photo_dir):
+    out = tmp_path / "faces.parquet"
+    result = mien("analyze", photo_dir, "-o", out, "--annotate", tmp_path / "ann")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(out)
+    assert len(table) == 3
+    by_name = {s.rsplit("/", 1)[-1]: row for s, row in zip(table["source"], table.itertuples())}
+    assert by_name["sky.jpg"].face_found is False or not by_name["sky.jpg"].face_found
+    assert by_name["astro.jpg"].pose_roll * by_name["mirror.png"].pose_roll < 0
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [
+        "astro_annotated.jpg", "mirror_annotated.jpg", "sky_annotated.jpg"]
+    assert "astro.jpg" in result.stdout and "wrote 3 rows" in result.stdout
+
+
+def test_bad_inputs_do_not_stop_the_batch(tmp_path, photo_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "text.png").write_text("not an image")
+    good = photo_dir / "astro.jpg"
+    out = tmp_path / "faces.jsonl"
+    result = mien("analyze", bad / "zero.jpg", good, bad / "text.png", tmp_path / "missing.jpg", "-o", out, "-q")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 3
+    assert any("zero.jpg: empty file" in e for e in errors)
+    assert any("missing.jpg: no such file" in e for e in errors)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["face_found"] is True
+    assert "3 of 4 inputs failed" in result.stderr
+
+
+def test_openface_csv(tmp_path, photo_dir):
+    out = tmp_path / "of.csv"
+    assert mien("analyze", photo_dir / "astro.jpg", "-o", out, "--format", "openface", "-q").returncode == 0
+    assert {"AU12_r", "AU12_c", "pose_Rx", "x_0"} <= set(pd.read_csv(out).columns)
+
+
+def test_usage_errors_exit_2(tmp_path, photo_dir):
+    assert mien("analyze", photo_dir, "-o", tmp_path / "out.xlsx").returncode == 2
+    assert mien("analyze", photo_dir, "--mode", "sloppy").returncode == 2
+
+
+def test_demo_writes_table_and_picture(tmp_path):
+    result = mien("demo", "--out", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "demo" / "astronaut.csv")
+    assert len(table) == 1 and table["face_found"][0]
+    assert table["AU12"][0] > 0.5
+    assert (tmp_path / "demo" / "astronaut_annotated.jpg").stat().st_size > 10_000
+
+
+def test_models_lists_verified_weights():
+    result = mien("models")
+    assert result.returncode == 0
+    assert "face_landmarker" in result.stdout and "Apache-2.0" in result.stdout and "ok" in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["demo"], ["models"]])
+def test_help_everywhere(command):
+    result = mien(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout

@@ -1,0 +1,143 @@
+"""The whole image pipeline on real images with the real models."""
+
+import cv2
+import numpy as np
+import pytest
+
+import mien
+from conftest import collage, needs_dataset
+from mien.expression.aus import AU_NAMES
+from mien.face.align import align_face, five_points, template
+
+
+def unsmile(img: np.ndarray, landmarks: np.ndarray, shift: float = 12.0, radius: float = 14.0) -> np.ndarray:
+    """Pull the mouth corners down and in with a smooth local warp: the smile goes away."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_x, map_y = xx.copy(), yy.copy()
+    centre_x = (landmarks[61, 0] + landmarks[291, 0]) / 2
+    for idx in (61, 291):
+        cx, cy = landmarks[idx, :2]
+        dx, dy = (centre_x - cx) * 0.15, shift
+        weight = np.exp(-((xx - cx - dx) ** 2 + (yy - cy - dy) ** 2) / (2 * radius ** 2))
+        map_x -= dx * weight
+        map_y -= dy * weight
+    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_astronaut_one_face_full_measurements(analyzer, astronaut):
+    faces = analyzer.analyze(astronaut)
+    assert len(faces) == 1
+    lm = faces.landmarks[0]
+    assert lm.shape == (478, 3) and np.isfinite(lm).all()
+    x1, y1, x2, y2 = faces.boxes[0]
+    inside = (lm[:, 0] > x1 - 20) & (lm[:, 0] < x2 + 20) & (lm[:, 1] > y1 - 30) & (lm[:, 1] < y2 + 20)
+    assert inside.mean() > 0.95
+    assert np.all(np.abs(faces.pose[0]) < 20)  # near-frontal portrait
+    assert np.all(np.abs(faces.gaze[0]) < 15)  # looking at the camera
+    assert faces.blendshapes.shape == (1, 52) and 0 <= faces.blendshapes.min() <= faces.blendshapes.max() <= 1
+    assert not faces.flags.any()
+
+
+def test_smile_raises_au12_and_smile_blendshapes(analyzer, astronaut):
+    smiling = analyzer.analyze(astronaut)
+    neutral = analyzer.analyze(unsmile(astronaut, smiling.landmarks[0]))
+    au12 = AU_NAMES.index("AU12")
+    assert smiling.aus[0, au12] > 0.6 > 0.2 > neutral.aus[0, au12]
+    df_s, df_n = smiling.to_pandas(), neutral.to_pandas()
+    assert df_s["bs_mouthSmileLeft"][0] > df_n["bs_mouthSmileLeft"][0] + 0.4
+
+
+def test_happy_faces_smile_more_than_neutral_ones_in_affectnet(analyzer):
+    root = needs_dataset("affectnet8") / "valid"
+    au12 = {}
+    for label in ("happy", "neutral"):
+        values = []
+        for path in sorted((root / label).glob("*.jpg"))[:25]:
+            faces = analyzer.analyze(path)
+            if len(faces):
+                values.append(faces.aus[0, AU_NAMES.index("AU12")])
+        au12[label] = np.mean(values)
+    assert au12["happy"] > au12["neutral"] + 0.3
+
+
+def test_mirroring_flips_yaw_and_roll_keeps_pitch(analyzer, astronaut):
+    rotated = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), -12, 1.0), (512, 512))
+    a = analyzer.analyze(rotated).pose[0]
+    b = analyzer.analyze(rotated[:, ::-1]).pose[0]
+    assert a[2] > 8 and b[2] < -8  # roll: clockwise in the image is positive
+    assert abs(a[2] + b[2]) < 3
+    assert abs(a[1] - b[1]) < 3
+
+
+def test_yaw_sign_follows_the_nose(analyzer):
+    """A face turned to the image's right has its nose right of the eye midline."""
+    root = needs_dataset("utkface")
+    checked = 0
+    for path in sorted(root.glob("*.jpg"))[:60]:
+        faces = analyzer.analyze(path)
+        if len(faces) != 1:
+            continue
+        lm = faces.landmarks[0]
+        offset = (lm[1, 0] - (lm[33, 0] + lm[263, 0]) / 2) / abs(lm[263, 0] - lm[33, 0])
+        if abs(offset) > 0.1:
+            assert np.sign(faces.pose[0, 0]) == np.sign(offset)
+            checked += 1
+    assert checked >= 3
+
+
+def test_multi_face_image_gives_several_rows(analyzer, face_crop):
+    group = collage(face_crop, rows=2, cols=3, tile_px=150)
+    table = analyzer.analyze(group).to_pandas()
+    assert len(table) == 6
+    assert table["face_found"].all() and table["face_id"].tolist() == list(range(6))
+    assert table["box_score"].min() > 0.5
+
+
+def test_bgr_and_pil_inputs_match_rgb(analyzer, astronaut):
+    from PIL import Image
+
+    rgb = analyzer.analyze(astronaut)
+    bgr = analyzer.analyze(astronaut[:, :, ::-1].copy(), color="bgr")
+    pil = analyzer.analyze(Image.fromarray(astronaut))
+    np.testing.assert_allclose(rgb.boxes, bgr.boxes, atol=1)
+    np.testing.assert_allclose(rgb.boxes, pil.boxes, atol=1)
+
+
+def test_alignment_puts_eyes_and_mouth_on_the_template(analyzer, astronaut):
+    faces = analyzer.analyze(astronaut)
+    crop = align_face(astronaut, faces.landmarks[0], size=112)
+    assert crop.shape == (112, 112, 3)
+    again = mien.Analyzer(mode="fast")
+    try:
+        aligned_faces = again.analyze(cv2.resize(crop, (224, 224)))
+    finally:
+        again.close()
+    error = np.linalg.norm(five_points(aligned_faces.landmarks[0]) / 2 - template(112), axis=1)
+    # A similarity transform fits the five points in the least-squares sense: eyes land
+    # within a few pixels; the smiling mouth is wider than the template's.
+    assert error[:2].max() < 4 and error.mean() < 5
+
+
+def test_quality_flags(analyzer, astronaut, face_crop):
+    blurred = analyzer.analyze(cv2.GaussianBlur(astronaut, (0, 0), 3))
+    assert len(blurred) == 1 and blurred.flag("blurry")[0]
+    edge = analyzer.analyze(np.ascontiguousarray(astronaut[:, 205:]))  # face cut by the left edge
+    assert len(edge) == 1 and edge.flag("partial")[0]
+    tiny = collage(face_crop, rows=1, cols=1, tile_px=70, gap=200)
+    small = analyzer.analyze(tiny)
+    assert len(small) == 1 and small.flag("small_face")[0]
+
+
+def test_large_image_reports_original_coordinates(analyzer, astronaut):
+    big = cv2.resize(astronaut, (5120, 5120), interpolation=cv2.INTER_LINEAR)
+    faces = analyzer.analyze(big)
+    small = analyzer.analyze(astronaut)
+    assert faces.image_size == (5120, 5120)
+    np.testing.assert_allclose(faces.boxes[0] / 10, small.boxes[0], atol=4)
+
+
+def test_require_mesh_false_keeps_unconfirmed_detections(face_crop):
+    with mien.Analyzer(mode="thorough", require_mesh=False) as a:
+        faces = a.analyze(collage(face_crop, rows=1, cols=2, tile_px=150))
+    assert len(faces) == 2 and faces.has_mesh.all()
