@@ -11,7 +11,7 @@ import numpy as np
 from mien.expression.aus import estimate_aus
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
-from mien.face.detect import DetectMode, DetectorOptions, FaceDetector
+from mien.face.detect import DetectMode, DetectorOptions, FaceDetector, box_iou
 from mien.face.mesh import MeshEstimator
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import Faces
@@ -93,6 +93,7 @@ class Analyzer:
         height, width = rgb.shape[:2]
         boxes, scores = self._detector.detect(rgb)
         mesh = self._mesh.estimate(rgb, boxes)
+        mesh.found &= _mesh_matches_box(mesh.landmarks, boxes)
         keep = mesh.found if self.options.require_mesh else np.ones(len(boxes), bool)
         faces = Faces(
             boxes=boxes[keep], scores=scores[keep], image_size=(height, width),
@@ -139,6 +140,21 @@ class Analyzer:
                 yield path, self.analyze(path)
             except ImageError as exc:
                 yield path, exc
+
+
+def _mesh_matches_box(landmarks: np.ndarray, boxes: np.ndarray, min_iou: float = 0.3) -> np.ndarray:
+    """(n,) False where the mesh found in a box's crop belongs to another, larger face.
+
+    A crop around a false detection (a chin, a collar) can show part of a neighbouring face;
+    the mesh then lies mostly outside the box.
+    """
+    ok = np.zeros(len(boxes), bool)
+    for i, (box, pts) in enumerate(zip(boxes, landmarks)):
+        if np.isnan(pts).any():
+            continue
+        mesh_box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
+        ok[i] = box_iou(box, mesh_box)[0, 0] >= min_iou
+    return ok
 
 
 def _rescale(faces: Faces, loaded: LoadedImage) -> None:

@@ -7,7 +7,8 @@ a tenth of the image. Two modes:
 - ``thorough``: the same model over an overlapping tile pyramid (whole image, then windows of
   1/2, 1/4 and 1/8 of the longer side at 50% overlap, as far as the image size needs), merged
   with non-maximum suppression; finds small faces in group photos and crowds.
-- ``auto``: fast first; thorough if that found no face, more than two, or only small ones.
+- ``auto``: the whole image and the half-size tiles; when that shows a group (no face, more
+  than two, small ones, or faces only the tiles see), the full pyramid.
 """
 
 from __future__ import annotations
@@ -82,21 +83,26 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.
     return np.asarray(merged_boxes, np.float32).reshape(-1, 4), np.asarray(merged_scores, np.float32)
 
 
-def tile_windows(width: int, height: int, min_window: int = 160) -> list[tuple[int, int, int, int]]:
-    """Square windows (x1, y1, x2, y2) of the tile pyramid, whole image first.
+def pyramid_levels(width: int, height: int, min_window: int = 160) -> list[list[tuple[int, int, int, int]]]:
+    """Square windows (x1, y1, x2, y2) of the tile pyramid, one list per level, whole image first.
 
     Each level halves the window (1/2, 1/4, 1/8 of the longer side) with 50% overlap, so every
     face up to half a window wide lies wholly inside some window; levels stop at `min_window` px.
     """
-    windows = [(0, 0, width, height)]
+    levels = [[(0, 0, width, height)]]
     side = max(width, height) // 2
     while side >= min_window:
         stride = side // 2
         xs = _starts(width, side, stride)
         ys = _starts(height, side, stride)
-        windows += [(x, y, min(x + side, width), min(y + side, height)) for y in ys for x in xs]
+        levels.append([(x, y, min(x + side, width), min(y + side, height)) for y in ys for x in xs])
         side //= 2
-    return windows
+    return levels
+
+
+def tile_windows(width: int, height: int, min_window: int = 160) -> list[tuple[int, int, int, int]]:
+    """All windows of `pyramid_levels`, whole image first."""
+    return [w for level in pyramid_levels(width, height, min_window) for w in level]
 
 
 def _starts(length: int, side: int, stride: int) -> list[int]:
@@ -137,21 +143,29 @@ class FaceDetector:
         """
         mode = mode or self.options.mode
         height, width = rgb.shape[:2]
+        levels = pyramid_levels(width, height)
+        if mode == "fast":
+            return self._finish(*self._detect_windows(rgb, levels[0]))
         if mode == "thorough":
-            windows = tile_windows(width, height)
-        else:
-            windows = [(0, 0, width, height)]
-        boxes, scores = self._detect_windows(rgb, windows)
-        if mode == "auto" and self._needs_thorough(boxes, width, height):
+            return self._finish(*self._detect_windows(rgb, tile_windows(width, height)))
+        # auto: the whole image, then the half-size tiles; if those show any face the whole
+        # image missed (or only small faces), this is a group photo: run the full pyramid.
+        boxes, scores = self._detect_windows(rgb, levels[0])
+        if len(levels) > 1 and self._looks_like_single(boxes, width, height):
+            half_boxes, half_scores = self._detect_windows(rgb, levels[1])
+            if not _new_faces(boxes, half_boxes[half_scores >= self.options.min_score]):
+                return self._finish(np.concatenate([boxes, half_boxes]), np.concatenate([scores, half_scores]))
+        if len(levels) > 1:
             boxes, scores = self._detect_windows(rgb, tile_windows(width, height))
         return self._finish(boxes, scores)
 
-    @staticmethod
-    def _needs_thorough(boxes: np.ndarray, width: int, height: int) -> bool:
-        if len(boxes) == 0 or len(boxes) > 2:
-            return True
-        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        return bool(sides.min() < 0.15 * min(width, height))
+    def _looks_like_single(self, boxes: np.ndarray, width: int, height: int) -> bool:
+        """One or two confident, large faces: a portrait, not a group."""
+        strong = boxes[self._last_scores >= self.options.min_score] if len(boxes) else boxes
+        if not 1 <= len(strong) <= 2:
+            return False
+        sides = np.minimum(strong[:, 2] - strong[:, 0], strong[:, 3] - strong[:, 1])
+        return bool(sides.min() >= 0.15 * min(width, height))
 
     def _detect_windows(self, rgb: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
         import mediapipe as mp
@@ -172,8 +186,10 @@ class FaceDetector:
                 all_boxes.append(box + [x1, y1, x1, y1])
                 all_scores.append(det.categories[0].score)
         if not all_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        return np.stack(all_boxes), np.asarray(all_scores, dtype=np.float32)
+            self._last_scores = np.zeros(0, np.float32)
+            return np.zeros((0, 4), np.float32), self._last_scores
+        self._last_scores = np.asarray(all_scores, dtype=np.float32)
+        return np.stack(all_boxes), self._last_scores
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         opts = self.options
@@ -187,6 +203,15 @@ class FaceDetector:
         if opts.max_faces is not None:
             boxes, scores = boxes[: opts.max_faces], scores[: opts.max_faces]
         return boxes, scores
+
+
+def _new_faces(known: np.ndarray, candidates: np.ndarray) -> bool:
+    """True if some candidate box overlaps none of the known boxes."""
+    if len(candidates) == 0:
+        return False
+    if len(known) == 0:
+        return True
+    return bool((box_iou(candidates, known).max(axis=1) < 0.2).any())
 
 
 def _inside_tile(box, tile_w, tile_h, window, width, height, margin: int = 2) -> bool:
