@@ -87,3 +87,12 @@ def test_models_lists_verified_weights():
 def test_help_everywhere(command):
     result = mien(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_keep_unconfirmed_flag_is_accepted(tmp_path):
+    """The flag reaches the pipeline (its effect is tested in test_pipeline.py)."""
+    img = tmp_path / "grey.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(img)
+    out = tmp_path / "o.csv"
+    assert mien("analyze", img, "-o", out, "--keep-unconfirmed", "-q").returncode == 0
+    assert len(pd.read_csv(out)) == 1

@@ -63,7 +63,7 @@ def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
 
 def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, max_faces: Optional[int],
                  min_face_size: int, min_score: float, landmarks: str, annotate_dir: Optional[Path],
-                 show_table: bool = True) -> int:
+                 show_table: bool = True, require_mesh: bool = True) -> int:
     """Shared by `analyze` and `demo`; returns the exit code."""
     import pandas as pd
 
@@ -84,7 +84,8 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
             return EXIT_USAGE
     if annotate_dir is not None:
         annotate_dir.mkdir(parents=True, exist_ok=True)
-    options = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score)
+    options = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
+                              require_mesh=require_mesh)
     failed, shown, used_names = 0, [], set()
     writer = TableWriter(output, fmt) if output is not None else None
     try:
@@ -139,6 +140,7 @@ def analyze(
     min_score: float = typer.Option(0.5, help="Minimum detector confidence (0-1)."),
     landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
+    keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
 ) -> None:
     """Analyse images: one table row per face (box, pose, gaze, AUs, blendshapes, flags, landmarks)."""
@@ -146,7 +148,7 @@ def analyze(
     _check_choice("--mode", mode, ("fast", "thorough", "auto"))
     _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
     code = run_analysis(paths, output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
-                        annotate_dir, show_table=not quiet)
+                        annotate_dir, show_table=not quiet, require_mesh=not keep_unconfirmed)
     raise typer.Exit(code)
 
 
