@@ -151,7 +151,7 @@ class FaceDetector:
         # auto: the whole image, then the half-size tiles; if those show any face the whole
         # image missed (or only small faces), this is a group photo: run the full pyramid.
         boxes, scores = self._detect_windows(rgb, levels[0])
-        if len(levels) > 1 and self._looks_like_single(boxes, width, height):
+        if len(levels) > 1 and self._looks_like_single(boxes, scores, width, height):
             half_boxes, half_scores = self._detect_windows(rgb, levels[1])
             if not _new_faces(boxes, half_boxes[half_scores >= self.options.min_score]):
                 return self._finish(np.concatenate([boxes, half_boxes]), np.concatenate([scores, half_scores]))
@@ -159,9 +159,9 @@ class FaceDetector:
             boxes, scores = self._detect_windows(rgb, tile_windows(width, height))
         return self._finish(boxes, scores)
 
-    def _looks_like_single(self, boxes: np.ndarray, width: int, height: int) -> bool:
+    def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
         """One or two confident, large faces: a portrait, not a group."""
-        strong = boxes[self._last_scores >= self.options.min_score] if len(boxes) else boxes
+        strong = boxes[scores >= self.options.min_score]
         if not 1 <= len(strong) <= 2:
             return False
         sides = np.minimum(strong[:, 2] - strong[:, 0], strong[:, 3] - strong[:, 1])
@@ -186,10 +186,8 @@ class FaceDetector:
                 all_boxes.append(box + [x1, y1, x1, y1])
                 all_scores.append(det.categories[0].score)
         if not all_boxes:
-            self._last_scores = np.zeros(0, np.float32)
-            return np.zeros((0, 4), np.float32), self._last_scores
-        self._last_scores = np.asarray(all_scores, dtype=np.float32)
-        return np.stack(all_boxes), self._last_scores
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return np.stack(all_boxes), np.asarray(all_scores, dtype=np.float32)
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         opts = self.options
