@@ -145,19 +145,30 @@ class FaceDetector:
         height, width = rgb.shape[:2]
         levels = pyramid_levels(width, height)
         if mode == "fast":
-            return self._finish(*self._detect_windows(rgb, levels[0]))
-        if mode == "thorough":
-            return self._finish(*self._detect_windows(rgb, tile_windows(width, height)))
-        # auto: the whole image, then the half-size tiles; if those show any face the whole
-        # image missed (or only small faces), this is a group photo: run the full pyramid.
+            levels = levels[:1]
+        elif mode == "auto":
+            return self._finish(*self._detect_auto(rgb, levels))
+        return self._finish(*self._detect_windows(rgb, [w for level in levels for w in level]))
+
+    def _detect_auto(self, rgb: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray]:
+        """The whole image, then the half-size tiles; if those show any face the whole image
+        missed (or only small faces), this is a group photo: the remaining levels too.
+        Each window is run once."""
+        height, width = rgb.shape[:2]
         boxes, scores = self._detect_windows(rgb, levels[0])
+        done = 1
         if len(levels) > 1 and self._looks_like_single(boxes, scores, width, height):
             half_boxes, half_scores = self._detect_windows(rgb, levels[1])
-            if not _new_faces(boxes, half_boxes[half_scores >= self.options.min_score]):
-                return self._finish(np.concatenate([boxes, half_boxes]), np.concatenate([scores, half_scores]))
-        if len(levels) > 1:
-            boxes, scores = self._detect_windows(rgb, tile_windows(width, height))
-        return self._finish(boxes, scores)
+            is_group = _new_faces(boxes, half_boxes[half_scores >= self.options.min_score])
+            boxes, scores = np.concatenate([boxes, half_boxes]), np.concatenate([scores, half_scores])
+            done = 2
+            if not is_group:
+                return boxes, scores
+        rest = [w for level in levels[done:] for w in level]
+        if rest:
+            more_boxes, more_scores = self._detect_windows(rgb, rest)
+            boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
+        return boxes, scores
 
     def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
         """One or two confident, large faces: a portrait, not a group."""
