@@ -96,3 +96,45 @@ def test_keep_unconfirmed_flag_is_accepted(tmp_path):
     out = tmp_path / "o.csv"
     assert mien("analyze", img, "-o", out, "--keep-unconfirmed", "-q").returncode == 0
     assert len(pd.read_csv(out)) == 1
+
+
+def test_eval_folder_reports_a_known_confusion(tmp_path, astronaut):
+    # The model reads the astronaut (and its mirror image) as happy: filed once under sad, the
+    # confusion is known. A faceless image, an unreadable file and a non-class folder are extras.
+    root = tmp_path / "labelled"
+    for folder in ("happy", "sad", "misc"):
+        (root / folder).mkdir(parents=True)
+    Image.fromarray(astronaut).save(root / "happy" / "a.jpg")
+    Image.fromarray(astronaut[:, ::-1]).save(root / "happy" / "b.png")
+    Image.fromarray(astronaut).save(root / "sad" / "c.jpg")
+    Image.new("RGB", (320, 240), (40, 90, 160)).save(root / "sad" / "sky.jpg")
+    (root / "happy" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.fromarray(astronaut).save(root / "misc" / "d.jpg")
+    result = mien("eval", root, "--json", "-o", tmp_path / "ev")
+    assert result.returncode == 1, result.stderr  # one unreadable input
+    report = json.loads(result.stdout)
+    assert report["evaluated"] == 3 and report["no_face"] == 1 and len(report["errors"]) == 1
+    assert "broken.jpg" in report["errors"][0]
+    assert report["accuracy"] == pytest.approx(2 / 3)
+    assert report["classes_present"] == ["happy", "sad"]
+    assert report["per_class"]["happy"]["precision"] == pytest.approx(2 / 3)
+    assert report["per_class"]["happy"]["recall"] == 1.0
+    assert report["per_class"]["sad"]["recall"] == 0.0
+    assert report["macro_f1"] == pytest.approx(0.4)
+    assert "misc" in result.stderr and "dropped from the metrics" in result.stderr
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+    assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
+    assert report["classifier"]["faces_per_s"] > 0
+
+
+def test_eval_unknown_dataset_is_a_usage_error():
+    result = mien("eval", "no-such-set")
+    assert result.returncode == 2 and "not a built-in dataset" in result.stderr
+
+
+def test_card_prints_the_expression_model_card(tmp_path):
+    result = mien("card", "expression", "--write", tmp_path / "card.md")
+    assert result.returncode == 0, result.stderr
+    for part in ("Out of scope", "ferplus-test", "research and non-commercial", "temperature", "Limits"):
+        assert part in result.stdout
+    assert (tmp_path / "card.md").read_text() == result.stdout

@@ -1,4 +1,4 @@
-"""`Analyzer`: the image pipeline, detect -> mesh -> pose/gaze -> blendshapes -> AUs -> flags."""
+"""`Analyzer`: the image pipeline, detect -> mesh -> pose/gaze -> blendshapes -> AUs -> expression -> flags."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from mien.expression.affect import valence_arousal
 from mien.expression.aus import estimate_aus
+from mien.expression.classifier import ExpressionClassifier
+from mien.expression.crop import expression_crop
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
 from mien.face.detect import DetectMode, DetectorOptions, FaceDetector, box_iou
@@ -32,6 +35,7 @@ class AnalyzerOptions:
             positives); with False they are kept, flagged `no_mesh`.
         align_size: side in pixels of the aligned face crops.
         keep_aligned: keep the aligned crops in `Faces.aligned` (needed by later stages).
+        expression: run mien's expression classifier (probabilities, valence/arousal).
     """
 
     mode: DetectMode = "auto"
@@ -41,6 +45,7 @@ class AnalyzerOptions:
     require_mesh: bool = True
     align_size: int = ALIGN_SIZE
     keep_aligned: bool = False
+    expression: bool = True
     detector: DetectorOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +64,7 @@ class Analyzer:
         self.options = options or AnalyzerOptions(**kwargs)
         self._detector = FaceDetector(self.options.detector)
         self._mesh = MeshEstimator()
+        self._classifier = ExpressionClassifier() if self.options.expression else None
 
     def __enter__(self) -> "Analyzer":
         return self
@@ -115,6 +121,10 @@ class Analyzer:
             faces.pose[ok] = euler_from_transform(faces.transforms[ok])
             faces.gaze[ok] = gaze_from_landmarks(faces.landmarks[ok])
             faces.aus[ok] = estimate_aus(faces.blendshapes[ok], faces.landmarks[ok])
+            if self._classifier is not None:
+                crops = np.stack([expression_crop(rgb, faces.landmarks[i]) for i in np.flatnonzero(ok)])
+                faces.expression[ok] = self._classifier.predict(crops, faces.blendshapes[ok])
+                faces.affect[ok] = valence_arousal(faces.expression[ok], faces.aus[ok])
         size = self.options.align_size
         aligned = np.zeros((len(faces), size, size, 3), np.uint8)
         for i in np.flatnonzero(ok):

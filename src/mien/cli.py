@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="mien: offline facial expression analysis (faces, mesh, pose, blendshapes, AUs).")
+                  help="mien: offline facial expression analysis (faces, mesh, pose, blendshapes, AUs, expressions).")
 console = Console()
 errors = Console(stderr=True)
 
@@ -27,21 +27,24 @@ def _summary(frame, limit: int = 20) -> Table:
     from mien.expression.aus import AU_NAMES
 
     table = Table(title="faces", show_lines=False)
-    for col in ("source", "face", "score", "box x,y,w,h", "yaw/pitch/roll", "top AUs", "top blendshapes", "flags"):
+    for col in ("source", "face", "score", "box x,y,w,h", "yaw/pitch/roll", "expression", "valence/arousal",
+                "top AUs", "top blendshapes", "flags"):
         table.add_column(col, overflow="fold")
     bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
     for _, row in frame.head(limit).iterrows():
         name = Path(str(row["source"])).name
         if not row["face_found"]:
-            table.add_row(name, "-", "", "", "", "no face found", "", "")
+            table.add_row(name, "-", "", "", "", "no face found", "", "", "", "")
             continue
-        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:3]
-        shapes = sorted(bs_cols, key=lambda c: -row[c])[:3]
+        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:2]
+        shapes = sorted(bs_cols, key=lambda c: -row[c])[:2]
         flags = [c[5:] for c in frame.columns if c.startswith("flag_") and row[c]]
         table.add_row(
             name, str(row["face_id"]), f"{row['box_score']:.2f}",
             f"{row['box_x']:.0f},{row['box_y']:.0f},{row['box_w']:.0f},{row['box_h']:.0f}",
             f"{row['pose_yaw']:+.0f}/{row['pose_pitch']:+.0f}/{row['pose_roll']:+.0f}",
+            f"{row['expression']} {row['expression_confidence']:.2f}" if isinstance(row["expression"], str) else "-",
+            f"{row['valence']:+.2f}/{row['arousal']:+.2f}",
             "\n".join(f"{a} {row[a]:.2f}" for a in aus),
             "\n".join(f"{c[3:]} {row[c]:.2f}" for c in shapes),
             ",".join(flags),
@@ -180,6 +183,131 @@ def models() -> None:
         table.add_row(info.name, info.file, info.description, info.source, info.license, info.runtime,
                       info.sha256[:16] + "...", status)
     console.print(table)
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Datasets folder holding ferplus/ and affectnet8/ (as ../shared/datasets)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, best weights, training.json, expression.onnx."),
+    epochs: int = typer.Option(30, help="Training epochs."),
+    seed: int = typer.Option(0, help="Random seed."),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+    cache: Path = typer.Option(Path(".cache/expr"), help="Folder for cached aligned crops and blendshapes."),
+) -> None:
+    """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
+    try:
+        from mien.train.export import train_and_export
+        from mien.train.loop import TrainConfig
+    except ImportError as error:
+        raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
+    config = TrainConfig(epochs=epochs, seed=seed, threads=threads)
+    command = f"mien train --data {data} --out {out} --epochs {epochs} --seed {seed}"
+    train_and_export(config, data, out, cache, command=command, log=console.print)
+
+
+@app.command("eval")
+def eval_command(
+    dataset: str = typer.Argument(..., help="ferplus-test, ferplus-valid, affectnet8-valid, or a folder DIR/<class>/*.jpg|png."),
+    crops: Optional[bool] = typer.Option(None, "--crops/--detect", help="Images are face crops (default for built-in sets) or need face detection (default for folders)."),
+    datasets: Path = typer.Option(Path("../shared/datasets"), envvar="MIEN_DATASETS", help="Folder of the built-in datasets."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for eval.json, confusion.png, reliability.png (default mien-eval/NAME)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of tables."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N images (quick checks)."),
+    model: Optional[Path] = typer.Option(None, help="Another expression ONNX file to evaluate."),
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall, confusion matrix, ECE and speed of the expression model."""
+    import json
+
+    from mien.expression.classes import EXPRESSIONS
+    from mien.expression.classifier import ExpressionClassifier
+    from mien.expression.evaluate import evaluate
+    from mien.report.plots import confusion_png, reliability_png
+    from mien.train.datasets import BUILTIN, read_builtin, read_class_folders
+
+    notes = []
+    if dataset in BUILTIN:
+        try:
+            labelled = read_builtin(dataset, datasets)
+        except FileNotFoundError as error:
+            errors.print(f"error: {error} (set --datasets or MIEN_DATASETS)", soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE)
+        crops = True if crops is None else crops
+    elif Path(dataset).is_dir():
+        labelled, skipped = read_class_folders(Path(dataset))
+        notes += [f"folder {name!r} is not an expression class; skipped" for name in skipped]
+        crops = False if crops is None else crops
+    else:
+        errors.print(f"error: {dataset}: not a built-in dataset ({', '.join(BUILTIN)}) or a folder", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    missing = [c for c in EXPRESSIONS if c not in labelled.classes_present]
+    if missing:
+        notes.append(f"classes absent from {labelled.name}, dropped from the metrics: {', '.join(missing)}")
+    if not len(labelled):
+        errors.print(f"error: {dataset}: no labelled images found", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    paths, labels = labelled.paths[:limit], labelled.labels[:limit]
+    report = evaluate(labelled.name, paths, labels, labelled.classes_present, crops,
+                      ExpressionClassifier(model) if model else None, progress=not as_json)
+    report["notes"] = notes
+    out_dir = out_dir or Path("mien-eval") / labelled.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    if report["evaluated"]:
+        confusion_png(report, out_dir / "confusion.png")
+        reliability_png(report, out_dir / "reliability.png")
+    for line in notes + report["errors"]:
+        errors.print(f"note: {line}" if line in notes else f"error: {line}", soft_wrap=True)
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        _print_eval(report, out_dir)
+    raise typer.Exit(EXIT_FAILED_INPUTS if report["errors"] else EXIT_OK)
+
+
+def _print_eval(report: dict, out_dir: Path) -> None:
+    speed = report["classifier"]
+    console.print(f"[bold]{report['dataset']}[/bold] ({report['mode']}): {report['evaluated']} of {report['images']} "
+                  f"images evaluated, {report['no_face']} without a face, {len(report['errors'])} unreadable", soft_wrap=True)
+    console.print(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+                  f"balanced accuracy {report['balanced_accuracy']:.4f}  ECE {report['ece']:.4f}", soft_wrap=True)
+    console.print(f"speed: {report['images_per_s']:.1f} images/s end to end; classifier {speed['faces_per_s']:.0f} "
+                  f"faces/s batched ({speed['batch']}), {speed['latency_ms']:.2f} ms for one face", soft_wrap=True)
+    per_class = Table(title="per class")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        per_class.add_column(col, justify="right")
+    for name, m in report["per_class"].items():
+        per_class.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.print(per_class)
+    confusion = Table(title="confusion (rows true, columns predicted)")
+    confusion.add_column("true \\ pred")
+    for name in report["classes"]:
+        confusion.add_column(name[:8], justify="right")
+    for name in report["classes_present"]:
+        row = report["confusion"][report["classes"].index(name)]
+        confusion.add_row(name, *map(str, row))
+    console.print(confusion)
+    console.print(f"wrote {out_dir / 'eval.json'}, confusion.png, reliability.png", soft_wrap=True)
+
+
+@app.command()
+def card(
+    model: str = typer.Argument("expression", help="Model name (see `mien models`)."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Also write the Markdown to this file."),
+) -> None:
+    """Print a model card: intended and out-of-scope uses, training data and terms, metrics, limits."""
+    from mien.report.card import render_card
+
+    try:
+        text = render_card(model)
+    except KeyError as error:
+        errors.print(f"error: {error.args[0]}", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    except FileNotFoundError:
+        errors.print(f"error: the model card data for {model!r} is missing from this install", soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+    if write:
+        write.write_text(text)
+    sys.stdout.write(text)
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

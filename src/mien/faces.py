@@ -13,6 +13,7 @@ import numpy as np
 
 from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.expression.aus import AU_NAMES
+from mien.expression.classes import EXPRESSIONS
 
 N_LANDMARKS = 478
 QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh")
@@ -38,7 +39,9 @@ class Faces:
         flags: (n, len(QUALITY_FLAGS)) bool quality flags.
         blur: (n,) sharpness score (variance of the Laplacian on the aligned crop).
         aligned: (n, S, S, 3) uint8 RGB aligned face crops (S = alignment size), or None.
-        expression: (n, k) expression probabilities, or None before the expression stage.
+        expression: (n, 8) calibrated expression probabilities ordered as `EXPRESSIONS`; NaN
+            where the expression stage did not run or the face has no mesh.
+        affect: (n, 2) derived valence and arousal in [-1, 1] (see `mien.expression.affect`).
         track_ids: (n,) int track ids, -1 when untracked.
         image_size: (height, width) of the source image.
         source: file path or a label for in-memory images.
@@ -60,8 +63,9 @@ class Faces:
     blur: np.ndarray = field(default=None)  # type: ignore[assignment]
     transforms: np.ndarray = field(default=None)  # type: ignore[assignment]
     track_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    expression: np.ndarray = field(default=None)  # type: ignore[assignment]
+    affect: np.ndarray = field(default=None)  # type: ignore[assignment]
     aligned: np.ndarray | None = None
-    expression: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -77,6 +81,8 @@ class Faces:
             "blur": lambda: _nan(n),
             "transforms": lambda: _nan(n, 4, 4),
             "track_ids": lambda: np.full(n, -1, dtype=np.int64),
+            "expression": lambda: _nan(n, len(EXPRESSIONS)),
+            "affect": lambda: _nan(n, 2),
         }
         for name, make in defaults.items():
             if getattr(self, name) is None:
@@ -93,6 +99,11 @@ class Faces:
 
     def set_flag(self, name: str, values: np.ndarray) -> None:
         self.flags[:, QUALITY_FLAGS.index(name)] = values
+
+    @property
+    def top_expression(self) -> list[str | None]:
+        """Most probable expression per face (None where there are no probabilities)."""
+        return [None if np.isnan(p).any() else EXPRESSIONS[int(p.argmax())] for p in self.expression]
 
     @property
     def has_mesh(self) -> np.ndarray:

@@ -64,3 +64,9 @@ BLENDSHAPE_INDEX = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
 def column_name(name: str) -> str:
     """Table column for a blendshape: `bs_jawOpen`; `_neutral` becomes `bs_neutral`."""
     return "bs_" + name.lstrip("_")
+
+
+def mirrored_order() -> list[int]:
+    """Index permutation that maps blendshapes of a face to those of its mirror image."""
+    swapped = [n.replace("Left", "#").replace("Right", "Left").replace("#", "Right") for n in BLENDSHAPE_NAMES]
+    return [BLENDSHAPE_NAMES.index(n) for n in swapped]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mien.expression.aus import AU_NAMES
+from mien.expression.classes import EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES, column_name
 from mien.faces import N_LANDMARKS, QUALITY_FLAGS, Faces
 
@@ -32,6 +33,9 @@ POSE_COLUMNS = ["pose_yaw", "pose_pitch", "pose_roll", "gaze_yaw", "gaze_pitch"]
 AU_COLUMNS = list(AU_NAMES)
 BLENDSHAPE_COLUMNS = [column_name(n) for n in BLENDSHAPE_NAMES]
 FLAG_COLUMNS = [f"flag_{name}" for name in QUALITY_FLAGS]
+# Calibrated class probabilities, the top class and its probability, derived valence/arousal.
+EXPRESSION_COLUMNS = [f"expr_{name}" for name in EXPRESSIONS] + [
+    "expression", "expression_confidence", "valence", "arousal"]
 
 
 def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
@@ -41,7 +45,7 @@ def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
 
 def columns(landmarks: LandmarkColumns = "2d") -> list[str]:
     """All column names of the tidy table, in order."""
-    return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + AU_COLUMNS + BLENDSHAPE_COLUMNS
+    return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + EXPRESSION_COLUMNS + AU_COLUMNS + BLENDSHAPE_COLUMNS
             + ["sharpness"] + FLAG_COLUMNS + landmark_columns(landmarks))
 
 
@@ -63,6 +67,11 @@ def _face_block(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarra
         "pose_yaw": faces.pose[:, 0], "pose_pitch": faces.pose[:, 1], "pose_roll": faces.pose[:, 2],
         "gaze_yaw": faces.gaze[:, 0], "gaze_pitch": faces.gaze[:, 1],
     }
+    cols.update({f"expr_{name}": faces.expression[:, i] for i, name in enumerate(EXPRESSIONS)})
+    cols["expression"] = np.array(faces.top_expression, dtype=object)
+    confidence = np.nan_to_num(faces.expression, nan=-1.0).max(1, initial=-1.0)
+    cols["expression_confidence"] = np.where(confidence < 0, np.nan, confidence).astype(np.float32)
+    cols["valence"], cols["arousal"] = faces.affect[:, 0], faces.affect[:, 1]
     cols.update({name: faces.aus[:, i] for i, name in enumerate(AU_COLUMNS)})
     cols.update({name: faces.blendshapes[:, i] for i, name in enumerate(BLENDSHAPE_COLUMNS)})
     cols["sharpness"] = faces.blur
@@ -84,6 +93,7 @@ def _empty_row(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarray
         "image_width": np.array([faces.image_size[1]], dtype=np.int64),
         "image_height": np.array([faces.image_size[0]], dtype=np.int64),
         "face_found": np.array([False]),
+        "expression": np.array([None], dtype=object),
     })
     row.update({name: np.array([False]) for name in FLAG_COLUMNS})
     return row
@@ -113,7 +123,7 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
 
 
 def _dtype(name: str) -> str:
-    if name == "source":
+    if name in ("source", "expression"):
         return "object"
     if name in ("frame", "face_id", "track_id", "image_width", "image_height"):
         return "int64"
@@ -143,7 +153,8 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
     cols.update({f"{au}_r": (frame[au] * 5.0).astype(np.float32) for au in AU_COLUMNS})
     cols.update({f"{au}_c": (frame[au] >= 0.3).astype(int) for au in AU_COLUMNS})
     cols.update({c.replace("lm_", "", 1): frame[c] for c in frame.columns if c.startswith("lm_")})
-    keep = [c for c in frame.columns if c.startswith(("bs_", "flag_", "box_")) or c == "sharpness"]
+    keep = [c for c in frame.columns if c.startswith(("expr_", "bs_", "flag_", "box_"))
+            or c in ("sharpness", "expression", "expression_confidence", "valence", "arousal")]
     cols.update({c: frame[c] for c in keep})
     return pd.DataFrame(cols)
 

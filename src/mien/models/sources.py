@@ -15,4 +15,19 @@ FACE_LANDMARKER = {
     "runtime": "mediapipe Tasks",
 }
 
-SOURCES = {FACE_LANDMARKER["name"]: FACE_LANDMARKER}
+EXPRESSION = {
+    "name": "expression",
+    "file": "expression.onnx",
+    "sha256": "44180bfca944b270c21159737105eaee16b17a53cbc45b2fce222443e75265b4",
+    "package": "mien",
+    "package_version": "",
+    "member": None,
+    "license": "Apache-2.0 code; weights trained on FER+/AffectNet: research and non-commercial use only",
+    "description": (
+        "mien's 8-class expression classifier (48x48 aligned grayscale crop + 52 blendshapes, "
+        "temperature-calibrated); see MODEL_CARD.md"
+    ),
+    "runtime": "onnxruntime",
+}
+
+SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION)}

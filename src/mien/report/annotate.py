@@ -49,6 +49,10 @@ def _label(faces: Faces, i: int, top_aus: int) -> list[str]:
         lines[0] += f" yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}"
         order = np.argsort(-faces.aus[i])[:top_aus]
         lines.insert(0, " ".join(f"{AU_NAMES[k]} {faces.aus[i, k]:.2f}" for k in order))
+    top = faces.top_expression[i]
+    if top is not None:
+        v, a = faces.affect[i]
+        lines.insert(0, f"{top} {np.nanmax(faces.expression[i]):.2f}  V {v:+.2f} A {a:+.2f}")
     flags = [name for name, on in zip(QUALITY_FLAGS, faces.flags[i]) if on]
     if flags:
         lines.insert(0, "! " + ", ".join(flags))

@@ -1,0 +1,89 @@
+"""Measure the shipped expression model and write its model card.
+
+    python benchmarks/expression_eval.py --training runs/expr/training.json
+
+Evaluates FER+ test, FER+ valid and AffectNet-8 valid through `mien.expression.evaluate`
+(the same path as `mien eval`), measures classifier speed, runs the image-only ablation
+(blendshape input switched off) on cached crops, and writes
+`benchmarks/expression_eval.json`, `src/mien/data/cards/expression.json` and `MODEL_CARD.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from mien.expression.classifier import ExpressionClassifier
+from mien.expression.evaluate import classifier_speed, evaluate
+from mien.models import resolve
+from mien.report.card import render_expression_card
+from mien.train.datasets import read_builtin
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("ferplus-test", "ferplus-valid", "affectnet8-valid")
+
+
+def _parameters(path: Path) -> int:
+    import onnx
+
+    return int(sum(np.prod(t.dims) for t in onnx.load(str(path)).graph.initializer))
+
+
+def _image_only(classifier: ExpressionClassifier, cache: Path) -> dict:
+    data = np.load(cache)
+    labels = data["targets"].argmax(1)
+    with_blend = classifier.predict(data["crops"], data["blendshapes"]).argmax(1)
+    without = classifier.predict(data["crops"], np.full_like(data["blendshapes"], np.nan)).argmax(1)
+    return {"with_blendshapes": float((with_blend == labels).mean()), "image_only": float((without == labels).mean())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--training", type=Path, default=ROOT / "runs" / "expr" / "training.json")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "expr")
+    args = parser.parse_args()
+
+    classifier = ExpressionClassifier()
+    evaluations = {}
+    for name in SETS:
+        labelled = read_builtin(name, args.datasets)
+        report = evaluate(name, labelled.paths, labelled.labels, labelled.classes_present, crops=True,
+                          classifier=classifier)
+        evaluations[name] = report
+        print(f"{name}: accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f} ECE {report['ece']:.4f}")
+    hardware = f"{platform.machine()}, {__import__('os').cpu_count()} cores"
+    speed = {**classifier_speed(classifier, batch=256, repeats=40), "hardware": hardware}
+    path = resolve("expression")
+    ablations = {}
+    for name in ("ferplus-test", "affectnet8-valid"):
+        cache = args.cache / f"{name}.npz"
+        if cache.exists():
+            r = _image_only(classifier, cache)
+            ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
+                               f"{100 * r['image_only']:.1f}% with the image alone")
+    training = json.loads(args.training.read_text())
+    card = {
+        "model": {"file": path.name, "size_mb": path.stat().st_size / 1e6,
+                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parameters": _parameters(path)},
+        "training": training,
+        "evaluations": {k: {key: v[key] for key in ("evaluated", "accuracy", "macro_f1", "balanced_accuracy", "ece",
+                                                    "per_class", "no_face", "mesh_missing")}
+                        for k, v in evaluations.items()},
+        "speed": speed,
+        "ablations": ablations,
+    }
+    (ROOT / "benchmarks" / "expression_eval.json").write_text(json.dumps(
+        {"evaluations": evaluations, "speed": speed, "ablations": ablations}, indent=2))
+    (ROOT / "src" / "mien" / "data" / "cards" / "expression.json").write_text(json.dumps(card, indent=2))
+    (ROOT / "MODEL_CARD.md").write_text(render_expression_card(card))
+    print(json.dumps({"speed": speed, "ablations": ablations}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""mien's expression classifier: the committed ONNX model run with onnxruntime on CPU.
+
+Input: 48x48 grayscale aligned crops (`expression_crop`) and the face's 52 blendshapes (NaN
+when no mesh was found). Output: calibrated probabilities over `EXPRESSIONS`
+(temperature-scaled; the temperature is stored in the ONNX file's metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mien.expression.calibration import softmax
+from mien.expression.classes import EXPRESSIONS
+from mien.models import resolve
+
+
+def blend_input(blendshapes: np.ndarray) -> np.ndarray:
+    """(n, 53) float32: blendshapes with NaN rows zeroed, plus a presence flag (1 = mesh found)."""
+    blendshapes = np.asarray(blendshapes, np.float32).reshape(len(blendshapes), -1)
+    present = ~np.isnan(blendshapes).any(1)
+    out = np.zeros((len(blendshapes), blendshapes.shape[1] + 1), np.float32)
+    out[present, :-1] = blendshapes[present]
+    out[present, -1] = 1.0
+    return out
+
+
+class ExpressionClassifier:
+    """Calibrated 8-class expression probabilities for aligned face crops."""
+
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None, batch_size: int = 256) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path) if model_path else resolve("expression")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = {k: json.loads(v) for k, v in self._session.get_modelmeta().custom_metadata_map.items()}
+        self.metadata = meta
+        self.classes: tuple[str, ...] = tuple(meta.get("classes", EXPRESSIONS))
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.input_size = int(meta.get("input_size", 48))
+        self.batch_size = batch_size
+
+    def logits(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+        """(n, 8) raw (flip-averaged, uncalibrated) logits for (n, 48, 48) uint8 crops."""
+        n = len(crops)
+        if n == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        blend = blend_input(blendshapes)
+        out = []
+        for i in range(0, n, self.batch_size):
+            images = crops[i:i + self.batch_size, None].astype(np.float32) / 255.0
+            out.append(self._session.run(None, {"image": images, "blendshapes": blend[i:i + self.batch_size]})[0])
+        return np.concatenate(out)
+
+    def predict(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+        """(n, 8) calibrated probabilities."""
+        return softmax(self.logits(crops, blendshapes), self.temperature).astype(np.float32)

@@ -1,0 +1,48 @@
+"""The face crop the expression model sees: aligned, grayscale, 48x48.
+
+Training and inference both call `expression_crop`, so a face in a photo reaches the model
+framed exactly like the training faces. The crop uses the standard 5-point template with no
+extra margin (brows to chin, like FER+ crops). Aligning at twice the size and then area-resizing
+keeps large faces from aliasing.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from mien.face.align import align_face
+
+EXPR_SIZE = 48
+EXPR_MARGIN = 0.0
+
+
+def expression_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
+    """(size, size) uint8 grayscale aligned crop from an (H, W, 3) RGB image and (478, 3) landmarks."""
+    aligned = align_face(rgb, landmarks, size * 2, EXPR_MARGIN)
+    gray = cv2.cvtColor(aligned, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def fallback_crop(rgb: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
+    """Crop for an image that already is a tight face crop but has no mesh: resized whole image."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+
+
+MIN_MESH_INPUT = 96
+
+
+def crop_from_face_image(mesh, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Expression crop and blendshapes for an image that already is a face crop (FER+, AffectNet).
+
+    The mesh runs on the whole image (small images are upscaled to 96 px first, as the mesh
+    needs some resolution). Returns (crop, blendshapes (52,) NaN when no mesh, found).
+    """
+    h, w = rgb.shape[:2]
+    scale = max(1.0, MIN_MESH_INPUT / min(h, w))
+    big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
+    result = mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float64))
+    if not result.found[0]:
+        return fallback_crop(rgb), result.blendshapes[0], False
+    return expression_crop(big, result.landmarks[0]), result.blendshapes[0], True

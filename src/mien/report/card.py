@@ -1,0 +1,119 @@
+"""Model cards rendered from evaluation JSON (`mien card`).
+
+`benchmarks/expression_eval.py` measures the shipped expression model and writes
+`mien/data/cards/expression.json`; `render_expression_card` turns that into Markdown, which is
+also committed as `MODEL_CARD.md`.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+CARDS = ("expression",)
+
+
+def card_data(name: str) -> dict:
+    """The measured facts behind a model card."""
+    if name not in CARDS:
+        raise KeyError(f"no model card for {name!r}; available: {', '.join(CARDS)}")
+    return json.loads(Path(str(files("mien") / "data" / "cards" / f"{name}.json")).read_text())
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render_expression_card(data: dict) -> str:
+    """Markdown model card of the expression classifier."""
+    model, training, evals = data["model"], data["training"], data["evaluations"]
+    cal = training["calibration"]
+    lines = [
+        "# Model card: mien expression classifier",
+        "",
+        f"`{model['file']}` ({model['size_mb']:.1f} MB, SHA-256 `{model['sha256']}`), run by onnxruntime on CPU. "
+        "Trained by mien; reproduce with the command under *Training*.",
+        "",
+        "## What it does",
+        "Given one face, it outputs calibrated probabilities over eight expression categories "
+        "(neutral, happy, surprise, sad, anger, disgust, fear, contempt). Input: the 48x48 grayscale face crop "
+        "aligned on five mesh points (`mien.expression.crop.expression_crop`) and the face's 52 MediaPipe "
+        "blendshapes (optional: with no mesh the crop alone is used). The network is a compact CNN "
+        f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes; "
+        "it averages its logits over the face and its mirror image.",
+        "",
+        "## Intended use",
+        "- Research and product analytics on *visible facial expressions* in photos and video, aggregated over "
+        "many faces or moments: user-experience and media testing, behavioural science, affective computing research.",
+        "- As one signal next to the action-unit estimates and the quality flags, which say when not to trust a row.",
+        "",
+        "## Out of scope",
+        "- Inferring what a person *feels*. A facial expression is a display, shaped by context, culture and "
+        "intent; a smile is not happiness. Report results as expressions.",
+        "- Decisions about individuals: hiring, admission, credit, insurance, policing, border control, "
+        "lie detection, clinical diagnosis.",
+        "- Identification or surveillance of people. The model knows nothing about identity and must not be used to track "
+        "people who have not agreed to it.",
+        "",
+        "## Training",
+        f"- Data: FER+ train (28,385 faces; FER2013 images with the 10-annotator FER+ votes as soft targets) and "
+        f"the AffectNet 8-class subset train (11,952 faces, one-hot targets with label smoothing). "
+        "Model selection on FER+ valid and AffectNet-8 valid; FER+ test was used only for the numbers below.",
+        "- Terms: FER2013 is for research use; AffectNet is for research and non-commercial use only. "
+        "**These weights inherit those terms: research and non-commercial use.**",
+        f"- Command: `{training['command']}` (seed {training['config']['seed']}, {training['config']['epochs']} epochs, "
+        f"best epoch {training['best_epoch']}, {training['train_seconds'] / 60:.0f} min on {training['hardware']}, "
+        f"torch {training['torch']}).",
+        "- Recipe: AdamW with a one-cycle schedule, EMA weights, class-balanced sampling (inverse frequency to the "
+        "power 0.3), augmentation by rotation/scale/shift, mirroring (blendshapes mirrored too), contrast, brightness, "
+        "gamma, blur and random occluding patches; blendshapes dropped for 15% of faces so the image path works alone.",
+        f"- Calibration: temperature {cal['temperature']:.3f} fitted on the pooled valid sets; ECE there "
+        f"{cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after.",
+        "",
+        "## Metrics",
+        "Accuracy is the FER+ majority protocol (faces whose top vote is unknown or not-a-face dropped; label = most "
+        "voted emotion). Macro-F1 averages the eight per-class F1 scores, so rare classes count as much as common ones.",
+        "",
+        "| dataset | faces | accuracy | macro-F1 | balanced accuracy | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in evals.items():
+        lines.append(f"| {name} | {r['evaluated']} | {_pct(r['accuracy'])} | {r['macro_f1']:.3f} | "
+                     f"{_pct(r['balanced_accuracy'])} | {r['ece']:.3f} |")
+    for name, r in evals.items():
+        lines += ["", f"### Per class, {name}", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for cls, m in r["per_class"].items():
+            lines.append(f"| {cls} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    speed = data.get("speed", {})
+    if speed:
+        lines += ["", "## Speed", "", f"{speed['faces_per_s']:.0f} faces/s batched (batch {speed['batch']}), "
+                  f"{speed['latency_ms']:.2f} ms for one face, on {speed['hardware']}."]
+    extra = data.get("ablations", {})
+    if extra:
+        lines += ["", "## What the blendshapes add", ""]
+        lines += [f"- {k}: {v}" for k, v in extra.items()]
+    lines += [
+        "",
+        "## Valence and arousal",
+        "The `valence` and `arousal` columns are *derived estimates*, not outputs of a model trained on "
+        "valence/arousal labels: the probability-weighted mean of each class's point on Russell's circumplex, nudged by "
+        "AU evidence (see `mien.expression.affect`). They have not been validated against valence/arousal annotations.",
+        "",
+        "## Limits",
+        "- Posed and exaggerated expressions (much of FER2013 and AffectNet) are easier than the subtle, spontaneous "
+        "ones of everyday video; expect lower accuracy there.",
+        "- Training faces are web images, mostly frontal adults; strong head turns, children, very old faces, heavy "
+        "occlusion and low light are under-represented. Check the quality flags.",
+        "- Contempt and disgust are rare in FER+ (under 1% of faces each) and hard to tell apart; their per-class "
+        "scores are the weakest.",
+        "- AffectNet labels are noisy (single annotators); its accuracy is lower for every model, not only this one.",
+        "- Performance across age, gender and skin tone has not yet been measured for this model (planned: "
+        "disaggregated evaluation on UTKFace).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_card(name: str) -> str:
+    """Markdown model card by model name."""
+    return render_expression_card(card_data(name))

@@ -1,0 +1,1 @@
+"""Training mien's expression model (needs the `train` extra: torch)."""

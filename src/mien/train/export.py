@@ -1,0 +1,122 @@
+"""Export trained weights to ONNX (flip-averaged, batch-dynamic) with calibration metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mien.expression.calibration import fit_temperature, reliability, softmax
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.crop import EXPR_MARGIN, EXPR_SIZE
+from mien.face.blendshapes import mirrored_order
+from mien.train.cache import load_cache
+from mien.train.loop import blend_input, predict_logits
+from mien.train.model import ExpressionNet, FlipAveraged
+
+
+def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
+    """The EMA model saved by training and its checkpoint dict."""
+    saved = torch.load(best, weights_only=False)
+    cfg = saved["config"]
+    model = ExpressionNet(channels=tuple(cfg["channels"]), top=cfg["top"], use_blendshapes=cfg["use_blendshapes"])
+    model.load_state_dict(saved["model"])
+    return model.eval(), saved
+
+
+def calibrate(model: ExpressionNet, valid_caches: list[Path]) -> dict:
+    """Fit a temperature on the pooled valid sets; ECE before and after."""
+    logits, labels = [], []
+    for path in valid_caches:
+        data = load_cache(path)
+        images = torch.from_numpy(data["crops"]).unsqueeze(1)
+        blend = torch.from_numpy(blend_input(data["blendshapes"]))
+        logits.append(predict_logits(model, images, blend).numpy())
+        labels.append(data["targets"].argmax(1))
+    logits_all, labels_all = np.concatenate(logits), np.concatenate(labels)
+    temperature = fit_temperature(logits_all, labels_all)
+    return {"temperature": temperature,
+            "ece_before": reliability(softmax(logits_all), labels_all)["ece"],
+            "ece_after": reliability(softmax(logits_all, temperature), labels_all)["ece"]}
+
+
+def export_onnx(model: ExpressionNet, out: Path, metadata: dict) -> Path:
+    """Write the flip-averaged model to `out` with `metadata` (JSON values) in the ONNX file."""
+    import onnx
+
+    wrapped = FlipAveraged(model, mirrored_order()).eval()
+    image = torch.rand(2, 1, EXPR_SIZE, EXPR_SIZE)
+    blend = torch.rand(2, 53)
+    torch.onnx.export(wrapped, (image, blend), str(out), input_names=["image", "blendshapes"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "n"}, "blendshapes": {0: "n"}, "logits": {0: "n"}},
+                      opset_version=17, dynamo=False)
+    proto = onnx.load(str(out))
+    meta = {"classes": list(EXPRESSIONS), "input_size": EXPR_SIZE, "align_margin": EXPR_MARGIN, **metadata}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(proto, str(out))
+    return out
+
+
+def reference_inputs(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed test inputs from the public-domain astronaut photo: jittered expression crops and blendshapes.
+
+    Every fourth face has no blendshapes (NaN), as when the mesh fails.
+    """
+    import cv2
+    from skimage import data as skdata
+
+    from mien.analyzer import Analyzer
+    from mien.expression.crop import expression_crop
+
+    rgb = skdata.astronaut()
+    with Analyzer(mode="fast", expression=False) as analyzer:
+        faces = analyzer.analyze(rgb)
+    base = expression_crop(rgb, faces.landmarks[0])
+    rng = np.random.default_rng(seed)
+    crops, blends = [], []
+    for i in range(n):
+        angle, scale = rng.uniform(-15, 15), rng.uniform(0.9, 1.1)
+        matrix = cv2.getRotationMatrix2D((EXPR_SIZE / 2, EXPR_SIZE / 2), angle, scale)
+        crop = cv2.warpAffine(base, matrix, (EXPR_SIZE, EXPR_SIZE), borderMode=cv2.BORDER_REPLICATE)
+        crop = np.clip(crop * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
+        crops.append(crop[:, ::-1] if i % 2 else crop)
+        blend = np.clip(faces.blendshapes[0] + rng.normal(0, 0.15, 52), 0, 1).astype(np.float32)
+        blends.append(np.full(52, np.nan, np.float32) if i % 4 == 3 else blend)
+    return np.stack(crops), np.stack(blends)
+
+
+def write_reference(model: ExpressionNet, path: Path) -> Path:
+    """Save reference inputs and the torch model's logits, so tests can check the ONNX export."""
+    from mien.expression.classifier import blend_input
+
+    crops, blends = reference_inputs()
+    images = torch.from_numpy(crops).unsqueeze(1)
+    logits = predict_logits(model, images, torch.from_numpy(blend_input(blends))).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, crops=crops, blendshapes=blends, torch_logits=logits)
+    return path
+
+
+def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command: str = "", log=print) -> Path:
+    """Train (resuming if interrupted), calibrate on the valid sets and export `out/expression.onnx`."""
+    from mien.train.loop import run_training
+
+    best = run_training(config, datasets, out, cache_dir, log=log)
+    model, saved = load_trained(best)
+    calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets])
+    info = json.loads((out / "training.json").read_text())
+    info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": saved["valid"],
+                 "calibration": calibration})
+    (out / "training.json").write_text(json.dumps(info, indent=2))
+    onnx_path = export_onnx(model, out / "expression.onnx", {
+        "temperature": calibration["temperature"], "trained_with": command, "seed": config.seed,
+        "epochs": config.epochs, "best_epoch": saved["epoch"], "train_seconds": info["train_seconds"],
+        "hardware": info["hardware"], "train_sets": list(config.train_sets)})
+    write_reference(model, out / "expression_reference.npz")
+    log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); temperature {calibration['temperature']:.3f}, "
+        f"valid ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+    return onnx_path

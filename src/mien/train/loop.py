@@ -1,0 +1,176 @@
+"""Training loop for ExpressionNet with checkpoint/resume, EMA weights and model selection.
+
+Training data: FER+ train (annotator vote shares as soft targets) + AffectNet-8 train (one-hot,
+label-smoothed). Model selection: mean accuracy on FER+ valid and AffectNet-8 valid, using the
+EMA weights. `run_training` can be interrupted at any point and resumed from `checkpoint.pt`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+
+from mien.expression.classifier import blend_input
+from mien.face.blendshapes import mirrored_order
+from mien.train.augment import augment
+from mien.train.cache import build_cache, load_cache
+from mien.train.datasets import read_builtin
+from mien.train.model import ExpressionNet
+
+TRAIN_SETS = ("ferplus-train", "affectnet8-train")
+VALID_SETS = ("ferplus-valid", "affectnet8-valid")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the trained weights (saved next to them)."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    top: int = 256
+    use_blendshapes: bool = True
+    blend_dropout: float = 0.15
+    label_smoothing: float = 0.1
+    balance_power: float = 0.3  # sample weight = (1 / class frequency) ** power
+    ema_decay: float = 0.998
+    seed: int = 0
+    threads: int = 2
+    train_sets: tuple[str, ...] = TRAIN_SETS
+    valid_sets: tuple[str, ...] = VALID_SETS
+    extra: dict = field(default_factory=dict)
+
+
+def _load_sets(names, datasets: Path, cache_dir: Path) -> list[dict]:
+    sets = []
+    for name in names:
+        labelled = read_builtin(name, datasets)
+        data = load_cache(build_cache(labelled, cache_dir / f"{name}.npz"))
+        data["name"] = name
+        sets.append(data)
+    return sets
+
+
+def _tensors(data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(data["crops"]).unsqueeze(1)  # uint8, scaled per batch
+    return images, torch.from_numpy(blend_input(data["blendshapes"])), torch.from_numpy(data["targets"])
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """Logits for uint8 (n, 1, 48, 48) images in eval mode, with test-time flip averaging."""
+    model.eval()
+    mirror = torch.tensor(mirrored_order() + [52])
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].float() / 255
+        b = blend[i:i + batch]
+        out.append((model(x, b) + model(x.flip(3), b[:, mirror])) / 2)
+    return torch.cat(out)
+
+
+def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path, log=print) -> Path:
+    """Train (or resume) into `out`; returns the path of the best weights (`best.pt`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    train = _load_sets(config.train_sets, datasets, cache_dir)
+    valid = _load_sets(config.valid_sets, datasets, cache_dir)
+
+    images = torch.cat([_tensors(d)[0] for d in train])
+    blend = torch.cat([_tensors(d)[1] for d in train])
+    targets = torch.cat([_tensors(d)[2] for d in train])
+    hard = torch.cat([torch.full((len(d["targets"]),), d["name"].startswith("affectnet")) for d in train])
+    labels = targets.argmax(1)
+    freq = torch.bincount(labels, minlength=8).float() / len(labels)
+    weights = (1.0 / freq[labels].clamp_min(1e-4)) ** config.balance_power
+    # One-hot targets get label smoothing; vote shares already carry annotator disagreement.
+    smooth = targets * (1 - config.label_smoothing) + config.label_smoothing / 8
+    targets = torch.where(hard[:, None], smooth, targets)
+
+    model = ExpressionNet(channels=tuple(config.channels), top=config.top, use_blendshapes=config.use_blendshapes)
+    ema = copy.deepcopy(model)
+    steps_per_epoch = len(images) // config.batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch,
+                                                    pct_start=0.15)
+    state = {"epoch": 0, "best_score": -1.0, "history": [], "seconds": 0.0}
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        ema.load_state_dict(saved["ema"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        log(f"resuming after epoch {state['epoch']}")
+
+    mirror = torch.tensor(mirrored_order() + [52])
+    valid_tensors = [(d["name"], *_tensors(d)) for d in valid]
+    with Progress() as progress:
+        task = progress.add_task("training", total=config.epochs, completed=state["epoch"])
+        for epoch in range(state["epoch"], config.epochs):
+            started = time.time()
+            g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+            order = torch.multinomial(weights, steps_per_epoch * config.batch_size, replacement=True, generator=g)
+            model.train()
+            total_loss = 0.0
+            for step in range(steps_per_epoch):
+                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                x, b = augment(images[idx].float() / 255, blend[idx].clone(), mirror, g)
+                drop = torch.rand(len(idx), generator=g) < config.blend_dropout
+                b[drop] = 0.0
+                loss = F.cross_entropy(model(x, b), targets[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                _ema_update(ema, model, config.ema_decay if epoch > 0 else 0.9)
+                total_loss += loss.item()
+            scores = {name: _accuracy(ema, im, bl, tg) for name, im, bl, tg in valid_tensors}
+            score = float(np.mean(list(scores.values())))
+            state["seconds"] += time.time() - started
+            state["epoch"] = epoch + 1
+            state["history"].append({"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, **scores,
+                                     "seconds": round(time.time() - started, 1)})
+            if score > state["best_score"]:
+                state["best_score"] = score
+                torch.save({"model": ema.state_dict(), "config": asdict(config), "epoch": epoch + 1,
+                            "valid": scores}, out / "best.pt")
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "state": state}, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+            log(f"epoch {epoch + 1}/{config.epochs} loss {total_loss / steps_per_epoch:.3f} "
+                + " ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" ({time.time() - started:.0f} s)")
+            progress.advance(task)
+
+    info = {"config": asdict(config), "history": state["history"], "train_seconds": round(state["seconds"]),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "torch": torch.__version__}
+    (out / "training.json").write_text(json.dumps(info, indent=2))
+    return out / "best.pt"
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
+def _accuracy(model, images, blend, targets) -> float:
+    logits = predict_logits(model, images, blend)
+    return float((logits.argmax(1) == targets.argmax(1)).float().mean())

@@ -1,0 +1,128 @@
+"""The shipped expression model: export fidelity, predictions on real faces, calibration, V/A."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import needs_dataset
+from mien.expression.affect import valence_arousal
+from mien.expression.calibration import fit_temperature, reliability, softmax
+from mien.expression.classes import EXPRESSIONS, canonical_expression
+from mien.expression.classifier import ExpressionClassifier
+from mien.expression.metrics import classification_metrics
+from mien.models import resolve
+from test_pipeline import unsmile
+
+REFERENCE = Path(__file__).parent / "data" / "expression_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return ExpressionClassifier()
+
+
+def test_onnx_matches_the_torch_model_it_was_exported_from(classifier):
+    ref = np.load(REFERENCE)
+    logits = classifier.logits(ref["crops"], ref["blendshapes"])
+    assert np.array_equal(logits.argmax(1), ref["torch_logits"].argmax(1))
+    np.testing.assert_allclose(logits, ref["torch_logits"], atol=1e-3)
+
+
+def test_model_file_is_small_and_verified():
+    path = resolve("expression")
+    assert path.stat().st_size < 20e6
+
+
+def test_probabilities_are_calibrated_distributions(classifier):
+    ref = np.load(REFERENCE)
+    probs = classifier.predict(ref["crops"], ref["blendshapes"])
+    assert probs.shape == (len(ref["crops"]), 8)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert 0.3 < classifier.temperature < 5
+    assert classifier.classes == EXPRESSIONS
+
+
+def test_astronaut_smiles_and_loses_it_when_the_smile_is_warped_away(analyzer, astronaut):
+    faces = analyzer.analyze(astronaut)
+    probs = dict(zip(EXPRESSIONS, faces.expression[0]))
+    assert faces.top_expression == ["happy"] and probs["happy"] > 0.6
+    valence, arousal = faces.affect[0]
+    assert valence > 0.3
+    flat = analyzer.analyze(unsmile(astronaut, faces.landmarks[0], shift=16, radius=16))
+    assert flat.expression[0, EXPRESSIONS.index("happy")] < probs["happy"] - 0.3
+    assert flat.affect[0, 0] < valence
+
+
+def test_table_has_expression_columns(analyzer, astronaut):
+    table = analyzer.analyze(astronaut).to_pandas()
+    for name in EXPRESSIONS:
+        assert table[f"expr_{name}"].between(0, 1).all()
+    assert table["expression"].tolist() == ["happy"]
+    assert table["expression_confidence"].iloc[0] == pytest.approx(table["expr_happy"].iloc[0])
+
+
+def test_ferplus_test_sample_accuracy(classifier):
+    from mien.expression.evaluate import run_eval
+    from mien.train.datasets import read_ferplus
+
+    labelled = read_ferplus(needs_dataset("ferplus"), "test")
+    run = run_eval(labelled.paths[:300], labelled.labels[:300], crops=True, classifier=classifier, progress=False)
+    assert (run.probs.argmax(1) == run.labels).mean() > 0.78
+
+
+def test_shipped_temperature_lowers_ece_on_valid(classifier):
+    from mien.expression.evaluate import collect_crops
+    from mien.train.datasets import read_ferplus
+
+    labelled = read_ferplus(needs_dataset("ferplus"), "valid")
+    paths = labelled.paths[:800]
+    items = [(c, b) for _, c, b, _, _ in collect_crops(paths, crops=True, progress=False)]
+    logits = classifier.logits(np.stack([c for c, _ in items]), np.stack([b for _, b in items]))
+    labels = labelled.labels[:800]
+    before = reliability(softmax(logits), labels)["ece"]
+    after = reliability(softmax(logits, classifier.temperature), labels)["ece"]
+    assert after < before
+
+
+def test_temperature_fit_repairs_overconfidence():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 8, 4000)
+    logits = rng.normal(0, 1, (4000, 8))
+    right = rng.random(4000) < 0.7
+    winner = np.where(right, labels, (labels + 1) % 8)
+    logits[np.arange(4000), winner] += 8.0  # 70% accurate, ~99% confident
+    t = fit_temperature(logits, labels)
+    assert t > 1.5
+    assert reliability(softmax(logits, t), labels)["ece"] < 0.5 * reliability(softmax(logits), labels)["ece"]
+
+
+def test_metrics_on_a_known_confusion():
+    # true: 3 happy, 2 sad, 1 anger; predicted: happy happy sad | sad happy | anger
+    labels = np.array([1, 1, 1, 3, 3, 4])
+    predicted = np.array([1, 1, 3, 3, 1, 4])
+    probs = np.eye(8)[predicted] * 0.9 + 0.1 / 8
+    m = classification_metrics(labels, probs, EXPRESSIONS)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["classes_present"] == ["happy", "sad", "anger"]
+    assert m["per_class"]["happy"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
+    assert m["per_class"]["sad"]["precision"] == pytest.approx(0.5)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    assert m["confusion"][1][3] == 1 and m["confusion"][3][1] == 1
+
+
+def test_valence_arousal_follow_the_circumplex():
+    aus = np.zeros((3, 20), np.float32)
+    probs = np.eye(8, dtype=np.float32)[[EXPRESSIONS.index(c) for c in ("happy", "sad", "fear")]]
+    va = valence_arousal(probs, aus)
+    assert va[0, 0] > 0.7 and abs(va[0, 1]) < 0.2   # happy: pleasant
+    assert va[1, 0] < -0.6 and va[1, 1] < -0.3      # sad: unpleasant, low arousal
+    assert va[2, 0] < 0 and va[2, 1] > 0.6          # fear: unpleasant, high arousal
+    assert np.isnan(valence_arousal(np.full((1, 8), np.nan), aus[:1])).all()
+
+
+def test_class_name_synonyms():
+    assert canonical_expression("Angry") == "anger"
+    assert canonical_expression("happiness") == "happy"
+    assert canonical_expression("surprised") == "surprise"
+    assert canonical_expression("misc") is None
