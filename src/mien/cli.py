@@ -193,6 +193,10 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
     cache: Path = typer.Option(Path(".cache/expr"), help="Folder for cached aligned crops and blendshapes."),
+    stop_after: Optional[int] = typer.Option(None, help="Stop after this many epochs in this call (resume later with the same command)."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle schedule)."),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt instead of starting from scratch."),
+    sets: str = typer.Option("ferplus-train,affectnet8-train", help="Comma-separated training sets."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -200,9 +204,17 @@ def train(
         from mien.train.loop import TrainConfig
     except ImportError as error:
         raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
-    config = TrainConfig(epochs=epochs, seed=seed, threads=threads)
-    command = f"mien train --data {data} --out {out} --epochs {epochs} --seed {seed}"
-    train_and_export(config, data, out, cache, command=command, log=console.print)
+    from mien.train.datasets import BUILTIN
+
+    unknown = [name for name in sets.split(",") if name.strip() not in BUILTIN]
+    if unknown:
+        raise typer.BadParameter(f"unknown training sets {unknown}; choose from {', '.join(BUILTIN)}")
+    config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
+                         train_sets=tuple(s.strip() for s in sets.split(",")))
+    command = f"mien train --data {data} --out {out} --epochs {epochs} --seed {seed} --lr {lr} --sets {sets}"
+    if init:
+        command += f" --init {init}"
+    train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)
 
 
 @app.command("eval")

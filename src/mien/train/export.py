@@ -101,11 +101,14 @@ def write_reference(model: ExpressionNet, path: Path) -> Path:
     return path
 
 
-def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command: str = "", log=print) -> Path:
+def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command: str = "", log=print,
+                     stop_after: int | None = None) -> Path | None:
     """Train (resuming if interrupted), calibrate on the valid sets and export `out/expression.onnx`."""
     from mien.train.loop import run_training
 
-    best = run_training(config, datasets, out, cache_dir, log=log)
+    best = run_training(config, datasets, out, cache_dir, log=log, stop_after=stop_after)
+    if best is None:
+        return None
     model, saved = load_trained(best)
     calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets])
     info = json.loads((out / "training.json").read_text())

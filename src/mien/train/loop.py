@@ -49,6 +49,7 @@ class TrainConfig:
     threads: int = 2
     train_sets: tuple[str, ...] = TRAIN_SETS
     valid_sets: tuple[str, ...] = VALID_SETS
+    init_from: str | None = None  # best.pt of an earlier run to fine-tune from
     extra: dict = field(default_factory=dict)
 
 
@@ -80,8 +81,13 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Te
     return torch.cat(out)
 
 
-def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path, log=print) -> Path:
-    """Train (or resume) into `out`; returns the path of the best weights (`best.pt`)."""
+def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path, log=print,
+                 stop_after: int | None = None) -> Path | None:
+    """Train (or resume) into `out`; returns the path of the best weights (`best.pt`), or None if stopped early.
+
+    `stop_after` ends this call after that many epochs (the run resumes from the checkpoint
+    next time), so a long training can be spread over several sessions.
+    """
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -100,6 +106,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     targets = torch.where(hard[:, None], smooth, targets)
 
     model = ExpressionNet(channels=tuple(config.channels), top=config.top, use_blendshapes=config.use_blendshapes)
+    if config.init_from:
+        model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"])
     ema = copy.deepcopy(model)
     steps_per_epoch = len(images) // config.batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -109,6 +117,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
+        if "config" in saved and saved["config"] != asdict(config):
+            raise ValueError(f"{checkpoint} was made with other settings; use a new --out folder or the same options")
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -120,7 +130,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     valid_tensors = [(d["name"], *_tensors(d)) for d in valid]
     with Progress() as progress:
         task = progress.add_task("training", total=config.epochs, completed=state["epoch"])
-        for epoch in range(state["epoch"], config.epochs):
+        last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
+        for epoch in range(state["epoch"], last):
             started = time.time()
             g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
             order = torch.multinomial(weights, steps_per_epoch * config.batch_size, replacement=True, generator=g)
@@ -136,7 +147,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                _ema_update(ema, model, config.ema_decay if epoch > 0 else 0.9)
+                _ema_update(ema, model, config.ema_decay if epoch > 0 or config.init_from else 0.9)
                 total_loss += loss.item()
             scores = {name: _accuracy(ema, im, bl, tg) for name, im, bl, tg in valid_tensors}
             score = float(np.mean(list(scores.values())))
@@ -148,13 +159,16 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 state["best_score"] = score
                 torch.save({"model": ema.state_dict(), "config": asdict(config), "epoch": epoch + 1,
                             "valid": scores}, out / "best.pt")
-            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+            torch.save({"config": asdict(config), "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "state": state}, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
             log(f"epoch {epoch + 1}/{config.epochs} loss {total_loss / steps_per_epoch:.3f} "
                 + " ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" ({time.time() - started:.0f} s)")
             progress.advance(task)
 
+    if state["epoch"] < config.epochs:
+        log(f"stopped after epoch {state['epoch']} of {config.epochs}; run the same command again to continue")
+        return None
     info = {"config": asdict(config), "history": state["history"], "train_seconds": round(state["seconds"]),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__}

@@ -1,0 +1,88 @@
+"""Training code (needs the `train` extra; skipped without torch): data readers, augmentation, resume."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mien.expression.classes import EXPRESSIONS
+from mien.train.datasets import read_class_folders, read_ferplus
+
+torch = pytest.importorskip("torch")
+
+
+def _tiny_datasets(root, astronaut):
+    """ferplus/ and affectnet8/ laid out like ../shared/datasets, from jittered astronaut crops."""
+    rng = np.random.default_rng(0)
+    face = astronaut[40:230, 130:320]
+    fer = root / "ferplus"
+    for split in ("train", "valid"):
+        (fer / split).mkdir(parents=True)
+        with open(fer / f"{split}_votes.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            for i in range(12):
+                img = Image.fromarray(np.clip(face * rng.uniform(0.7, 1.2), 0, 255).astype(np.uint8)).convert("L")
+                img.resize((48, 48)).save(fer / split / f"f{i}.png")
+                votes = [0] * 10
+                votes[1], votes[0] = 7, 3  # happy majority
+                if i == 11:
+                    votes = [0] * 8 + [9, 1]  # unknown wins: dropped
+                writer.writerow([f"f{i}.png", "(0, 0, 48, 48)", *votes])
+    for split in ("train", "valid"):
+        for cls in ("happy", "neutral"):
+            (root / "affectnet8" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(face).resize((96, 96)).save(root / "affectnet8" / split / cls / f"{i}.jpg")
+    return root
+
+
+def test_ferplus_reader_uses_votes_and_drops_unknown(tmp_path, astronaut):
+    root = _tiny_datasets(tmp_path, astronaut)
+    train = read_ferplus(root / "ferplus", "train")
+    assert len(train) == 11
+    np.testing.assert_allclose(train.targets[0], [0.3, 0.7, 0, 0, 0, 0, 0, 0])
+    assert (train.labels == EXPRESSIONS.index("happy")).all()
+    folders, skipped = read_class_folders(root / "affectnet8" / "train")
+    assert folders.classes_present == ("neutral", "happy") and skipped == []
+
+
+def test_augment_keeps_shapes_and_mirrors_blendshapes():
+    from mien.face.blendshapes import BLENDSHAPE_NAMES, mirrored_order
+    from mien.train.augment import augment
+
+    images = torch.rand(64, 1, 48, 48)
+    blend = torch.zeros(64, 53)
+    blend[:, BLENDSHAPE_NAMES.index("mouthSmileLeft")] = 1.0
+    mirror = torch.tensor(mirrored_order() + [52])
+    out, out_blend = augment(images, blend, mirror, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+    swapped = out_blend[:, BLENDSHAPE_NAMES.index("mouthSmileRight")] == 1.0
+    assert 10 < swapped.sum() < 54  # about half were mirrored
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path, astronaut):
+    from mien.train.loop import TrainConfig, run_training
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    config = TrainConfig(epochs=2, batch_size=8, threads=1)
+    assert run_training(config, data, tmp_path / "run", tmp_path / "cache", log=lambda *_: None, stop_after=1) is None
+    first = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]
+    assert first["epoch"] == 1
+    logs = []
+    assert run_training(config, data, tmp_path / "run", tmp_path / "cache", log=logs.append) is not None
+    assert logs[0] == "resuming after epoch 1"
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "training.json").exists()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, astronaut):
+    from mien.train.loop import TrainConfig, run_training
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    run_training(TrainConfig(epochs=2, batch_size=8, threads=1), data, tmp_path / "run", tmp_path / "cache",
+                 log=lambda *_: None, stop_after=1)
+    with pytest.raises(ValueError, match="other settings"):
+        run_training(TrainConfig(epochs=3, batch_size=8, threads=1), data, tmp_path / "run", tmp_path / "cache",
+                     log=lambda *_: None)
