@@ -1,6 +1,6 @@
 """Measure the shipped expression model and write its model card.
 
-    python benchmarks/expression_eval.py --training runs/expr/training.json
+    python benchmarks/expression_eval.py --training runs/expr/training.json runs/expr-ft/training.json
 
 Evaluates FER+ test, FER+ valid and AffectNet-8 valid through `mien.expression.evaluate`
 (the same path as `mien eval`), measures classifier speed, runs the image-only ablation
@@ -45,7 +45,8 @@ def _image_only(classifier: ExpressionClassifier, cache: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
-    parser.add_argument("--training", type=Path, default=ROOT / "runs" / "expr" / "training.json")
+    parser.add_argument("--training", type=Path, nargs="+", default=[ROOT / "runs" / "expr" / "training.json"],
+                        help="training.json of each training step, in order (base run, then fine-tuning)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "expr")
     args = parser.parse_args()
 
@@ -67,11 +68,13 @@ def main() -> None:
             r = _image_only(classifier, cache)
             ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
                                f"{100 * r['image_only']:.1f}% with the image alone")
-    training = json.loads(args.training.read_text())
+    stages = [json.loads(path.read_text()) for path in args.training]
+    training = stages[-1]
     card = {
         "model": {"file": path.name, "size_mb": path.stat().st_size / 1e6,
                   "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parameters": _parameters(path)},
         "training": training,
+        "stages": stages,
         "evaluations": {k: {key: v[key] for key in ("evaluated", "accuracy", "macro_f1", "balanced_accuracy", "ece",
                                                     "per_class", "no_face", "mesh_missing")}
                         for k, v in evaluations.items()},
@@ -80,6 +83,7 @@ def main() -> None:
     }
     (ROOT / "benchmarks" / "expression_eval.json").write_text(json.dumps(
         {"evaluations": evaluations, "speed": speed, "ablations": ablations}, indent=2))
+    (ROOT / "src" / "mien" / "data" / "cards").mkdir(parents=True, exist_ok=True)
     (ROOT / "src" / "mien" / "data" / "cards" / "expression.json").write_text(json.dumps(card, indent=2))
     (ROOT / "MODEL_CARD.md").write_text(render_expression_card(card))
     print(json.dumps({"speed": speed, "ablations": ablations}, indent=2))

@@ -3,7 +3,8 @@
 Usage: python benchmarks/stages.py [--repeats 50]
 Stages on the 640x480 astronaut portrait (one face): detector (fast mode), mesh only
 (FaceLandmarker without blendshapes, on the face crop), mesh + blendshapes, the measurements
-mien adds (pose, gaze, AUs, alignment, sharpness, flags), the whole `Analyzer.analyze` call in
+mien adds (pose, gaze, AUs, alignment, sharpness, flags, expression; and the expression
+stage alone: crop, classifier, valence/arousal), the whole `Analyzer.analyze` call in
 fast mode, and thorough mode on a 1280x960 collage of 12 faces.
 """
 
@@ -65,6 +66,10 @@ def main() -> None:
         faces = analyzer.analyze(frame)
         results["measurements_ms_per_face"] = timed(lambda: analyzer._measure(faces, frame), args.repeats)
         results["pipeline_fast_ms_per_image_1_face"] = timed(lambda: analyzer.analyze(frame), args.repeats)
+    with Analyzer(AnalyzerOptions(mode="fast", expression=False)) as analyzer:
+        results["measurements_without_expression_ms_per_face"] = timed(lambda: analyzer._measure(faces, frame), args.repeats)
+    results["expression_ms_per_face"] = round(results["measurements_ms_per_face"]
+                                              - results["measurements_without_expression_ms_per_face"], 2)
     tile = cv2.resize(data.astronaut()[30:230, 120:330], (200, 200))
     group = np.full((960, 1280, 3), 90, np.uint8)
     for r in range(3):

@@ -86,3 +86,17 @@ def test_resuming_with_other_settings_is_refused(tmp_path, astronaut):
     with pytest.raises(ValueError, match="other settings"):
         run_training(TrainConfig(epochs=3, batch_size=8, threads=1), data, tmp_path / "run", tmp_path / "cache",
                      log=lambda *_: None)
+
+
+def test_train_cli_rejects_unknown_sets(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for option in (["--sets", "ferplus-train,nope"], ["--select", "ferplus-train"]):
+        result = subprocess.run([sys.executable, "-m", "mien", "train", "--data", str(tmp_path), "--out",
+                                 str(tmp_path / "run"), *option], capture_output=True, text=True,
+                                env={**os.environ, "COLUMNS": "200"})
+        assert result.returncode == 2, result.stderr
+        assert "nope" in result.stderr or "--select takes valid sets" in result.stderr
+        assert not (tmp_path / "run").exists()

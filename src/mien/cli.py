@@ -197,6 +197,7 @@ def train(
     lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle schedule)."),
     init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt instead of starting from scratch."),
     sets: str = typer.Option("ferplus-train,affectnet8-train", help="Comma-separated training sets."),
+    select: str = typer.Option("", help="Comma-separated valid sets whose mean accuracy picks the best epoch (default: all)."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -206,14 +207,21 @@ def train(
         raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
     from mien.train.datasets import BUILTIN
 
-    unknown = [name for name in sets.split(",") if name.strip() not in BUILTIN]
+    train_sets = tuple(name.strip() for name in sets.split(",") if name.strip())
+    select_on = tuple(name.strip() for name in select.split(",") if name.strip())
+    unknown = [name for name in train_sets + select_on if name not in BUILTIN]
     if unknown:
-        raise typer.BadParameter(f"unknown training sets {unknown}; choose from {', '.join(BUILTIN)}")
+        raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
-                         train_sets=tuple(s.strip() for s in sets.split(",")))
+                         train_sets=train_sets, select_on=select_on)
+    bad_select = [name for name in select_on if name not in config.valid_sets]
+    if bad_select:
+        raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
     command = f"mien train --data {data} --out {out} --epochs {epochs} --seed {seed} --lr {lr} --sets {sets}"
     if init:
         command += f" --init {init}"
+    if select_on:
+        command += f" --select {select}"
     train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)
 
 

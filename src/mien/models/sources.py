@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "44180bfca944b270c21159737105eaee16b17a53cbc45b2fce222443e75265b4",
+    "sha256": "d38e3939070339a18195e5217b0253a344375a582d95726a731f927f9f560433",
     "package": "mien",
     "package_version": "",
     "member": None,

@@ -1,8 +1,8 @@
 """Training loop for ExpressionNet with checkpoint/resume, EMA weights and model selection.
 
 Training data: FER+ train (annotator vote shares as soft targets) + AffectNet-8 train (one-hot,
-label-smoothed). Model selection: mean accuracy on FER+ valid and AffectNet-8 valid, using the
-EMA weights. `run_training` can be interrupted at any point and resumed from `checkpoint.pt`.
+label-smoothed). Model selection: mean accuracy of the EMA weights on FER+ valid and AffectNet-8
+valid (or on the sets in `TrainConfig.select_on`). `run_training` can be interrupted at any point and resumed from `checkpoint.pt`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class TrainConfig:
     train_sets: tuple[str, ...] = TRAIN_SETS
     valid_sets: tuple[str, ...] = VALID_SETS
     init_from: str | None = None  # best.pt of an earlier run to fine-tune from
+    select_on: tuple[str, ...] = ()  # valid sets whose mean accuracy picks the best epoch (empty: all)
     extra: dict = field(default_factory=dict)
 
 
@@ -150,7 +151,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 _ema_update(ema, model, config.ema_decay if epoch > 0 or config.init_from else 0.9)
                 total_loss += loss.item()
             scores = {name: _accuracy(ema, im, bl, tg) for name, im, bl, tg in valid_tensors}
-            score = float(np.mean(list(scores.values())))
+            score = float(np.mean([v for k, v in scores.items() if k in (config.select_on or scores)]))
             state["seconds"] += time.time() - started
             state["epoch"] = epoch + 1
             state["history"].append({"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, **scores,
