@@ -100,3 +100,21 @@ def test_train_cli_rejects_unknown_sets(tmp_path):
         assert result.returncode == 2, result.stderr
         assert "nope" in result.stderr or "--select takes valid sets" in result.stderr
         assert not (tmp_path / "run").exists()
+
+
+def test_interpolated_weights_lie_between_start_and_fine_tuned(tmp_path):
+    from mien.train.export import interpolate_weights, load_trained
+    from mien.train.loop import TrainConfig
+    from mien.train.model import ExpressionNet
+    from dataclasses import asdict
+
+    torch.manual_seed(0)
+    start, tuned = ExpressionNet(), ExpressionNet()
+    torch.save({"model": start.state_dict()}, tmp_path / "start.pt")
+    torch.save({"model": tuned.state_dict(), "config": asdict(TrainConfig()), "epoch": 3}, tmp_path / "tuned.pt")
+    out = interpolate_weights(tmp_path / "tuned.pt", tmp_path / "start.pt", 0.3, tmp_path / "mixed.pt")
+    model, saved = load_trained(out)
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.3 * start.state_dict()[key] + 0.7 * tuned.state_dict()[key])
+    assert saved["epoch"] == 3 and saved["init_share"] == 0.3

@@ -198,6 +198,8 @@ def train(
     init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt instead of starting from scratch."),
     sets: str = typer.Option("ferplus-train,affectnet8-train", help="Comma-separated training sets."),
     select: str = typer.Option("", help="Comma-separated valid sets whose mean accuracy picks the best epoch (default: all)."),
+    init_share: float = typer.Option(0.0, min=0.0, max=1.0, help="With --init: ship this share of the initial weights "
+                                     "averaged with the fine-tuned ones (WiSE-FT); 0 ships the fine-tuned weights."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -213,7 +215,7 @@ def train(
     if unknown:
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
-                         train_sets=train_sets, select_on=select_on)
+                         train_sets=train_sets, select_on=select_on, init_share=init_share if init else 0.0)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
@@ -222,6 +224,8 @@ def train(
         command += f" --init {init}"
     if select_on:
         command += f" --select {select}"
+    if init and init_share:
+        command += f" --init-share {init_share}"
     train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)
 
 

@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "d38e3939070339a18195e5217b0253a344375a582d95726a731f927f9f560433",
+    "sha256": "eda71d534bf75b4a730222c7eb2481f46e5170fa768404dada2c0f2c4222695b",
     "package": "mien",
     "package_version": "",
     "member": None,

@@ -32,12 +32,15 @@ def _stage_lines(stages: list[dict]) -> list[str]:
         label = "Command" if len(stages) == 1 else f"Step {i + 1}"
         lines.append(f"- {label}: `{stage['command']}` (seed {stage['config']['seed']}, {stage['config']['epochs']} "
                      f"epochs on {', '.join(stage['config']['train_sets'])}, best epoch {stage['best_epoch']}, "
-                     f"{stage['train_seconds'] / 60:.0f} min on {stage['hardware']}, torch {stage['torch']}).")
+                     f"{stage['train_seconds'] / 60:.0f} min on {stage['hardware']}, torch {stage['torch']})"
+                     + (f"; the shipped weights are {stage['config']['init_share']:.0%} the starting weights and "
+                        f"{1 - stage['config']['init_share']:.0%} the fine-tuned ones (weight-space ensemble, WiSE-FT)."
+                        if stage["config"].get("init_share") else "."))
     if len(stages) > 1:
         before, after = stages[0]["valid_accuracy"], stages[-1]["valid_accuracy"]
         change = "; ".join(f"{k} {_pct(before[k])} -> {_pct(after[k])}" for k in after if k in before)
         lines.append("- Later steps start from the previous step's best weights at a lower learning rate on the sets "
-                     f"named; valid accuracy (EMA weights, before calibration): {change}.")
+                     f"named; valid accuracy of the weights each step ships (before calibration): {change}.")
     return lines
 
 

@@ -27,19 +27,35 @@ def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
 
 
 def calibrate(model: ExpressionNet, valid_caches: list[Path]) -> dict:
-    """Fit a temperature on the pooled valid sets; ECE before and after."""
-    logits, labels = [], []
+    """Fit a temperature on the pooled valid sets; ECE before and after, and accuracy per set."""
+    logits, labels, accuracy = [], [], {}
     for path in valid_caches:
         data = load_cache(path)
         images = torch.from_numpy(data["crops"]).unsqueeze(1)
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
         logits.append(predict_logits(model, images, blend).numpy())
         labels.append(data["targets"].argmax(1))
+        accuracy[Path(path).stem] = float((logits[-1].argmax(1) == labels[-1]).mean())
     logits_all, labels_all = np.concatenate(logits), np.concatenate(labels)
     temperature = fit_temperature(logits_all, labels_all)
     return {"temperature": temperature,
             "ece_before": reliability(softmax(logits_all), labels_all)["ece"],
-            "ece_after": reliability(softmax(logits_all, temperature), labels_all)["ece"]}
+            "ece_after": reliability(softmax(logits_all, temperature), labels_all)["ece"],
+            "valid_accuracy": accuracy}
+
+
+def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -> Path:
+    """Weight-space ensemble of a fine-tuned model and its starting point (WiSE-FT, Wortsman et al. 2022).
+
+    Fine-tuning on FER+ alone lifts FER+ accuracy but forgets some of what AffectNet taught;
+    averaging the weights keeps most of both.
+    """
+    saved = torch.load(tuned, weights_only=False)
+    start = torch.load(init, weights_only=False)["model"]
+    mixed = {key: (init_share * start[key].float() + (1 - init_share) * value.float()).to(value.dtype)
+             if value.is_floating_point() else value for key, value in saved["model"].items()}
+    torch.save({**saved, "model": mixed, "init_share": init_share}, out)
+    return out
 
 
 def export_onnx(model: ExpressionNet, out: Path, metadata: dict) -> Path:
@@ -109,10 +125,12 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
     best = run_training(config, datasets, out, cache_dir, log=log, stop_after=stop_after)
     if best is None:
         return None
+    if config.init_from and config.init_share:
+        best = interpolate_weights(best, Path(config.init_from), config.init_share, out / "interpolated.pt")
     model, saved = load_trained(best)
     calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets])
     info = json.loads((out / "training.json").read_text())
-    info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": saved["valid"],
+    info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": calibration.pop("valid_accuracy"),
                  "calibration": calibration})
     (out / "training.json").write_text(json.dumps(info, indent=2))
     onnx_path = export_onnx(model, out / "expression.onnx", {

@@ -51,6 +51,7 @@ class TrainConfig:
     valid_sets: tuple[str, ...] = VALID_SETS
     init_from: str | None = None  # best.pt of an earlier run to fine-tune from
     select_on: tuple[str, ...] = ()  # valid sets whose mean accuracy picks the best epoch (empty: all)
+    init_share: float = 0.0  # with init_from: ship init_share * initial + (1 - init_share) * fine-tuned weights
     extra: dict = field(default_factory=dict)
 
 
