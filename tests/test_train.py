@@ -93,12 +93,14 @@ def test_train_cli_rejects_unknown_sets(tmp_path):
     import subprocess
     import sys
 
-    for option in (["--sets", "ferplus-train,nope"], ["--select", "ferplus-train"]):
+    cases = {"nope": ["--sets", "ferplus-train,nope"], "--select takes valid sets": ["--select", "ferplus-train"],
+             "--channels takes": ["--channels", "16,wide"]}
+    for message, option in cases.items():
         result = subprocess.run([sys.executable, "-m", "mien", "train", "--data", str(tmp_path), "--out",
                                  str(tmp_path / "run"), *option], capture_output=True, text=True,
                                 env={**os.environ, "COLUMNS": "200"})
         assert result.returncode == 2, result.stderr
-        assert "nope" in result.stderr or "--select takes valid sets" in result.stderr
+        assert message in result.stderr
         assert not (tmp_path / "run").exists()
 
 
@@ -118,3 +120,26 @@ def test_interpolated_weights_lie_between_start_and_fine_tuned(tmp_path):
         if value.is_floating_point():
             torch.testing.assert_close(value, 0.3 * start.state_dict()[key] + 0.7 * tuned.state_dict()[key])
     assert saved["epoch"] == 3 and saved["init_share"] == 0.3
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_onnx_export_matches_torch_with_and_without_test_flip(tmp_path, flip):
+    import onnxruntime as ort
+
+    from mien.train.export import export_onnx
+    from mien.train.loop import predict_logits
+    from mien.train.model import ExpressionNet
+
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = ExpressionNet(channels=(8, 16, 16, 32), top=64).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", {"temperature": 1.0}, flip=flip)
+    images = torch.randint(0, 255, (5, 1, 48, 48), dtype=torch.uint8)
+    blend = torch.rand(5, 53)
+    expected = predict_logits(model, images, blend, flip=flip).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": images.float().numpy() / 255, "blendshapes": blend.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    if not flip:  # a plain model is not mirror-symmetric, so the two exports must differ
+        other = predict_logits(model, images, blend, flip=True).numpy()
+        assert np.abs(other - got).max() > 1e-4

@@ -198,6 +198,9 @@ def train(
     init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt instead of starting from scratch."),
     sets: str = typer.Option("ferplus-train,affectnet8-train", help="Comma-separated training sets."),
     select: str = typer.Option("", help="Comma-separated valid sets whose mean accuracy picks the best epoch (default: all)."),
+    channels: str = typer.Option("16,32,64,128", help="Channels of the four CNN stages (width of the model)."),
+    top: int = typer.Option(256, help="Width of the image feature layer."),
+    test_flip: bool = typer.Option(True, help="Average over the face and its mirror image (about half the speed)."),
     init_share: float = typer.Option(0.0, min=0.0, max=1.0, help="With --init: ship this share of the initial weights "
                                      "averaged with the fine-tuned ones (WiSE-FT); 0 ships the fine-tuned weights."),
 ) -> None:
@@ -209,13 +212,18 @@ def train(
         raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
     from mien.train.datasets import BUILTIN
 
+    try:
+        stage_channels = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--channels takes comma-separated integers, got {channels!r}") from None
     train_sets = tuple(name.strip() for name in sets.split(",") if name.strip())
     select_on = tuple(name.strip() for name in select.split(",") if name.strip())
     unknown = [name for name in train_sets + select_on if name not in BUILTIN]
     if unknown:
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
-                         train_sets=train_sets, select_on=select_on, init_share=init_share if init else 0.0)
+                         train_sets=train_sets, select_on=select_on, init_share=init_share if init else 0.0,
+                         channels=stage_channels, top=top, test_flip=test_flip)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
@@ -226,6 +234,10 @@ def train(
         command += f" --select {select}"
     if init and init_share:
         command += f" --init-share {init_share}"
+    if stage_channels != TrainConfig.channels or top != TrainConfig.top:
+        command += f" --channels {channels} --top {top}"
+    if not test_flip:
+        command += " --no-test-flip"
     train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)
 
 

@@ -59,8 +59,9 @@ def render_expression_card(data: dict) -> str:
         "(neutral, happy, surprise, sad, anger, disgust, fear, contempt). Input: the 48x48 grayscale face crop "
         "aligned on five mesh points (`mien.expression.crop.expression_crop`) and the face's 52 MediaPipe "
         "blendshapes (optional: with no mesh the crop alone is used). The network is a compact CNN "
-        f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes; "
-        "it averages its logits over the face and its mirror image.",
+        f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes"
+        + ("; it averages its logits over the face and its mirror image." if training["config"].get("test_flip", True)
+           else "."),
         "",
         "## Intended use",
         "- Research and product analytics on *visible facial expressions* in photos and video, aggregated over "

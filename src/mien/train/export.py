@@ -26,14 +26,14 @@ def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
     return model.eval(), saved
 
 
-def calibrate(model: ExpressionNet, valid_caches: list[Path]) -> dict:
+def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True) -> dict:
     """Fit a temperature on the pooled valid sets; ECE before and after, and accuracy per set."""
     logits, labels, accuracy = [], [], {}
     for path in valid_caches:
         data = load_cache(path)
         images = torch.from_numpy(data["crops"]).unsqueeze(1)
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
-        logits.append(predict_logits(model, images, blend).numpy())
+        logits.append(predict_logits(model, images, blend, flip=flip).numpy())
         labels.append(data["targets"].argmax(1))
         accuracy[Path(path).stem] = float((logits[-1].argmax(1) == labels[-1]).mean())
     logits_all, labels_all = np.concatenate(logits), np.concatenate(labels)
@@ -58,11 +58,11 @@ def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -
     return out
 
 
-def export_onnx(model: ExpressionNet, out: Path, metadata: dict) -> Path:
-    """Write the flip-averaged model to `out` with `metadata` (JSON values) in the ONNX file."""
+def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = True) -> Path:
+    """Write the model (flip-averaged unless `flip` is off) to `out` with `metadata` (JSON values) in the ONNX file."""
     import onnx
 
-    wrapped = FlipAveraged(model, mirrored_order()).eval()
+    wrapped = FlipAveraged(model, mirrored_order()).eval() if flip else model.eval()
     image = torch.rand(2, 1, EXPR_SIZE, EXPR_SIZE)
     blend = torch.rand(2, 53)
     torch.onnx.export(wrapped, (image, blend), str(out), input_names=["image", "blendshapes"],
@@ -105,13 +105,13 @@ def reference_inputs(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return np.stack(crops), np.stack(blends)
 
 
-def write_reference(model: ExpressionNet, path: Path) -> Path:
+def write_reference(model: ExpressionNet, path: Path, flip: bool = True) -> Path:
     """Save reference inputs and the torch model's logits, so tests can check the ONNX export."""
     from mien.expression.classifier import blend_input
 
     crops, blends = reference_inputs()
     images = torch.from_numpy(crops).unsqueeze(1)
-    logits = predict_logits(model, images, torch.from_numpy(blend_input(blends))).numpy()
+    logits = predict_logits(model, images, torch.from_numpy(blend_input(blends)), flip=flip).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, crops=crops, blendshapes=blends, torch_logits=logits)
     return path
@@ -128,7 +128,7 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
     if config.init_from and config.init_share:
         best = interpolate_weights(best, Path(config.init_from), config.init_share, out / "interpolated.pt")
     model, saved = load_trained(best)
-    calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets])
+    calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets], flip=config.test_flip)
     info = json.loads((out / "training.json").read_text())
     info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": calibration.pop("valid_accuracy"),
                  "calibration": calibration})
@@ -136,8 +136,9 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
     onnx_path = export_onnx(model, out / "expression.onnx", {
         "temperature": calibration["temperature"], "trained_with": command, "seed": config.seed,
         "epochs": config.epochs, "best_epoch": saved["epoch"], "train_seconds": info["train_seconds"],
-        "hardware": info["hardware"], "train_sets": list(config.train_sets)})
-    write_reference(model, out / "expression_reference.npz")
+        "hardware": info["hardware"], "train_sets": list(config.train_sets), "test_flip": config.test_flip},
+        flip=config.test_flip)
+    write_reference(model, out / "expression_reference.npz", flip=config.test_flip)
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); temperature {calibration['temperature']:.3f}, "
         f"valid ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
     return onnx_path

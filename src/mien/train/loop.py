@@ -51,6 +51,7 @@ class TrainConfig:
     valid_sets: tuple[str, ...] = VALID_SETS
     init_from: str | None = None  # best.pt of an earlier run to fine-tune from
     select_on: tuple[str, ...] = ()  # valid sets whose mean accuracy picks the best epoch (empty: all)
+    test_flip: bool = True  # average logits over the face and its mirror image (at ~half the speed)
     init_share: float = 0.0  # with init_from: ship init_share * initial + (1 - init_share) * fine-tuned weights
     extra: dict = field(default_factory=dict)
 
@@ -71,15 +72,16 @@ def _tensors(data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Logits for uint8 (n, 1, 48, 48) images in eval mode, with test-time flip averaging."""
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Tensor, batch: int = 512,
+                   flip: bool = True) -> torch.Tensor:
+    """Logits for uint8 (n, 1, 48, 48) images in eval mode, with test-time flip averaging unless `flip` is off."""
     model.eval()
     mirror = torch.tensor(mirrored_order() + [52])
     out = []
     for i in range(0, len(images), batch):
         x = images[i:i + batch].float() / 255
         b = blend[i:i + batch]
-        out.append((model(x, b) + model(x.flip(3), b[:, mirror])) / 2)
+        out.append((model(x, b) + model(x.flip(3), b[:, mirror])) / 2 if flip else model(x, b))
     return torch.cat(out)
 
 
@@ -151,7 +153,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 scheduler.step()
                 _ema_update(ema, model, config.ema_decay if epoch > 0 or config.init_from else 0.9)
                 total_loss += loss.item()
-            scores = {name: _accuracy(ema, im, bl, tg) for name, im, bl, tg in valid_tensors}
+            scores = {name: _accuracy(ema, im, bl, tg, config.test_flip) for name, im, bl, tg in valid_tensors}
             score = float(np.mean([v for k, v in scores.items() if k in (config.select_on or scores)]))
             state["seconds"] += time.time() - started
             state["epoch"] = epoch + 1
@@ -187,6 +189,6 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
                 e.copy_(m)
 
 
-def _accuracy(model, images, blend, targets) -> float:
-    logits = predict_logits(model, images, blend)
+def _accuracy(model, images, blend, targets, flip: bool) -> float:
+    logits = predict_logits(model, images, blend, flip=flip)
     return float((logits.argmax(1) == targets.argmax(1)).float().mean())
