@@ -83,8 +83,9 @@ def main() -> None:
     }
     (ROOT / "benchmarks" / "expression_eval.json").write_text(json.dumps(
         {"evaluations": evaluations, "speed": speed, "ablations": ablations}, indent=2))
-    (ROOT / "src" / "mien" / "data" / "cards").mkdir(parents=True, exist_ok=True)
-    (ROOT / "src" / "mien" / "data" / "cards" / "expression.json").write_text(json.dumps(card, indent=2))
+    cards = ROOT / "src" / "mien" / "data" / "cards"
+    cards.mkdir(parents=True, exist_ok=True)
+    (cards / "expression.json").write_text(json.dumps(card, indent=2))
     (ROOT / "MODEL_CARD.md").write_text(render_expression_card(card))
     print(json.dumps({"speed": speed, "ablations": ablations}, indent=2))
 

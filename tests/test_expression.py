@@ -68,7 +68,7 @@ def test_ferplus_test_sample_accuracy(classifier):
 
     labelled = read_ferplus(needs_dataset("ferplus"), "test")
     run = run_eval(labelled.paths[:300], labelled.labels[:300], crops=True, classifier=classifier, progress=False)
-    assert (run.probs.argmax(1) == run.labels).mean() > 0.75  # 0.79 measured; 80.1% on all of FER+ test
+    assert (run.probs.argmax(1) == run.labels).mean() > 0.75  # 0.80 measured; 80.6% on all of FER+ test
 
 
 def test_shipped_temperature_lowers_ece_on_valid(classifier):

@@ -105,10 +105,11 @@ def test_train_cli_rejects_unknown_sets(tmp_path):
 
 
 def test_interpolated_weights_lie_between_start_and_fine_tuned(tmp_path):
+    from dataclasses import asdict
+
     from mien.train.export import interpolate_weights, load_trained
     from mien.train.loop import TrainConfig
     from mien.train.model import ExpressionNet
-    from dataclasses import asdict
 
     torch.manual_seed(0)
     start, tuned = ExpressionNet(), ExpressionNet()

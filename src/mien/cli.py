@@ -6,6 +6,7 @@ and their rows written); 2 bad usage or nothing to do.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -218,7 +219,7 @@ def train(
         raise typer.BadParameter(f"--channels takes comma-separated integers, got {channels!r}") from None
     train_sets = tuple(name.strip() for name in sets.split(",") if name.strip())
     select_on = tuple(name.strip() for name in select.split(",") if name.strip())
-    unknown = [name for name in train_sets + select_on if name not in BUILTIN]
+    unknown = [name for name in train_sets if name not in BUILTIN]
     if unknown:
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
@@ -227,17 +228,7 @@ def train(
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
-    command = f"mien train --data {data} --out {out} --epochs {epochs} --seed {seed} --lr {lr} --sets {sets}"
-    if init:
-        command += f" --init {init}"
-    if select_on:
-        command += f" --select {select}"
-    if init and init_share:
-        command += f" --init-share {init_share}"
-    if stage_channels != TrainConfig.channels or top != TrainConfig.top:
-        command += f" --channels {channels} --top {top}"
-    if not test_flip:
-        command += " --no-test-flip"
+    command = shlex.join(["mien", *sys.argv[1:]])  # as typed; training.json also records every setting
     train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)
 
 

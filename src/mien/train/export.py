@@ -107,8 +107,6 @@ def reference_inputs(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def write_reference(model: ExpressionNet, path: Path, flip: bool = True) -> Path:
     """Save reference inputs and the torch model's logits, so tests can check the ONNX export."""
-    from mien.expression.classifier import blend_input
-
     crops, blends = reference_inputs()
     images = torch.from_numpy(crops).unsqueeze(1)
     logits = predict_logits(model, images, torch.from_numpy(blend_input(blends)), flip=flip).numpy()
