@@ -113,7 +113,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     if config.init_from:
         model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"])
     ema = copy.deepcopy(model)
-    steps_per_epoch = len(images) // config.batch_size
+    steps_per_epoch = max(1, len(images) // config.batch_size)  # sampling is with replacement, so tiny sets work too
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.15)
