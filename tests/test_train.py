@@ -163,3 +163,38 @@ def test_train_cli_runs_end_to_end_on_a_set_smaller_than_a_batch(tmp_path, astro
     probs = ExpressionClassifier(tmp_path / "run" / "expression.onnx").predict(
         np.zeros((2, 48, 48), np.uint8), np.full((2, 52), np.nan, np.float32))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_classifier_refuses_a_model_made_for_other_crop_framing(tmp_path):
+    from mien.expression.classifier import ExpressionClassifier
+    from mien.train.export import export_onnx
+    from mien.train.model import ExpressionNet
+
+    pytest.importorskip("onnx")
+    import onnx
+
+    path = export_onnx(ExpressionNet(channels=(8, 16, 16, 32), top=64), tmp_path / "m.onnx", {}, flip=False)
+    ExpressionClassifier(path)  # made by this version: accepted
+    proto = onnx.load(str(path))
+    for entry in proto.metadata_props:
+        if entry.key == "align_margin":
+            entry.value = "0.2"
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    with pytest.raises(ValueError, match="margin 0.200"):
+        ExpressionClassifier(tmp_path / "old.onnx")
+
+
+def test_cache_is_rebuilt_when_crop_framing_changes(tmp_path, astronaut):
+    from mien.train.cache import build_cache, crop_settings, load_cache
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    labelled = read_ferplus(data / "ferplus", "valid")
+    path = build_cache(labelled, tmp_path / "cache.npz", workers=1)
+    made = load_cache(path)
+    np.testing.assert_allclose(made["crop_settings"], crop_settings())
+    stale = {**made, "crop_settings": made["crop_settings"] + 0.1, "crops": np.zeros_like(made["crops"])}
+    np.savez(path, **stale)
+    assert load_cache(build_cache(labelled, path, workers=1))["crops"].any()  # rebuilt, not reused
+    before = path.stat().st_mtime_ns
+    build_cache(labelled, path, workers=1)
+    assert path.stat().st_mtime_ns == before  # same framing and files: reused

@@ -29,25 +29,30 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
     ]).astype(np.float32)
 
 
-def template(size: int = ALIGN_SIZE, margin: float = ALIGN_MARGIN) -> np.ndarray:
-    """(5, 2) destination points for a `size` px crop; margin > 0 zooms out around the centre."""
+def template(size: int = ALIGN_SIZE, margin: float = ALIGN_MARGIN, shift: float | None = None) -> np.ndarray:
+    """(5, 2) destination points for a `size` px crop.
+
+    margin > 0 zooms out around the centre, margin < 0 zooms in; `shift` moves the face down
+    (> 0) or up (< 0) as a fraction of the crop, by default down a little with the margin so the
+    forehead fits as well as the chin.
+    """
     unit = _TEMPLATE_112 / 112.0
     unit = (unit - 0.5) / (1.0 + margin) + 0.5
-    # Shift down a little so the forehead fits as well as the chin.
-    unit[:, 1] += 0.04 * margin / 0.2
+    unit[:, 1] += 0.04 * margin / 0.2 if shift is None else shift
     return unit * size
 
 
-def align_matrix(landmarks: np.ndarray, size: int = ALIGN_SIZE, margin: float = ALIGN_MARGIN) -> np.ndarray:
+def align_matrix(landmarks: np.ndarray, size: int = ALIGN_SIZE, margin: float = ALIGN_MARGIN,
+                 shift: float | None = None) -> np.ndarray:
     """2x3 similarity transform from image pixels to the aligned crop."""
-    matrix, _ = cv2.estimateAffinePartial2D(five_points(landmarks), template(size, margin), method=cv2.LMEDS)
+    matrix, _ = cv2.estimateAffinePartial2D(five_points(landmarks), template(size, margin, shift), method=cv2.LMEDS)
     if matrix is None:
         raise ValueError("alignment failed: degenerate landmarks")
     return matrix
 
 
 def align_face(rgb: np.ndarray, landmarks: np.ndarray, size: int = ALIGN_SIZE,
-               margin: float = ALIGN_MARGIN) -> np.ndarray:
+               margin: float = ALIGN_MARGIN, shift: float | None = None) -> np.ndarray:
     """(size, size, 3) uint8 aligned crop of one face from an RGB image and its landmarks."""
-    matrix = align_matrix(landmarks, size, margin)
+    matrix = align_matrix(landmarks, size, margin, shift)
     return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "eda71d534bf75b4a730222c7eb2481f46e5170fa768404dada2c0f2c4222695b",
+    "sha256": "0dfa26b72a4474ae4edbccb2ee26f9f2fb500e145ab2ebbb5a65e49e041129ad",
     "package": "mien",
     "package_version": "",
     "member": None,

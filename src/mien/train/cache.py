@@ -12,11 +12,16 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from mien.expression.crop import crop_from_face_image
+from mien.expression.crop import EXPR_MARGIN, EXPR_SHIFT, EXPR_SIZE, crop_from_face_image
 from mien.io.images import load_image
 from mien.train.datasets import LabelledSet
 
 _worker_mesh = None
+
+
+def crop_settings() -> np.ndarray:
+    """How crops are framed; a cache made with other settings is rebuilt."""
+    return np.array([EXPR_SIZE, EXPR_MARGIN, EXPR_SHIFT], np.float64)
 
 
 def _init_worker() -> None:
@@ -32,13 +37,14 @@ def _process(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
 
 
 def build_cache(labelled: LabelledSet, out: Path, workers: int = 2) -> Path:
-    """Write `out` (.npz) for `labelled` unless it already exists with the same file list."""
+    """Write `out` (.npz) for `labelled` unless it already exists with the same file list and crop framing."""
     out = Path(out)
     # Keyed by split-or-class folder and file name, so the datasets folder may move.
     names = np.array(["/".join(Path(p).parts[-2:]) for p in labelled.paths])
     if out.exists():
         with np.load(out) as old:
-            if np.array_equal(old["paths"], names):
+            same_framing = "crop_settings" in old.files and np.allclose(old["crop_settings"], crop_settings())
+            if same_framing and np.array_equal(old["paths"], names):
                 return out
     with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
         results = list(track(pool.imap(_process, labelled.paths, chunksize=64), total=len(labelled),
@@ -49,7 +55,7 @@ def build_cache(labelled: LabelledSet, out: Path, workers: int = 2) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, crops=crops, blendshapes=blend, mesh_found=found,
-                        targets=labelled.targets, paths=names)
+                        targets=labelled.targets, paths=names, crop_settings=crop_settings())
     tmp.replace(out)
     return out
 
