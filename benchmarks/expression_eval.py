@@ -22,6 +22,7 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.expression.evaluate import classifier_speed, evaluate
 from mien.models import resolve
 from mien.report.card import render_expression_card
+from mien.train.cache import build_cache, load_cache
 from mien.train.datasets import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def _parameters(path: Path) -> int:
 
 
 def _image_only(classifier: ExpressionClassifier, cache: Path) -> dict:
-    data = np.load(cache)
+    data = load_cache(cache)
     labels = data["targets"].argmax(1)
     with_blend = classifier.predict(data["crops"], data["blendshapes"]).argmax(1)
     without = classifier.predict(data["crops"], np.full_like(data["blendshapes"], np.nan)).argmax(1)
@@ -63,11 +64,11 @@ def main() -> None:
     path = resolve("expression")
     ablations = {}
     for name in ("ferplus-test", "affectnet8-valid"):
-        cache = args.cache / f"{name}.npz"
-        if cache.exists():
-            r = _image_only(classifier, cache)
-            ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
-                               f"{100 * r['image_only']:.1f}% with the image alone")
+        # build_cache reuses the cached crops only if they match the data's files and today's framing.
+        cache = build_cache(read_builtin(name, args.datasets), args.cache / f"{name}.npz")
+        r = _image_only(classifier, cache)
+        ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
+                           f"{100 * r['image_only']:.1f}% with the image alone")
     stages = [json.loads(path.read_text()) for path in args.training]
     training = stages[-1]
     card = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from mien.expression.calibration import softmax
 from mien.expression.classes import EXPRESSIONS
-from mien.expression.crop import EXPR_MARGIN, EXPR_SHIFT, EXPR_SIZE
+from mien.expression.crop import CROP_FRAMING
 from mien.models import resolve
 
 
@@ -26,6 +26,10 @@ def blend_input(blendshapes: np.ndarray) -> np.ndarray:
     out[present, :-1] = blendshapes[present]
     out[present, -1] = 1.0
     return out
+
+
+def _describe(framing: dict) -> str:
+    return f"{framing['input_size']} px with margin {framing['align_margin']:.3f} and shift {framing['align_shift']:.3f}"
 
 
 class ExpressionClassifier:
@@ -44,11 +48,11 @@ class ExpressionClassifier:
         self.classes: tuple[str, ...] = tuple(meta.get("classes", EXPRESSIONS))
         self.temperature = float(meta.get("temperature", 1.0))
         self.input_size = int(meta.get("input_size", 48))
-        framing = (float(meta.get("align_margin", 0.0)), float(meta.get("align_shift", 0.0)))
-        if not np.allclose(framing, (EXPR_MARGIN, EXPR_SHIFT)) or self.input_size != EXPR_SIZE:
-            raise ValueError(f"{path}: made for {self.input_size} px crops with margin {framing[0]:.3f} and shift "
-                             f"{framing[1]:.3f}, but this mien crops faces at {EXPR_SIZE} px with margin "
-                             f"{EXPR_MARGIN:.3f} and shift {EXPR_SHIFT:.3f}; use a model exported by this version")
+        framing = {"input_size": self.input_size, "align_margin": float(meta.get("align_margin", 0.0)),
+                   "align_shift": float(meta.get("align_shift", 0.0))}
+        if not np.allclose(list(framing.values()), list(CROP_FRAMING.values())):
+            raise ValueError(f"{path}: made for {_describe(framing)}, but this mien crops faces at "
+                             f"{_describe(CROP_FRAMING)}; use a model exported by this version")
         self.batch_size = batch_size
 
     def logits(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from mien.face.align import align_face
 EXPR_SIZE = 48
 EXPR_MARGIN = 1 / 1.2 - 1  # zoom in 1.2x
 EXPR_SHIFT = -0.09  # and move the face up by 9% of the crop
+# Stored with every model and training cache made from these crops, and checked when they are used.
+CROP_FRAMING = {"input_size": EXPR_SIZE, "align_margin": EXPR_MARGIN, "align_shift": EXPR_SHIFT}
 
 
 def expression_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:

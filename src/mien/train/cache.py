@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from mien.expression.crop import EXPR_MARGIN, EXPR_SHIFT, EXPR_SIZE, crop_from_face_image
+from mien.expression.crop import CROP_FRAMING, crop_from_face_image
 from mien.io.images import load_image
 from mien.train.datasets import LabelledSet
 
@@ -21,7 +21,7 @@ _worker_mesh = None
 
 def crop_settings() -> np.ndarray:
     """How crops are framed; a cache made with other settings is rebuilt."""
-    return np.array([EXPR_SIZE, EXPR_MARGIN, EXPR_SHIFT], np.float64)
+    return np.array(list(CROP_FRAMING.values()), np.float64)
 
 
 def _init_worker() -> None:

@@ -10,7 +10,7 @@ import torch
 
 from mien.expression.calibration import fit_temperature, reliability, softmax
 from mien.expression.classes import EXPRESSIONS
-from mien.expression.crop import EXPR_MARGIN, EXPR_SHIFT, EXPR_SIZE
+from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
 from mien.train.loop import blend_input, predict_logits
@@ -69,8 +69,7 @@ def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = Tr
                       output_names=["logits"], dynamic_axes={"image": {0: "n"}, "blendshapes": {0: "n"}, "logits": {0: "n"}},
                       opset_version=17, dynamo=False)
     proto = onnx.load(str(out))
-    meta = {"classes": list(EXPRESSIONS), "input_size": EXPR_SIZE, "align_margin": EXPR_MARGIN,
-            "align_shift": EXPR_SHIFT, **metadata}
+    meta = {"classes": list(EXPRESSIONS), **CROP_FRAMING, **metadata}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
