@@ -66,6 +66,7 @@ def test_openface_csv(tmp_path, photo_dir):
 def test_usage_errors_exit_2(tmp_path, photo_dir):
     assert mien("analyze", photo_dir, "-o", tmp_path / "out.xlsx").returncode == 2
     assert mien("analyze", photo_dir, "--mode", "sloppy").returncode == 2
+    assert mien("analyze", photo_dir, "--prior", "uniform").returncode == 2
 
 
 def test_demo_writes_table_and_picture(tmp_path):
@@ -125,6 +126,18 @@ def test_eval_folder_reports_a_known_confusion(tmp_path, astronaut):
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
     assert (tmp_path / "ev" / "reliability.png").stat().st_size > 1000
     assert report["classifier"]["faces_per_s"] > 0
+
+
+def test_balanced_prior_changes_the_probabilities_not_the_smile(tmp_path, photo_dir):
+    tables = {}
+    for prior in ("natural", "balanced"):
+        out = tmp_path / f"{prior}.csv"
+        assert mien("analyze", photo_dir / "astro.jpg", "-o", out, "--prior", prior, "-q").returncode == 0
+        tables[prior] = pd.read_csv(out)
+    assert (tables["natural"]["expression"] == "happy").all() and (tables["balanced"]["expression"] == "happy").all()
+    # Fear is about 5x rarer than neutral in FER+, so the balanced prior raises it relative to neutral.
+    ratio = {p: t["expr_fear"][0] / t["expr_neutral"][0] for p, t in tables.items()}
+    assert ratio["balanced"] > 2 * ratio["natural"]
 
 
 def test_eval_unknown_dataset_is_a_usage_error():

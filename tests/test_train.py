@@ -86,6 +86,9 @@ def test_resuming_with_other_settings_is_refused(tmp_path, astronaut):
     with pytest.raises(ValueError, match="other settings"):
         run_training(TrainConfig(epochs=3, batch_size=8, threads=1), data, tmp_path / "run", tmp_path / "cache",
                      log=lambda *_: None)
+    # The WiSE share only shapes the export, so it may change between calls.
+    assert run_training(TrainConfig(epochs=2, batch_size=8, threads=1, init_share=0.4), data, tmp_path / "run",
+                        tmp_path / "cache", log=lambda *_: None) is not None
 
 
 def test_train_cli_rejects_unknown_sets(tmp_path):
@@ -108,11 +111,11 @@ def test_interpolated_weights_lie_between_start_and_fine_tuned(tmp_path):
     from dataclasses import asdict
 
     from mien.train.export import interpolate_weights, load_trained
-    from mien.train.loop import TrainConfig
-    from mien.train.model import ExpressionNet
+    from mien.train.loop import TrainConfig, build_model
 
     torch.manual_seed(0)
-    start, tuned = ExpressionNet(), ExpressionNet()
+    start, tuned = build_model(TrainConfig()), build_model(TrainConfig())
+    torch.nn.init.normal_(tuned.domain_bias)
     torch.save({"model": start.state_dict()}, tmp_path / "start.pt")
     torch.save({"model": tuned.state_dict(), "config": asdict(TrainConfig()), "epoch": 3}, tmp_path / "tuned.pt")
     out = interpolate_weights(tmp_path / "tuned.pt", tmp_path / "start.pt", 0.3, tmp_path / "mixed.pt")
@@ -163,6 +166,11 @@ def test_train_cli_runs_end_to_end_on_a_set_smaller_than_a_batch(tmp_path, astro
     probs = ExpressionClassifier(tmp_path / "run" / "expression.onnx").predict(
         np.zeros((2, 48, 48), np.uint8), np.full((2, 52), np.nan, np.float32))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    # Every training face is happy, so the balanced prior pushes happy down the most.
+    shift = np.array(info["calibration"]["priors"]["balanced"]["shift"])
+    assert shift.argmin() == EXPRESSIONS.index("happy") and abs(shift.mean()) < 1e-6
+    balanced = ExpressionClassifier(tmp_path / "run" / "expression.onnx", prior="balanced")
+    np.testing.assert_allclose(balanced._shift, shift, atol=1e-6)
 
 
 def test_classifier_refuses_a_model_made_for_other_crop_framing(tmp_path):
@@ -198,3 +206,59 @@ def test_cache_is_rebuilt_when_crop_framing_changes(tmp_path, astronaut):
     before = path.stat().st_mtime_ns
     build_cache(labelled, path, workers=1)
     assert path.stat().st_mtime_ns == before  # same framing and files: reused
+
+
+def test_domain_bias_is_per_dataset_in_training_and_fer_plus_in_the_export(tmp_path):
+    import onnxruntime as ort
+
+    from mien.train.export import export_onnx
+    from mien.train.loop import DOMAINS, domain_of
+    from mien.train.model import ExpressionNet
+
+    assert domain_of("ferplus-valid") == DOMAINS.index("ferplus") == 0 and domain_of("affectnet8-train") == 1
+    torch.manual_seed(0)
+    model = ExpressionNet(channels=(8, 16, 16, 32), top=64, n_domains=2).eval()
+    with torch.no_grad():
+        model.domain_bias.copy_(torch.tensor([[2.0] + [0.0] * 7, [0.0] * 7 + [3.0]]))
+    images, blend = torch.rand(3, 1, 48, 48), torch.rand(3, 53)
+    with torch.no_grad():
+        fer = model(images, blend, torch.zeros(3, dtype=torch.long))
+        affect = model(images, blend, torch.ones(3, dtype=torch.long))
+        default = model(images, blend)
+    torch.testing.assert_close(affect - fer, torch.tensor([[-2.0] + [0.0] * 6 + [3.0]]).expand(3, 8))
+    torch.testing.assert_close(default, fer)
+    path = export_onnx(model, tmp_path / "m.onnx", {"temperature": 1.0}, flip=False)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": images.numpy(), "blendshapes": blend.numpy()})[0]
+    np.testing.assert_allclose(got, fer.numpy(), atol=1e-4)
+
+
+def test_precision_auto_follows_the_cpu_and_bad_values_are_refused():
+    from mien.train.loop import resolve_precision
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert resolve_precision("auto") == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16")
+
+
+def test_classifier_applies_the_chosen_class_prior(tmp_path):
+    from mien.expression.classifier import ExpressionClassifier
+    from mien.train.export import export_onnx
+    from mien.train.model import ExpressionNet
+
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    shift = [0.0, -1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0]
+    path = export_onnx(ExpressionNet(channels=(8, 16, 16, 32), top=64), tmp_path / "m.onnx", {
+        "temperature": 1.5, "priors": {"natural": {"shift": [0.0] * 8, "temperature": 1.5},
+                                       "balanced": {"shift": shift, "temperature": 0.8}}}, flip=False)
+    crops = np.random.default_rng(0).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    blend = np.full((4, 52), 0.2, np.float32)
+    natural, balanced = ExpressionClassifier(path), ExpressionClassifier(path, prior="balanced")
+    np.testing.assert_allclose(balanced.logits(crops, blend) - natural.logits(crops, blend),
+                               np.tile(shift, (4, 1)), atol=1e-5)
+    assert (natural.temperature, balanced.temperature) == (1.5, 0.8)
+    with pytest.raises(ValueError, match="no class prior 'uniform'"):
+        ExpressionClassifier(path, prior="uniform")

@@ -36,6 +36,8 @@ class AnalyzerOptions:
         align_size: side in pixels of the aligned face crops.
         keep_aligned: keep the aligned crops in `Faces.aligned` (needed by later stages).
         expression: run mien's expression classifier (probabilities, valence/arousal).
+        expression_prior: the classifier's class prior, "natural" or "balanced" (see
+            `ExpressionClassifier`).
     """
 
     mode: DetectMode = "auto"
@@ -46,6 +48,7 @@ class AnalyzerOptions:
     align_size: int = ALIGN_SIZE
     keep_aligned: bool = False
     expression: bool = True
+    expression_prior: str = "natural"
     detector: DetectorOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,7 +67,8 @@ class Analyzer:
         self.options = options or AnalyzerOptions(**kwargs)
         self._detector = FaceDetector(self.options.detector)
         self._mesh = MeshEstimator()
-        self._classifier = ExpressionClassifier() if self.options.expression else None
+        self._classifier = (ExpressionClassifier(prior=self.options.expression_prior)
+                            if self.options.expression else None)
 
     def __enter__(self) -> "Analyzer":
         return self

@@ -6,6 +6,8 @@ from __future__ import annotations
 EXPRESSIONS: tuple[str, ...] = (
     "neutral", "happy", "surprise", "sad", "anger", "disgust", "fear", "contempt",
 )
+# Class priors an expression model may assume before it sees the face (see ExpressionClassifier).
+PRIORS: tuple[str, ...] = ("natural", "balanced")
 
 _SYNONYMS = {
     "neutral": "neutral", "calm": "neutral",

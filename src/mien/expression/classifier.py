@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.expression.calibration import softmax
-from mien.expression.classes import EXPRESSIONS
+from mien.expression.classes import EXPRESSIONS, PRIORS
 from mien.expression.crop import CROP_FRAMING
 from mien.models import resolve
 
@@ -33,9 +33,17 @@ def _describe(framing: dict) -> str:
 
 
 class ExpressionClassifier:
-    """Calibrated 8-class expression probabilities for aligned face crops."""
+    """Calibrated 8-class expression probabilities for aligned face crops.
 
-    def __init__(self, model_path: str | Path | None = None, threads: int | None = None, batch_size: int = 256) -> None:
+    `prior` is what the model assumes about how common each expression is before it sees the
+    face: "natural" (default; the frequencies of everyday photos as in FER+, mostly neutral and
+    happy: the most accurate choice for ordinary photos and video) or "balanced" (every class
+    equally likely; finds more of the rarer fear, disgust, contempt and anger, at some cost in
+    overall accuracy; for data where those are common).
+    """
+
+    def __init__(self, model_path: str | Path | None = None, threads: int | None = None, batch_size: int = 256,
+                 prior: str = "natural") -> None:
         import onnxruntime as ort
 
         path = Path(model_path) if model_path else resolve("expression")
@@ -46,7 +54,13 @@ class ExpressionClassifier:
         meta = {k: json.loads(v) for k, v in self._session.get_modelmeta().custom_metadata_map.items()}
         self.metadata = meta
         self.classes: tuple[str, ...] = tuple(meta.get("classes", EXPRESSIONS))
-        self.temperature = float(meta.get("temperature", 1.0))
+        priors = meta.get("priors", {"natural": {"shift": [0.0] * len(self.classes),
+                                                 "temperature": meta.get("temperature", 1.0)}})
+        if prior not in priors:
+            raise ValueError(f"{path}: no class prior {prior!r}; this model has {', '.join(priors)}")
+        self.prior = prior
+        self._shift = np.asarray(priors[prior]["shift"], np.float32)
+        self.temperature = float(priors[prior]["temperature"])
         self.input_size = int(meta.get("input_size", 48))
         framing = {"input_size": self.input_size, "align_margin": float(meta.get("align_margin", 0.0)),
                    "align_shift": float(meta.get("align_shift", 0.0))}
@@ -56,7 +70,7 @@ class ExpressionClassifier:
         self.batch_size = batch_size
 
     def logits(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
-        """(n, 8) raw (flip-averaged, uncalibrated) logits for (n, 48, 48) uint8 crops."""
+        """(n, 8) uncalibrated logits (under the chosen prior) for (n, 48, 48) uint8 crops."""
         n = len(crops)
         if n == 0:
             return np.zeros((0, len(self.classes)), np.float32)
@@ -65,7 +79,7 @@ class ExpressionClassifier:
         for i in range(0, n, self.batch_size):
             images = crops[i:i + self.batch_size, None].astype(np.float32) / 255.0
             out.append(self._session.run(None, {"image": images, "blendshapes": blend[i:i + self.batch_size]})[0])
-        return np.concatenate(out)
+        return np.concatenate(out) + self._shift
 
     def predict(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
         """(n, 8) calibrated probabilities."""

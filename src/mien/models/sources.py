@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "0dfa26b72a4474ae4edbccb2ee26f9f2fb500e145ab2ebbb5a65e49e041129ad",
+    "sha256": "63cd18a3c1cd86942552fe9ee50964cf0d736a4302745477b19de6606792b8c0",
     "package": "mien",
     "package_version": "",
     "member": None,

@@ -13,7 +13,7 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
-from mien.train.loop import blend_input, predict_logits
+from mien.train.loop import DOMAINS, blend_input, predict_logits, training_prior
 from mien.train.model import ExpressionNet, FlipAveraged
 
 
@@ -21,27 +21,50 @@ def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
     """The EMA model saved by training and its checkpoint dict."""
     saved = torch.load(best, weights_only=False)
     cfg = saved["config"]
-    model = ExpressionNet(channels=tuple(cfg["channels"]), top=cfg["top"], use_blendshapes=cfg["use_blendshapes"])
+    model = ExpressionNet(channels=tuple(cfg["channels"]), top=cfg["top"], use_blendshapes=cfg["use_blendshapes"],
+                          n_domains=len(DOMAINS) if cfg.get("domain_bias") else 1)
     model.load_state_dict(saved["model"])
     return model.eval(), saved
 
 
-def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True) -> dict:
-    """Fit a temperature on the pooled valid sets; ECE before and after, and accuracy per set."""
-    logits, labels, accuracy = [], [], {}
+def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
+              priors: dict[str, np.ndarray] | None = None) -> dict:
+    """Per class prior (a shift added to the logits): a temperature fitted on valid data, ECE before and
+    after, and accuracy per set. The first prior's figures are also given at the top level.
+
+    The `natural` prior is FER+'s class frequencies, so its temperature is fitted on FER+ valid (other
+    sets have other frequencies); any other prior on all valid sets pooled.
+    """
+    logits, labels = [], []
     for path in valid_caches:
         data = load_cache(path)
         images = torch.from_numpy(data["crops"]).unsqueeze(1)
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
         logits.append(predict_logits(model, images, blend, flip=flip).numpy())
         labels.append(data["targets"].argmax(1))
-        accuracy[Path(path).stem] = float((logits[-1].argmax(1) == labels[-1]).mean())
-    logits_all, labels_all = np.concatenate(logits), np.concatenate(labels)
-    temperature = fit_temperature(logits_all, labels_all)
-    return {"temperature": temperature,
-            "ece_before": reliability(softmax(logits_all), labels_all)["ece"],
-            "ece_after": reliability(softmax(logits_all, temperature), labels_all)["ece"],
-            "valid_accuracy": accuracy}
+    natural_sets = [i for i, path in enumerate(valid_caches) if Path(path).stem.split("-")[0] == DOMAINS[0]]
+    results = {}
+    for name, shift in (priors or {"natural": np.zeros(len(EXPRESSIONS))}).items():
+        chosen = natural_sets if name == "natural" and natural_sets else range(len(valid_caches))
+        z = np.concatenate([logits[i] for i in chosen]) + shift
+        y = np.concatenate([labels[i] for i in chosen])
+        temperature = fit_temperature(z, y)
+        results[name] = {
+            "shift": [float(v) for v in shift], "temperature": temperature,
+            "fitted_on": [Path(valid_caches[i]).stem for i in chosen],
+            "ece_before": reliability(softmax(z), y)["ece"],
+            "ece_after": reliability(softmax(z, temperature), y)["ece"],
+            "valid_accuracy": {Path(path).stem: float(((z_set + shift).argmax(1) == y_set).mean())
+                               for path, z_set, y_set in zip(valid_caches, logits, labels)}}
+    first = next(iter(results.values()))
+    return {**{k: v for k, v in first.items() if k != "shift"}, "priors": results}
+
+
+def class_priors(prior: np.ndarray) -> dict[str, np.ndarray]:
+    """Logit shifts of the shipped priors: `natural` (as trained: FER+ frequencies, mostly neutral and happy)
+    and `balanced` (every class equally likely a priori; raises recall of the rare classes)."""
+    balanced = -np.log(prior)
+    return {"natural": np.zeros_like(balanced), "balanced": balanced - balanced.mean()}
 
 
 def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -> Path:
@@ -52,7 +75,7 @@ def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -
     """
     saved = torch.load(tuned, weights_only=False)
     start = torch.load(init, weights_only=False)["model"]
-    mixed = {key: (init_share * start[key].float() + (1 - init_share) * value.float()).to(value.dtype)
+    mixed = {key: (init_share * start.get(key, value).float() + (1 - init_share) * value.float()).to(value.dtype)
              if value.is_floating_point() else value for key, value in saved["model"].items()}
     torch.save({**saved, "model": mixed, "init_share": init_share}, out)
     return out
@@ -126,13 +149,17 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
     if config.init_from and config.init_share:
         best = interpolate_weights(best, Path(config.init_from), config.init_share, out / "interpolated.pt")
     model, saved = load_trained(best)
-    calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets], flip=config.test_flip)
+    priors = class_priors(training_prior(config, cache_dir))
+    calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets], flip=config.test_flip,
+                            priors=priors)
     info = json.loads((out / "training.json").read_text())
     info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": calibration.pop("valid_accuracy"),
                  "calibration": calibration})
     (out / "training.json").write_text(json.dumps(info, indent=2))
     onnx_path = export_onnx(model, out / "expression.onnx", {
-        "temperature": calibration["temperature"], "trained_with": command, "seed": config.seed,
+        "temperature": calibration["temperature"],
+        "priors": {name: {"shift": p["shift"], "temperature": p["temperature"]} for name, p in calibration["priors"].items()},
+        "trained_with": command, "seed": config.seed,
         "epochs": config.epochs, "best_epoch": saved["epoch"], "train_seconds": info["train_seconds"],
         "hardware": info["hardware"], "train_sets": list(config.train_sets), "test_flip": config.test_flip},
         flip=config.test_flip)

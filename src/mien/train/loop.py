@@ -1,7 +1,8 @@
 """Training loop for ExpressionNet with checkpoint/resume, EMA weights and model selection.
 
 Training data: FER+ train (annotator vote shares as soft targets) + AffectNet-8 train (one-hot,
-label-smoothed). Model selection: mean accuracy of the EMA weights on FER+ valid and AffectNet-8
+label-smoothed), each with its own class-prior bias (`domain_bias`); bfloat16 autocast where the
+CPU has it (`precision`). Model selection: mean accuracy of the EMA weights on FER+ valid and AffectNet-8
 valid (or on the sets in `TrainConfig.select_on`). `run_training` can be interrupted at any point and resumed from `checkpoint.pt`.
 """
 
@@ -27,6 +28,7 @@ from mien.train.datasets import read_builtin
 from mien.train.model import ExpressionNet
 
 TRAIN_SETS = ("ferplus-train", "affectnet8-train")
+DOMAINS = ("ferplus", "affectnet8")  # dataset families; index 0 is the prior the shipped model uses
 VALID_SETS = ("ferplus-valid", "affectnet8-valid")
 
 
@@ -53,7 +55,53 @@ class TrainConfig:
     select_on: tuple[str, ...] = ()  # valid sets whose mean accuracy picks the best epoch (empty: all)
     test_flip: bool = True  # average logits over the face and its mirror image (at ~half the speed)
     init_share: float = 0.0  # with init_from: ship init_share * initial + (1 - init_share) * fine-tuned weights
+    domain_bias: bool = True  # a class-prior bias per dataset family while training; FER+'s is shipped
+    precision: str = "auto"  # "bf16" (autocast, ~2x faster where the CPU has AVX512-BF16 or AMX), "fp32", or "auto"
     extra: dict = field(default_factory=dict)
+
+
+def domain_of(set_name: str) -> int:
+    """Index in `DOMAINS` of a built-in set (e.g. `affectnet8-train` -> 1)."""
+    return DOMAINS.index(set_name.split("-")[0])
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` becomes `bf16` where the CPU computes bfloat16 natively, else `fp32`."""
+    if precision != "auto":
+        if precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+        return precision
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16" if native else "fp32"
+
+
+def build_model(config: "TrainConfig") -> ExpressionNet:
+    """An untrained ExpressionNet shaped by `config`."""
+    return ExpressionNet(channels=tuple(config.channels), top=config.top, use_blendshapes=config.use_blendshapes,
+                         n_domains=len(DOMAINS) if config.domain_bias else 1)
+
+
+def sample_weights(targets: torch.Tensor, power: float) -> torch.Tensor:
+    """Sampling weight per face: (1 / frequency of its majority class) ** power."""
+    labels = targets.argmax(1)
+    freq = torch.bincount(labels, minlength=targets.shape[1]).float() / len(labels)
+    return (1.0 / freq[labels].clamp_min(1e-4)) ** power
+
+
+def training_prior(config: "TrainConfig", cache_dir: Path) -> np.ndarray:
+    """Class frequencies the shipped (domain 0) logits were trained under: domain-0 targets, as sampled.
+
+    Subtracting their log from the logits gives a balanced classifier (logit adjustment,
+    Menon et al. 2021): every class equally likely before the face is seen.
+    """
+    sets = [(name, load_cache(cache_dir / f"{name}.npz")["targets"]) for name in config.train_sets]
+    targets = torch.from_numpy(np.concatenate([t for _, t in sets]))
+    weights = sample_weights(targets, config.balance_power)
+    domain = torch.cat([torch.full((len(t),), domain_of(n) if config.domain_bias else 0) for n, t in sets])
+    chosen = domain == 0 if (domain == 0).any() else torch.ones_like(domain, dtype=torch.bool)
+    prior = (weights[chosen, None] * targets[chosen]).sum(0) / weights[chosen].sum()
+    return prior.clamp_min(1e-4).numpy().astype(np.float64)
 
 
 def _load_sets(names, datasets: Path, cache_dir: Path) -> list[dict]:
@@ -102,16 +150,21 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     blend = torch.cat([_tensors(d)[1] for d in train])
     targets = torch.cat([_tensors(d)[2] for d in train])
     hard = torch.cat([torch.full((len(d["targets"]),), d["name"].startswith("affectnet")) for d in train])
-    labels = targets.argmax(1)
-    freq = torch.bincount(labels, minlength=8).float() / len(labels)
-    weights = (1.0 / freq[labels].clamp_min(1e-4)) ** config.balance_power
+    domains = torch.cat([torch.full((len(d["targets"]),), domain_of(d["name"])) for d in train])
+    weights = sample_weights(targets, config.balance_power)
     # One-hot targets get label smoothing; vote shares already carry annotator disagreement.
     smooth = targets * (1 - config.label_smoothing) + config.label_smoothing / 8
     targets = torch.where(hard[:, None], smooth, targets)
 
-    model = ExpressionNet(channels=tuple(config.channels), top=config.top, use_blendshapes=config.use_blendshapes)
+    model = build_model(config)
     if config.init_from:
-        model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"])
+        missing, unexpected = model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"],
+                                                    strict=False)
+        if unexpected or set(missing) - {"domain_bias"}:
+            raise ValueError(f"{config.init_from} does not fit this model (missing {missing}, unexpected {unexpected})")
+    precision = resolve_precision(config.precision)
+    # channels_last lets oneDNN pick its fast convolution kernels (~1.4x in fp32 here).
+    model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model)
     steps_per_epoch = max(1, len(images) // config.batch_size)  # sampling is with replacement, so tiny sets work too
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -121,7 +174,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if "config" in saved and saved["config"] != asdict(config):
+        if "config" in saved and _training_settings(saved["config"]) != _training_settings(asdict(config)):
             raise ValueError(f"{checkpoint} was made with other settings; use a new --out folder or the same options")
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
@@ -146,7 +199,10 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 x, b = augment(images[idx].float() / 255, blend[idx].clone(), mirror, g)
                 drop = torch.rand(len(idx), generator=g) < config.blend_dropout
                 b[drop] = 0.0
-                loss = F.cross_entropy(model(x, b), targets[idx])
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = model(x, b, domains[idx] if config.domain_bias else None)
+                loss = F.cross_entropy(logits.float(), targets[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -174,10 +230,15 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         log(f"stopped after epoch {state['epoch']} of {config.epochs}; run the same command again to continue")
         return None
     info = {"config": asdict(config), "history": state["history"], "train_seconds": round(state["seconds"]),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {precision}",
             "torch": torch.__version__}
     (out / "training.json").write_text(json.dumps(info, indent=2))
     return out / "best.pt"
+
+
+def _training_settings(config: dict) -> dict:
+    """The settings a checkpoint must share to resume; `init_share` only shapes the export, so it may change."""
+    return {key: value for key, value in config.items() if key != "init_share"}
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:

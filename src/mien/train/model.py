@@ -21,7 +21,7 @@ class ExpressionNet(nn.Module):
     """Logits over the 8 expressions from a (B, 1, 48, 48) crop in [0, 1] and (B, 53) blendshapes+flag."""
 
     def __init__(self, n_classes: int = 8, channels: tuple[int, ...] = (16, 32, 64, 128), top: int = 256,
-                 use_blendshapes: bool = True, dropout: float = 0.3) -> None:
+                 use_blendshapes: bool = True, dropout: float = 0.3, n_domains: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         cin = 1
@@ -37,12 +37,20 @@ class ExpressionNet(nn.Module):
             fused += 128
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, 256), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(256, n_classes))
+        if n_domains > 1:
+            # One class-prior bias per training set (FER+ is mostly neutral and happy, the AffectNet
+            # subset mostly the rarer classes), so the shared layers need not average two priors.
+            # Inference uses domain 0 (FER+: the natural frequency of expressions).
+            self.domain_bias = nn.Parameter(torch.zeros(n_domains, n_classes))
 
-    def forward(self, image: torch.Tensor, blend: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, blend: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
         x = self.features((image - 0.5) / 0.25)
         if self.use_blendshapes:
             x = torch.cat([x, self.blend(blend)], 1)
-        return self.head(x)
+        logits = self.head(x)
+        if hasattr(self, "domain_bias"):
+            logits = logits + (self.domain_bias[0] if domain is None else self.domain_bias[domain])
+        return logits
 
 
 class FlipAveraged(nn.Module):
