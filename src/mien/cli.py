@@ -215,6 +215,8 @@ def train(
                                   "AVX512-BF16 or AMX; auto uses it where the CPU has it."),
     domain_bias: bool = typer.Option(True, help="Learn a class-prior bias per dataset (FER+, AffectNet) while "
                                      "training; the model ships with FER+'s."),
+    balance: float = typer.Option(0.3, min=0.0, max=1.0, help="Class-balanced sampling: a face is drawn with weight "
+                                  "(1 / its class frequency) ** BALANCE; 0 samples as the data come, 1 balances fully."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -236,7 +238,7 @@ def train(
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
                          train_sets=train_sets, select_on=select_on, init_share=init_share if init else 0.0,
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
-                         domain_bias=domain_bias)
+                         domain_bias=domain_bias, balance_power=balance)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
