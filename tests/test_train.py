@@ -158,11 +158,12 @@ def test_train_cli_runs_end_to_end_on_a_set_smaller_than_a_batch(tmp_path, astro
 
     data = _tiny_datasets(tmp_path / "data", astronaut)  # 19 training faces, batch size 128
     args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
-            "--cache", str(tmp_path / "cache"), "--threads", "1"]
+            "--cache", str(tmp_path / "cache"), "--threads", "1", "--balance", "0.5"]
     result = subprocess.run([sys.executable, "-m", "mien", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "run" / "training.json").read_text())
     assert info["command"] == " ".join(["mien", *args])
+    assert info["config"]["balance_power"] == 0.5
     probs = ExpressionClassifier(tmp_path / "run" / "expression.onnx").predict(
         np.zeros((2, 48, 48), np.uint8), np.full((2, 52), np.nan, np.float32))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
