@@ -114,7 +114,7 @@ def test_interpolated_weights_lie_between_start_and_fine_tuned(tmp_path):
     from mien.train.loop import TrainConfig, build_model
 
     torch.manual_seed(0)
-    start, tuned = build_model(TrainConfig()), build_model(TrainConfig())
+    start, tuned = build_model(asdict(TrainConfig())), build_model(asdict(TrainConfig()))
     torch.nn.init.normal_(tuned.domain_bias)
     torch.save({"model": start.state_dict()}, tmp_path / "start.pt")
     torch.save({"model": tuned.state_dict(), "config": asdict(TrainConfig()), "epoch": 3}, tmp_path / "tuned.pt")

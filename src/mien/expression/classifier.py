@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.expression.calibration import softmax
-from mien.expression.classes import EXPRESSIONS, PRIORS
+from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING
 from mien.models import resolve
 

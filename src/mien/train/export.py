@@ -13,16 +13,14 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
-from mien.train.loop import DOMAINS, blend_input, predict_logits, training_prior
+from mien.train.loop import blend_input, build_model, domain_of, predict_logits, training_prior
 from mien.train.model import ExpressionNet, FlipAveraged
 
 
 def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
     """The EMA model saved by training and its checkpoint dict."""
     saved = torch.load(best, weights_only=False)
-    cfg = saved["config"]
-    model = ExpressionNet(channels=tuple(cfg["channels"]), top=cfg["top"], use_blendshapes=cfg["use_blendshapes"],
-                          n_domains=len(DOMAINS) if cfg.get("domain_bias") else 1)
+    model = build_model(saved["config"])
     model.load_state_dict(saved["model"])
     return model.eval(), saved
 
@@ -42,7 +40,7 @@ def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
         logits.append(predict_logits(model, images, blend, flip=flip).numpy())
         labels.append(data["targets"].argmax(1))
-    natural_sets = [i for i, path in enumerate(valid_caches) if Path(path).stem.split("-")[0] == DOMAINS[0]]
+    natural_sets = [i for i, path in enumerate(valid_caches) if domain_of(Path(path).stem) == 0]
     results = {}
     for name, shift in (priors or {"natural": np.zeros(len(EXPRESSIONS))}).items():
         chosen = natural_sets if name == "natural" and natural_sets else range(len(valid_caches))

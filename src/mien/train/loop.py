@@ -76,10 +76,12 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if native else "fp32"
 
 
-def build_model(config: "TrainConfig") -> ExpressionNet:
-    """An untrained ExpressionNet shaped by `config`."""
-    return ExpressionNet(channels=tuple(config.channels), top=config.top, use_blendshapes=config.use_blendshapes,
-                         n_domains=len(DOMAINS) if config.domain_bias else 1)
+def build_model(settings: dict) -> ExpressionNet:
+    """An untrained ExpressionNet shaped by a training config (`asdict(TrainConfig)`, as saved in checkpoints;
+    settings older than `domain_bias` get no domain bias)."""
+    return ExpressionNet(channels=tuple(settings["channels"]), top=settings["top"],
+                         use_blendshapes=settings["use_blendshapes"],
+                         n_domains=len(DOMAINS) if settings.get("domain_bias") else 1)
 
 
 def sample_weights(targets: torch.Tensor, power: float) -> torch.Tensor:
@@ -156,7 +158,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     smooth = targets * (1 - config.label_smoothing) + config.label_smoothing / 8
     targets = torch.where(hard[:, None], smooth, targets)
 
-    model = build_model(config)
+    model = build_model(asdict(config))
     if config.init_from:
         missing, unexpected = model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"],
                                                     strict=False)
