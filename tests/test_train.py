@@ -47,6 +47,29 @@ def test_ferplus_reader_uses_votes_and_drops_unknown(tmp_path, astronaut):
     assert folders.classes_present == ("neutral", "happy") and skipped == []
 
 
+def test_ferplus_majority_protocol_drops_outlier_votes_and_split_faces(tmp_path):
+    fer = tmp_path / "ferplus"
+    fer.mkdir()
+    rows = {  # neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+        "clear.png": [1, 6, 1, 1, 1, 0, 0, 0, 0, 0],  # 6 of 6 votes left after dropping single votes
+        "split.png": [4, 3, 3, 0, 0, 0, 0, 0, 0, 0],  # no label over half: dropped by majority only
+        "unknown-heavy.png": [5, 0, 0, 0, 0, 0, 0, 0, 5, 0],  # 5 of 10 is not over half
+        "outliers.png": [0, 0, 0, 0, 4, 1, 1, 1, 1, 2],  # anger 4 of 6 once single votes go
+        "nf.png": [0, 0, 0, 0, 0, 0, 0, 0, 2, 8],  # not a face: dropped by both
+    }
+    with open(fer / "test_votes.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([name, "(0, 0, 48, 48)", *votes] for name, votes in rows.items())
+    names = lambda s: [p.name for p in s.paths]  # noqa: E731
+    plurality = read_ferplus(fer, "test")
+    majority = read_ferplus(fer, "test", "majority")
+    assert names(plurality) == ["clear.png", "split.png", "unknown-heavy.png", "outliers.png"]
+    assert names(majority) == ["clear.png", "outliers.png"] and majority.name == "ferplus-test-majority"
+    assert [EXPRESSIONS[i] for i in majority.labels] == ["happy", "anger"]
+    np.testing.assert_allclose(majority.targets[1], np.array([0, 0, 0, 0, 4, 1, 1, 1]) / 7, rtol=1e-6)
+    with pytest.raises(ValueError, match="protocol"):
+        read_ferplus(fer, "test", "mean")
+
+
 def test_augment_keeps_shapes_and_mirrors_blendshapes():
     from mien.face.blendshapes import BLENDSHAPE_NAMES, mirrored_order
     from mien.train.augment import augment

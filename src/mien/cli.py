@@ -248,7 +248,8 @@ def train(
 
 @app.command("eval")
 def eval_command(
-    dataset: str = typer.Argument(..., help="ferplus-test, ferplus-valid, affectnet8-valid, or a folder DIR/<class>/*.jpg|png."),
+    dataset: str = typer.Argument(..., help="ferplus-test-majority (FER+ authors' protocol), ferplus-test (all faces), ferplus-valid[-majority], "
+                                 "affectnet8-valid, or a folder DIR/<class>/*.jpg|png."),
     crops: Optional[bool] = typer.Option(None, "--crops/--detect", help="Images are face crops (default for built-in sets) or need face detection (default for folders)."),
     datasets: Path = typer.Option(Path("../shared/datasets"), envvar="MIEN_DATASETS", help="Folder of the built-in datasets."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for eval.json, confusion.png, reliability.png (default mien-eval/NAME)."),
