@@ -67,7 +67,7 @@ class Analyzer:
         self.options = options or AnalyzerOptions(**kwargs)
         self._detector = FaceDetector(self.options.detector)
         self._mesh = MeshEstimator()
-        self._classifier = (ExpressionClassifier(prior=self.options.expression_prior)
+        self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False)
                             if self.options.expression else None)
 
     def __enter__(self) -> "Analyzer":
@@ -103,7 +103,7 @@ class Analyzer:
         height, width = rgb.shape[:2]
         boxes, scores = self._detector.detect(rgb)
         mesh = self._mesh.estimate(rgb, boxes)
-        mesh.found &= _mesh_matches_box(mesh.landmarks, boxes)
+        mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         keep = mesh.found if self.options.require_mesh else np.ones(len(boxes), bool)
         faces = Faces(
             boxes=boxes[keep], scores=scores[keep], image_size=(height, width),
@@ -112,13 +112,14 @@ class Analyzer:
             transforms=mesh.transforms[keep],
         )
         faces.set_flag("no_mesh", ~mesh.found[keep])
-        self._measure(faces, rgb)
+        self.measure(faces, rgb)
         if loaded.scale != 1.0:
             _rescale(faces, loaded)
         return faces
 
-    def _measure(self, faces: Faces, rgb: np.ndarray) -> None:
-        """Fill pose, gaze, AUs, aligned crops, sharpness and quality flags in place."""
+    def measure(self, faces: Faces, rgb: np.ndarray) -> None:
+        """Fill pose, gaze, AUs, expression, aligned crops, sharpness and quality flags of `faces` (boxes,
+        landmarks, blendshapes and transforms set) in place; `rgb` is the frame they were found in."""
         height, width = rgb.shape[:2]
         ok = faces.has_mesh
         if ok.any():
@@ -156,7 +157,7 @@ class Analyzer:
                 yield path, exc
 
 
-def _mesh_matches_box(landmarks: np.ndarray, boxes: np.ndarray, min_iou: float = 0.3) -> np.ndarray:
+def mesh_matches_box(landmarks: np.ndarray, boxes: np.ndarray, min_iou: float = 0.3) -> np.ndarray:
     """(n,) False where the mesh found in a box's crop belongs to another, larger face.
 
     A crop around a false detection (a chin, a collar) can show part of a neighbouring face;

@@ -43,6 +43,8 @@ class Faces:
             where the expression stage did not run or the face has no mesh.
         affect: (n, 2) derived valence and arousal in [-1, 1] (see `mien.expression.affect`).
         track_ids: (n,) int track ids, -1 when untracked.
+        smoothed: per-track temporally smoothed copies of some arrays (keys "boxes", "landmarks",
+            "pose", "gaze", "expression", "aus", "affect"), filled in video mode.
         image_size: (height, width) of the source image.
         source: file path or a label for in-memory images.
         frame: frame index (0 for still images); time_s: timestamp in seconds or None.
@@ -66,6 +68,7 @@ class Faces:
     expression: np.ndarray = field(default=None)  # type: ignore[assignment]
     affect: np.ndarray = field(default=None)  # type: ignore[assignment]
     aligned: np.ndarray | None = None
+    smoothed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)

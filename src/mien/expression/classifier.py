@@ -40,16 +40,22 @@ class ExpressionClassifier:
     happy: the most accurate choice for ordinary photos and video) or "balanced" (every class
     equally likely; finds more of the rarer fear, disgust, contempt and anger, at some cost in
     overall accuracy; for data where those are common).
+    `spin=False` lets onnxruntime's idle threads sleep: use it when other work (the mesh) runs
+    on the same cores at the same time; batch throughput alone is ~7% higher with spinning.
     """
 
     def __init__(self, model_path: str | Path | None = None, threads: int | None = None, batch_size: int = 256,
-                 prior: str = "natural") -> None:
+                 prior: str = "natural", spin: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(model_path) if model_path else resolve("expression")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            # Idle worker threads sleep instead of spinning, leaving the cores to the mesh threads that
+            # run alongside the classifier in the pipeline (video: 55 -> 67 fps on one face, 2 cores).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = {k: json.loads(v) for k, v in self._session.get_modelmeta().custom_metadata_map.items()}
         self.metadata = meta

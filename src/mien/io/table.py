@@ -38,18 +38,38 @@ EXPRESSION_COLUMNS = [f"expr_{name}" for name in EXPRESSIONS] + [
     "expression", "expression_confidence", "valence", "arousal"]
 
 
+# Temporally smoothed copies (video mode, `mien.video.smoothing`); raw columns are kept.
+SMOOTH_COLUMNS = ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{name}_smooth" for name in EXPRESSIONS]
+                  + ["expression_smooth", "valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])
+
+
 def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
     axes = {"none": "", "2d": "xy", "3d": "xyz"}[landmarks]
     return [f"lm_{a}_{i}" for a in axes for i in range(N_LANDMARKS)]
 
 
-def columns(landmarks: LandmarkColumns = "2d") -> list[str]:
+def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False) -> list[str]:
     """All column names of the tidy table, in order."""
     return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + EXPRESSION_COLUMNS + AU_COLUMNS + BLENDSHAPE_COLUMNS
-            + ["sharpness"] + FLAG_COLUMNS + landmark_columns(landmarks))
+            + ["sharpness"] + FLAG_COLUMNS + (SMOOTH_COLUMNS if smoothed else []) + landmark_columns(landmarks))
 
 
-def _face_block(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarray]:
+def _smooth_block(faces: Faces) -> dict[str, np.ndarray]:
+    n = len(faces)
+    sm = faces.smoothed
+    nan = np.full((n, 40), np.nan, np.float32)
+    pose = np.concatenate([sm.get("pose", nan[:, :3]), sm.get("gaze", nan[:, :2])], 1)
+    expression, aus, affect = sm.get("expression", nan[:, :8]), sm.get("aus", nan[:, :20]), sm.get("affect", nan[:, :2])
+    cols = {f"{c}_smooth": pose[:, i] for i, c in enumerate(POSE_COLUMNS)}
+    cols.update({f"expr_{name}_smooth": expression[:, i] for i, name in enumerate(EXPRESSIONS)})
+    cols["expression_smooth"] = np.array([None if np.isnan(p).any() else EXPRESSIONS[int(p.argmax())]
+                                          for p in expression], dtype=object)
+    cols["valence_smooth"], cols["arousal_smooth"] = affect[:, 0], affect[:, 1]
+    cols.update({f"{au}_smooth": aus[:, i] for i, au in enumerate(AU_NAMES)})
+    return cols
+
+
+def _face_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False) -> dict[str, np.ndarray]:
     n = len(faces)
     boxes = faces.boxes
     cols: dict[str, np.ndarray] = {
@@ -76,6 +96,8 @@ def _face_block(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarra
     cols.update({name: faces.blendshapes[:, i] for i, name in enumerate(BLENDSHAPE_COLUMNS)})
     cols["sharpness"] = faces.blur
     cols.update({name: faces.flags[:, i] for i, name in enumerate(FLAG_COLUMNS)})
+    if smoothed:
+        cols.update(_smooth_block(faces))
     axes = {"none": "", "2d": "xy", "3d": "xyz"}[landmarks]
     for a in axes:
         values = faces.landmarks[:, :, "xyz".index(a)]
@@ -83,8 +105,8 @@ def _face_block(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarra
     return cols
 
 
-def _empty_row(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarray]:
-    row = {name: np.array([np.nan], dtype=np.float32) for name in columns(landmarks)}
+def _empty_row(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False) -> dict[str, np.ndarray]:
+    row = {name: np.array([np.nan], dtype=np.float32) for name in columns(landmarks, smoothed)}
     row.update({
         "source": np.array([faces.source], dtype=object),
         "frame": np.array([faces.frame], dtype=np.int64),
@@ -95,26 +117,29 @@ def _empty_row(faces: Faces, landmarks: LandmarkColumns) -> dict[str, np.ndarray
         "face_found": np.array([False]),
         "expression": np.array([None], dtype=object),
     })
+    if smoothed:
+        row["expression_smooth"] = np.array([None], dtype=object)
     row.update({name: np.array([False]) for name in FLAG_COLUMNS})
     return row
 
 
 def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
-                   empty_rows: bool = True) -> pd.DataFrame:
+                   empty_rows: bool = True, smoothed: bool = False) -> pd.DataFrame:
     """Tidy DataFrame, one row per face, from one or more `Faces`.
 
     Args:
         frames: Faces of each image or video frame.
         landmarks: "none", "2d" (x, y) or "3d" (x, y, z) landmark columns.
         empty_rows: write one `face_found=False` row for frames without faces.
+        smoothed: add the `*_smooth` columns (video mode).
     """
     blocks = []
     for faces in frames:
         if len(faces):
-            blocks.append(_face_block(faces, landmarks))
+            blocks.append(_face_block(faces, landmarks, smoothed))
         elif empty_rows:
-            blocks.append(_empty_row(faces, landmarks))
-    names = columns(landmarks)
+            blocks.append(_empty_row(faces, landmarks, smoothed))
+    names = columns(landmarks, smoothed)
     if not blocks:
         return pd.DataFrame({name: pd.Series(dtype=_dtype(name)) for name in names})
     data = {name: np.concatenate([b[name] for b in blocks]) for name in names}
@@ -123,7 +148,7 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
 
 
 def _dtype(name: str) -> str:
-    if name in ("source", "expression"):
+    if name in ("source", "expression", "expression_smooth"):
         return "object"
     if name in ("frame", "face_id", "track_id", "image_width", "image_height"):
         return "int64"

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from mien.expression.aus import AU_NAMES
+from mien.expression.classes import EXPRESSIONS
 from mien.faces import QUALITY_FLAGS, Faces
 
 _BOX = (40, 200, 80)
@@ -72,3 +73,40 @@ def save_rgb(path, rgb: np.ndarray) -> None:
     """Write an RGB array to an image file (format from the suffix)."""
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"{path}: could not write image")
+
+
+_AU_BARS = 5
+
+
+def annotate_frame(rgb: np.ndarray, faces: Faces) -> np.ndarray:
+    """Copy of a video frame with each face's box, track id, top expression and its strongest AUs as bars.
+
+    Uses the smoothed boxes and values when `faces.smoothed` has them (steadier to watch).
+    """
+    out = np.ascontiguousarray(rgb.copy())
+    boxes = faces.smoothed.get("boxes", faces.boxes)
+    expression = faces.smoothed.get("expression", faces.expression)
+    aus = faces.smoothed.get("aus", faces.aus)
+    scale = max(1.0, max(out.shape[:2]) / 700.0)
+    thick = max(1, round(2 * scale))
+    for i in range(len(faces)):
+        x1, y1, x2, y2 = boxes[i].astype(int)
+        colour = _FLAGGED if faces.flags[i, :4].any() else _BOX
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        label = f"id {faces.track_ids[i]}" if faces.track_ids[i] >= 0 else f"#{i}"
+        if not np.isnan(expression[i]).any():
+            top = int(expression[i].argmax())
+            label += f" {EXPRESSIONS[top]} {expression[i, top]:.2f}"
+        cv2.putText(out, label, (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, colour,
+                    max(1, thick // 2), cv2.LINE_AA)
+        if np.isnan(aus[i]).all():
+            continue
+        bar_h, bar_w = int(10 * scale), int(60 * scale)
+        for row, k in enumerate(np.argsort(-np.nan_to_num(aus[i]))[:_AU_BARS]):
+            y = y1 + row * (bar_h + 3)
+            x = x2 + 4
+            cv2.rectangle(out, (x, y), (x + bar_w, y + bar_h), (60, 60, 60), -1)
+            cv2.rectangle(out, (x, y), (x + int(bar_w * float(np.clip(aus[i, k], 0, 1))), y + bar_h), _IRIS, -1)
+            cv2.putText(out, AU_NAMES[k], (x + bar_w + 3, y + bar_h), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+    return out

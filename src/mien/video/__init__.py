@@ -1,0 +1,1 @@
+"""Video: readers, tracking, smoothing, timelines."""

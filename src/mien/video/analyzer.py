@@ -1,0 +1,201 @@
+"""`VideoAnalyzer`: the image pipeline over frames, with tracking, mesh-following and smoothing.
+
+Per frame: the detector runs every `detect_every` frames (and whenever a face was lost or none
+is followed); in between, each face is followed by the mesh, cropped around where its track
+predicts it (as MediaPipe's own video mode does), which is cheaper than detecting and keeps ids
+stable when faces cross. Detections are matched to the followed faces, new faces start tracks,
+and faces that come back after a short loss get their old id (`mien.video.tracker`). Then the
+same measurements as for images (pose, AUs, expression...) and optional per-track smoothing.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mien.analyzer import Analyzer, AnalyzerOptions, mesh_matches_box
+from mien.face.detect import box_iou
+from mien.faces import Faces
+from mien.video.reader import VideoFrame
+from mien.video.smoothing import SmoothingOptions, TrackSmoother
+from mien.video.tracker import FaceTracker, TrackerOptions, appearance_vector
+
+# Two followed faces whose meshes overlap this much are the same face (one track drifted onto it).
+_SAME_FACE_IOU = 0.5
+
+
+@dataclass
+class VideoOptions:
+    """Options of `VideoAnalyzer`.
+
+    Attributes:
+        analyzer: image pipeline options (detector mode, minimum score and size, expression prior...).
+        detect_every: run the detector every this many processed frames (1: every frame).
+        detect_levels: in "auto" mode, the tile-pyramid levels searched on detection frames (2: the
+            whole frame and its half-size tiles, about 15 ms at 640x480, finds faces down to about a
+            twentieth of the frame; the full pyramid of "thorough" costs ~5x more).
+        tracker: track matching and re-acquisition options.
+        smoothing: per-track smoothing options, or None for no smoothing.
+    """
+
+    analyzer: AnalyzerOptions = field(default_factory=AnalyzerOptions)
+    detect_every: int = 10
+    detect_levels: int = 2
+    tracker: TrackerOptions = field(default_factory=TrackerOptions)
+    smoothing: SmoothingOptions | None = field(default_factory=SmoothingOptions)
+
+
+class VideoAnalyzer:
+    """Finds, follows and measures faces in a sequence of frames.
+
+    >>> with VideoAnalyzer() as video, open_video("talk.mp4") as reader:
+    ...     for frame, faces in video.run(reader, source="talk.mp4"):
+    ...         rows = faces.to_pandas(smoothed=True)
+    """
+
+    def __init__(self, options: VideoOptions | None = None) -> None:
+        self.options = options or VideoOptions()
+        self.analyzer = Analyzer(self.options.analyzer)
+        self.tracker = FaceTracker(self.options.tracker)
+        self.smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing else None
+        self._box_from_mesh: dict[int, np.ndarray] = {}  # per track: detector box relative to mesh extent
+        self._scores: dict[int, float] = {}
+        self._frames = 0
+        self._detect_next = True
+        self._locator = ThreadPoolExecutor(1)
+
+    def __enter__(self) -> "VideoAnalyzer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._locator.shutdown()
+        self.analyzer.close()
+
+    def run(self, frames: Iterable[VideoFrame], source: str = "<video>") -> Iterator[tuple[VideoFrame, Faces]]:
+        """(frame, faces) for each frame, in order.
+
+        Pipelined: while the mesh follows faces in frame N on a worker thread, frame N-1 is
+        measured (AUs, expression...) on this one, so the two cores overlap (~1.3x on one face).
+        """
+        previous = None
+        for frame in frames:
+            located = self._locator.submit(self.locate, frame, source)
+            if previous is not None:
+                yield previous[0], self.finish(previous[1], previous[0].rgb)
+            previous = frame, located.result()
+        if previous is not None:
+            yield previous[0], self.finish(previous[1], previous[0].rgb)
+
+    def process(self, frame: VideoFrame, source: str = "<video>") -> Faces:
+        """Faces of one frame, with `track_ids` (and `smoothed` when smoothing is on)."""
+        return self.finish(self.locate(frame, source), frame.rgb)
+
+    def locate(self, frame: VideoFrame, source: str = "<video>") -> Faces:
+        """Detection or mesh-following and tracking: boxes, landmarks, blendshapes, transforms, track ids."""
+        rgb, t = frame.rgb, frame.time_s
+        ids, predicted = self.tracker.predict(t)
+        detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
+        self._frames += 1
+        rois, hints, det_based, scores = self._regions(rgb, ids, predicted, detect)
+        mesh = self.analyzer._mesh.estimate(rgb, rois)
+        found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
+        extents = _extents(mesh.landmarks)
+        boxes = rois.copy()
+        for i in np.flatnonzero(found & ~det_based):
+            boxes[i] = self._mesh_to_box(int(hints[i]), extents[i])
+        keep = self._distinct(found, extents)
+        # A followed face that the mesh lost, or a new face: detect again next frame.
+        self._detect_next = bool(((hints >= 0) & ~keep).any())
+        faces = Faces(boxes=boxes[keep], scores=scores[keep], image_size=rgb.shape[:2], source=source,
+                      frame=frame.index, time_s=t, landmarks=mesh.landmarks[keep],
+                      blendshapes=mesh.blendshapes[keep], transforms=mesh.transforms[keep])
+        looks = np.stack([appearance_vector(rgb, box) for box in faces.boxes]) if len(faces) else None
+        faces.track_ids = self.tracker.update(t, faces.boxes, looks, hints[keep])
+        for i, track_id in enumerate(faces.track_ids):
+            if det_based[keep][i]:
+                self._learn_box(int(track_id), faces.boxes[i], extents[keep][i])
+            self._scores[int(track_id)] = float(faces.scores[i])
+        self._forget_gone_tracks()
+        return faces
+
+    def finish(self, faces: Faces, rgb: np.ndarray) -> Faces:
+        """Measurements (pose, AUs, expression, flags) and smoothing of located faces."""
+        self.analyzer.measure(faces, rgb)
+        if self.smoother is not None:
+            self.smoother(faces)
+        return faces
+
+    def _regions(self, rgb, ids, predicted, detect):
+        """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces."""
+        rois, hints, det_based, scores = [], [], [], []
+        matched_tracks: set[int] = set()
+        if detect:
+            auto = self.options.analyzer.mode == "auto"
+            det_boxes, det_scores = self.analyzer._detector.detect(
+                rgb, max_levels=self.options.detect_levels if auto else None)
+            pairs = {}
+            if len(ids) and len(det_boxes):
+                iou = box_iou(det_boxes, predicted)
+                for r, c in zip(*linear_sum_assignment(-iou)):
+                    if iou[r, c] >= self.options.tracker.min_iou:
+                        pairs[r] = c
+            for r, box in enumerate(det_boxes):
+                c = pairs.get(r)
+                rois.append(box)
+                hints.append(ids[c] if c is not None else -1)
+                det_based.append(True)
+                scores.append(det_scores[r])
+                if c is not None:
+                    matched_tracks.add(c)
+        for c, track_id in enumerate(ids):
+            if c not in matched_tracks:
+                rois.append(predicted[c])
+                hints.append(track_id)
+                det_based.append(False)
+                scores.append(self._scores.get(int(track_id), np.nan))
+        # Followed faces first: when two boxes find the same face, the existing track keeps it.
+        order = sorted(range(len(rois)), key=lambda i: hints[i] < 0)
+        return (np.array([rois[i] for i in order], np.float32).reshape(-1, 4),
+                np.array([hints[i] for i in order], np.int64), np.array([det_based[i] for i in order], bool),
+                np.array([scores[i] for i in order], np.float32))
+
+    def _mesh_to_box(self, track_id: int, extent: np.ndarray) -> np.ndarray:
+        w, h = extent[2] - extent[0], extent[3] - extent[1]
+        offset = self._box_from_mesh.get(track_id, np.zeros(4, np.float32))
+        return (extent + offset * np.array([w, h, w, h])).astype(np.float32)
+
+    def _learn_box(self, track_id: int, box: np.ndarray, extent: np.ndarray) -> None:
+        """Remember where the detector puts the box relative to the mesh, so followed boxes match it."""
+        w, h = max(extent[2] - extent[0], 1.0), max(extent[3] - extent[1], 1.0)
+        offset = (box - extent) / np.array([w, h, w, h])
+        old = self._box_from_mesh.get(track_id)
+        self._box_from_mesh[track_id] = offset if old is None else 0.7 * old + 0.3 * offset
+
+    def _distinct(self, found: np.ndarray, extents: np.ndarray) -> np.ndarray:
+        keep = found.copy()
+        for i in np.flatnonzero(found):
+            if not keep[i]:
+                continue
+            for j in np.flatnonzero(keep):
+                if j > i and box_iou(extents[i], extents[j])[0, 0] > _SAME_FACE_IOU:
+                    keep[j] = False
+        return keep
+
+    def _forget_gone_tracks(self) -> None:
+        alive = set(self.tracker.active) | set(self.tracker.lost)
+        for store in (self._box_from_mesh, self._scores):
+            for track_id in [k for k in store if k not in alive]:
+                del store[track_id]
+
+
+def _extents(landmarks: np.ndarray) -> np.ndarray:
+    """(n, 4) xyxy extent of each mesh (NaN rows for failed ones)."""
+    x, y = landmarks[:, :, 0], landmarks[:, :, 1]
+    return np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], 1).reshape(-1, 4).astype(np.float32)
