@@ -235,6 +235,8 @@ def video(
     min_score: float = typer.Option(0.5, help="Minimum detector confidence (0-1)."),
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
     prior: str = typer.Option("natural", help=_PRIOR_HELP),
+    flush_s: float = typer.Option(10.0, min=0.05, help="Write rows to disk at least this often (seconds); a killed run "
+                                  "keeps them in OUTPUT.parts/ (Parquet) or in OUTPUT (CSV, JSON Lines)."),
 ) -> None:
     """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
     from mien.io.table import resolve_format
@@ -257,7 +259,7 @@ def video(
                  soft_wrap=True, highlight=False)
     with reader:
         run = analyze_video(reader, output, options, fmt=fmt, landmarks=landmarks, annotate=annotate,
-                            timelines=timelines and output is not None, console=errors)
+                            timelines=timelines and output is not None, console=errors, flush_s=flush_s)
     raise typer.Exit(_finish_video(run, source, output))
 
 

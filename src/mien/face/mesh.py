@@ -50,37 +50,60 @@ class MeshEstimator:
     Args:
         min_confidence: minimum face detection/presence confidence inside a crop.
         workers: landmarkers run in parallel on frames with several faces (default: up to 2 cores).
+        max_tracked: most faces followed at once in video mode (see `estimate`).
     """
 
-    def __init__(self, min_confidence: float = 0.3, workers: int | None = None) -> None:
+    def __init__(self, min_confidence: float = 0.3, workers: int | None = None, max_tracked: int = 16) -> None:
+        self._min_confidence = min_confidence
+        count = workers or max(1, min(2, os.cpu_count() or 1))
+        self._landmarkers = [self._create(video=False) for _ in range(count)]
+        self._pool = ThreadPoolExecutor(count) if count > 1 else None
+        self._followers: dict[int, list] = {}  # track key -> [VIDEO-mode landmarker, last timestamp ms]
+        self._spare: list = []
+        self._max_tracked = max_tracked
+
+    def _create(self, video: bool):
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))),
-            num_faces=2,
-            min_face_detection_confidence=min_confidence,
-            min_face_presence_confidence=min_confidence,
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            num_faces=1 if video else 2,
+            min_face_detection_confidence=self._min_confidence,
+            min_face_presence_confidence=self._min_confidence,
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        count = workers or max(1, min(2, os.cpu_count() or 1))
-        self._landmarkers = []
         with native_stderr_silenced():
-            for _ in range(count):
-                landmarker = vision.FaceLandmarker.create_from_options(options)
+            landmarker = vision.FaceLandmarker.create_from_options(options)
+            if not video:
                 landmarker.detect(blank_image())  # first call logs too
-                self._landmarkers.append(landmarker)
-        self._pool = ThreadPoolExecutor(count) if count > 1 else None
+        return landmarker
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
         with native_stderr_silenced():
-            for landmarker in self._landmarkers:
+            for landmarker in self._landmarkers + self._spare + [f[0] for f in self._followers.values()]:
                 landmarker.close()
+        self._followers, self._spare = {}, []
 
-    def estimate(self, rgb: np.ndarray, boxes: np.ndarray) -> MeshResult:
-        """Mesh for each xyxy box of an (H, W, 3) uint8 RGB image."""
+    def release(self, keys) -> None:
+        """Stop following these track keys (their landmarkers are kept for new tracks)."""
+        for key in keys:
+            follower = self._followers.pop(int(key), None)
+            if follower is not None:
+                self._spare.append(follower[0])
+
+    def estimate(self, rgb: np.ndarray, boxes: np.ndarray, keys: np.ndarray | None = None,
+                 time_s: float | None = None) -> MeshResult:
+        """Mesh for each xyxy box of an (H, W, 3) uint8 RGB image.
+
+        Video mode: with `keys` (a track id per box, -1 for none) and the frame's `time_s`, each
+        tracked face keeps its own landmarker in MediaPipe's video mode, which follows the face
+        from the previous frame's landmarks instead of detecting it again in the crop (~1.7 ms
+        less per face). Boxes without a key use the image-mode landmarkers.
+        """
         n = len(boxes)
         out = MeshResult(
             landmarks=np.full((n, 478, 3), np.nan, np.float32),
@@ -88,26 +111,57 @@ class MeshEstimator:
             transforms=np.full((n, 4, 4), np.nan, np.float32),
             found=np.zeros(n, bool),
         )
-        workers = len(self._landmarkers)
-        if self._pool is None or n < 2:
-            self._estimate_some(self._landmarkers[0], rgb, boxes, range(n), out)
+        # Work per landmarker: a landmarker is used by one thread at a time.
+        work: dict[int, tuple[object, list[int], int | None]] = {}
+        stateless = []
+        for i in range(n):
+            follower = self._follower(int(keys[i])) if keys is not None and keys[i] >= 0 and time_s is not None else None
+            if follower is None:
+                stateless.append(i)
+                continue
+            stamp = max(int(time_s * 1000), follower[1] + 1)  # strictly increasing per landmarker
+            follower[1] = stamp
+            work[id(follower[0])] = (follower[0], [i], stamp)
+        for k, landmarker in enumerate(self._landmarkers):
+            rows = stateless[k::len(self._landmarkers)]
+            if rows:
+                work[id(landmarker)] = (landmarker, rows, None)
+        jobs = list(work.values())
+        if self._pool is None or len(jobs) < 2:
+            for landmarker, rows, stamp in jobs:
+                self._estimate_some(landmarker, rgb, boxes, rows, stamp, out)
             return out
-        jobs = [self._pool.submit(self._estimate_some, self._landmarkers[k], rgb, boxes, range(k, n, workers), out)
-                for k in range(min(workers, n))]
-        for job in jobs:
-            job.result()
+        workers = len(self._landmarkers)
+        lanes = [jobs[k::workers] for k in range(workers)]
+        futures = [self._pool.submit(self._run_lane, lane, rgb, boxes, out) for lane in lanes if lane]
+        for future in futures:
+            future.result()
         return out
 
+    def _follower(self, key: int) -> list | None:
+        if key not in self._followers:
+            if len(self._followers) >= self._max_tracked:
+                return None
+            landmarker = self._spare.pop() if self._spare else self._create(video=True)
+            self._followers[key] = [landmarker, -1]
+        return self._followers[key]
+
+    def _run_lane(self, lane, rgb, boxes, out) -> None:
+        for landmarker, rows, stamp in lane:
+            self._estimate_some(landmarker, rgb, boxes, rows, stamp, out)
+
     @staticmethod
-    def _estimate_some(landmarker, rgb: np.ndarray, boxes: np.ndarray, indices, out: MeshResult) -> None:
-        """Fill `out` rows `indices` (each landmarker is used by one thread at a time)."""
+    def _estimate_some(landmarker, rgb: np.ndarray, boxes: np.ndarray, indices, stamp: int | None,
+                       out: MeshResult) -> None:
+        """Fill `out` rows `indices`; `stamp` (ms) for a video-mode landmarker, None for image mode."""
         import mediapipe as mp
 
         for i in indices:
             affine = crop_transform(boxes[i])
             crop = cv2.warpAffine(rgb, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT)
-            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop))
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=crop)
+            result = landmarker.detect(image) if stamp is None else landmarker.detect_for_video(image, stamp)
             pick = _central_face(result.face_landmarks)
             if pick is None:
                 continue

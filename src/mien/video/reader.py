@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from mien.io.images import IMAGE_SUFFIXES, ImageError, load_image
+from mien.models.quiet import native_stderr_silenced
 
 DEFAULT_FPS = 30.0  # assumed when a video or image sequence does not say
 STREAM_TIMEOUT_MS = 5000
@@ -140,7 +141,9 @@ class VideoReader:
                 return False
         if self._capture is None:
             return None
-        if not self._capture.grab():
+        with native_stderr_silenced():  # FFmpeg's own lines about damaged frames; we warn once instead
+            grabbed = self._capture.grab()
+        if not grabbed:
             return None
         if not decode:
             return False
@@ -164,6 +167,11 @@ def open_video(source: str | int | Path, every: int = 1, fps: float | None = Non
     Raises:
         VideoError: the source cannot be opened or has no decodable frame.
     """
+    with native_stderr_silenced():  # OpenCV/FFmpeg log lines; failures become one VideoError
+        return _open(source, every, fps, start_s, end_s, input_fps)
+
+
+def _open(source, every, fps, start_s, end_s, input_fps) -> VideoReader:
     text = str(source)
     if isinstance(source, int) or text.isdigit():
         return _open_capture(text, cv2.VideoCapture(int(text)), "camera", every, fps, start_s, end_s, input_fps)

@@ -47,14 +47,21 @@ def add_baseline(table: pd.DataFrame, window_s: float = 2.0) -> pd.DataFrame:
     lowest mean total AU activity (or the whole track when it is shorter).
     """
     out = table.copy()
-    deltas = [f"{au}_delta" for au in AU_NAMES] + [f"expr_{c}_delta" for c in EXPRESSIONS]
-    for name in deltas:
+    for name in _DELTAS:
         out[name] = np.float32(np.nan)
-    values = list(AU_NAMES) + [f"expr_{c}" for c in EXPRESSIONS]
     for _, rows in _tracks(table):
-        base = _calmest(rows, window_s)[values].mean()
-        out.loc[rows.index, deltas] = (rows[values] - base).to_numpy(np.float32)
+        out.loc[rows.index, _DELTAS] = _deltas(rows, window_s)
     return out
+
+
+_BASELINE_VALUES = list(AU_NAMES) + [f"expr_{c}" for c in EXPRESSIONS]
+_DELTAS = [f"{name}_delta" for name in _BASELINE_VALUES]
+
+
+def _deltas(rows: pd.DataFrame, window_s: float) -> np.ndarray:
+    """(n, len(_DELTAS)) one track's AUs and probabilities minus their calmest-window mean."""
+    base = _calmest(rows, window_s)[_BASELINE_VALUES].mean()
+    return (rows[_BASELINE_VALUES] - base).to_numpy(np.float32)
 
 
 def _calmest(rows: pd.DataFrame, window_s: float) -> pd.DataFrame:
@@ -69,7 +76,7 @@ def _calmest(rows: pd.DataFrame, window_s: float) -> pd.DataFrame:
     return rows.iloc[start:end + 1]
 
 
-def expression_segments(table: pd.DataFrame, min_s: float = 0.25) -> pd.DataFrame:
+def expression_segments(table: pd.DataFrame, min_s: float = MICRO_MAX_S) -> pd.DataFrame:
     """Per track, runs of the same top expression (smoothed when available) with start and end.
 
     Runs shorter than `min_s` are merged into the run before them (brief flickers are events,
@@ -108,24 +115,28 @@ def expression_segments(table: pd.DataFrame, min_s: float = 0.25) -> pd.DataFram
 
 
 def events(table: pd.DataFrame, au_on: float = 0.25, au_off: float = 0.12, expr_on: float = 0.35,
-           expr_off: float = 0.15, window_s: float = 2.0) -> pd.DataFrame:
+           expr_off: float = 0.15, window_s: float = 2.0, min_frames: int = 2) -> pd.DataFrame:
     """AU and expression events against each person's baseline, with onset, apex and offset.
 
     An event starts when a value rises `on` above the track's baseline (`add_baseline`) and ends
     when it falls back below `off`; its apex is the highest point. Raw (unsmoothed) values are
-    used so brief displays keep their height. Events shorter than `MICRO_MAX_S` are flagged
+    used so brief displays keep their height; single-frame blips (fewer than `min_frames` frames)
+    are dropped as noise. Events shorter than `MICRO_MAX_S` are flagged
     `micro_candidate`. Columns: `EVENT_COLUMNS`.
     """
-    based = add_baseline(table, window_s) if f"{AU_NAMES[0]}_delta" not in table.columns else table
     records = []
-    signals = [("au", au, f"{au}_delta", au_on, au_off) for au in AU_NAMES]
-    signals += [("expression", c, f"expr_{c}_delta", expr_on, expr_off) for c in EXPRESSIONS if c != "neutral"]
-    for track_id, rows in _tracks(based):
+    signals = [("au", au, _DELTAS.index(f"{au}_delta"), au_on, au_off) for au in AU_NAMES]
+    signals += [("expression", c, _DELTAS.index(f"expr_{c}_delta"), expr_on, expr_off)
+                for c in EXPRESSIONS if c != "neutral"]
+    for track_id, rows in _tracks(table):  # one track at a time: memory stays small on long videos
         t = rows["time_s"].to_numpy()
         step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+        deltas = _deltas(rows, window_s)
         for kind, label, column, on, off in signals:
-            for first, last in _above(rows[column].to_numpy(), on, off):
-                values = rows[column].to_numpy()[first:last + 1]
+            for first, last in _above(deltas[:, column], on, off):
+                if last - first + 1 < min_frames:
+                    continue
+                values = deltas[first:last + 1, column]
                 apex = first + int(np.nanargmax(values))
                 duration = t[last] - t[first] + step
                 records.append({"track_id": track_id, "kind": kind, "label": label, "onset_s": t[first],
