@@ -141,3 +141,16 @@ def test_require_mesh_false_keeps_unconfirmed_detections(face_crop):
     with mien.Analyzer(mode="thorough", require_mesh=False) as a:
         faces = a.analyze(collage(face_crop, rows=1, cols=2, tile_px=150))
     assert len(faces) == 2 and faces.has_mesh.all()
+
+
+@pytest.mark.parametrize("colour", [(240, 240, 240), (70, 110, 160), (30, 30, 35)])
+def test_face_mask_sets_the_occluded_flag(analyzer, astronaut, colour):
+    clean = analyzer.analyze(astronaut)
+    assert not clean.flag("occluded")[0]
+    outline = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323,
+               454, 345, 349, 195, 120, 116]  # mesh points round cheeks, under the eyes and the chin
+    masked = astronaut.copy()
+    cv2.fillPoly(masked, [clean.landmarks[0][outline, :2].astype(np.int32)], colour)
+    faces = analyzer.analyze(masked)
+    assert len(faces) == 1 and faces.flag("occluded")[0]
+    assert faces.to_pandas()["flag_occluded"].tolist() == [True]

@@ -203,3 +203,22 @@ def test_mien_live_records_without_a_window(tmp_path, clip):
     assert "fps" in result.stdout
     with open_video(tmp_path / "live.mp4") as recorded:
         assert recorded.info.frame_count == 60
+
+
+def test_tracker_matches_by_motion_and_reacquires_by_look():
+    from mien.video.tracker import FaceTracker
+
+    tracker = FaceTracker()
+    look_a, look_b = np.eye(4)[0], np.eye(4)[1]
+    boxes = np.array([[0, 0, 50, 50], [200, 0, 250, 50]], np.float32)
+    first = tracker.update(0.0, boxes, np.stack([look_a, look_b]))
+    moved = boxes + [[10, 0, 10, 0], [-10, 0, -10, 0]]
+    assert tracker.update(0.1, moved[::-1], np.stack([look_b, look_a])).tolist() == first[::-1].tolist()
+    ids, predicted = tracker.predict(0.2)
+    ahead = predicted[list(ids).index(first[0])]
+    assert 10 < ahead[0] <= 20 and ahead[2] - ahead[0] == pytest.approx(50)  # predicted further along its way
+    tracker.update(0.2, moved[:1] + [10, 0, 10, 0], look_a[None])  # b is lost
+    back = tracker.update(1.5, np.array([[190, 0, 240, 50]], np.float32), look_b[None])
+    assert back.tolist() == [first[1]]  # same place, same look, within 2 s: the old id
+    stranger = tracker.update(1.6, np.array([[400, 300, 450, 350]], np.float32), look_b[None])
+    assert stranger[0] not in first  # far from any lost face: a new id

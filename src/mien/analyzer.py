@@ -147,6 +147,12 @@ class Analyzer:
         if ok.any():
             partial[ok] |= quality.outside_share(faces.landmarks[ok], width, height) > 0.05
         faces.set_flag("partial", partial)
+        if ok.any():
+            with np.errstate(invalid="ignore"):
+                covered = np.nanmax(quality.occlusion_scores(rgb, faces.landmarks[ok]), axis=1) > quality.OCCLUSION_THRESHOLD
+            occluded = np.zeros(len(faces), bool)
+            occluded[ok] = covered
+            faces.set_flag("occluded", occluded)
 
     def analyze_paths(self, paths: Iterable[str | Path]) -> Iterator[tuple[Path, Faces | ImageError]]:
         """Analyse files, folders and globs one by one; yields (path, Faces or ImageError)."""

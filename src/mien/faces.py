@@ -16,7 +16,7 @@ from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
 
 N_LANDMARKS = 478
-QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh")
+QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh", "occluded")
 
 
 def _nan(*shape: int) -> np.ndarray:

@@ -5,6 +5,11 @@
 - blurry: variance of the Laplacian of the aligned grey crop under `blur_threshold`.
 - partial: more than 5% of the mesh lies outside the image, or the box does by > 10%.
 - no_mesh: the mesh model found no face in the detection's crop.
+- occluded: part of the face is covered (mask, scarf, hand in a glove, an object): one of five
+  skin regions (forehead, nose, both cheeks, chin) differs in colour from the others by more than
+  `OCCLUSION_THRESHOLD` (CIELAB distance, lightness at half weight so shading counts less).
+  The mesh still predicts points under an occluder, so its numbers there are guesses. A bare
+  hand of the same skin tone is not seen, and a full beard can look like a covered chin.
 """
 
 from __future__ import annotations
@@ -15,6 +20,17 @@ import numpy as np
 MIN_SIDE = 40
 MAX_YAW, MAX_PITCH = 45.0, 30.0
 BLUR_THRESHOLD = 40.0
+OCCLUSION_THRESHOLD = 30.0
+
+# Mesh vertices in skin areas of the 478-point MediaPipe face mesh.
+SKIN_REGIONS = {
+    "forehead": (10, 67, 109, 338, 297, 151, 108, 337, 69, 299),
+    "nose": (6, 197, 195, 5, 4, 168),
+    "right_cheek": (50, 101, 118, 117, 123, 187, 205, 36, 142, 126, 47),  # the subject's right
+    "left_cheek": (280, 330, 347, 346, 352, 411, 425, 266, 371, 355, 277),
+    "chin": (152, 175, 199, 200, 18, 313, 406, 83, 182, 421, 201, 208, 428, 377, 148, 176, 400),
+}
+_SAMPLE_SIDE = 64  # faces are sampled at about this many pixels across
 
 
 def sharpness(aligned: np.ndarray) -> float:
@@ -36,3 +52,36 @@ def box_outside_share(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     inner_w = np.clip(np.minimum(boxes[:, 2], width) - np.maximum(boxes[:, 0], 0), 0, None)
     inner_h = np.clip(np.minimum(boxes[:, 3], height) - np.maximum(boxes[:, 1], 0), 0, None)
     return 1.0 - inner_w * inner_h / area
+
+
+def occlusion_scores(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(n, len(SKIN_REGIONS)) colour distance of each skin region from the face's typical skin.
+
+    Each region's colour is the median CIELAB colour at its mesh points (on a slightly blurred
+    copy of the face, about 64 px wide); the face's typical skin is the median over regions.
+    Distances: sqrt(dL^2 / 4 + da^2 + db^2). NaN rows for faces without a mesh.
+    """
+    out = np.full((len(landmarks), len(SKIN_REGIONS)), np.nan, np.float32)
+    height, width = rgb.shape[:2]
+    for i, pts in enumerate(landmarks):
+        if np.isnan(pts).any():
+            continue
+        x0, y0 = np.floor(pts[:, :2].min(0)).astype(int)
+        x1, y1 = np.ceil(pts[:, :2].max(0)).astype(int)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            continue
+        scale = min(1.0, _SAMPLE_SIDE / (x1 - x0))
+        face = cv2.resize(rgb[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        lab = cv2.cvtColor(cv2.GaussianBlur(face, (3, 3), 0).astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+        h, w = lab.shape[:2]
+        colours = []
+        for indices in SKIN_REGIONS.values():
+            xy = (pts[list(indices), :2] - [x0, y0]) * scale
+            cols = np.clip(xy[:, 0].round().astype(int), 0, w - 1)
+            rows = np.clip(xy[:, 1].round().astype(int), 0, h - 1)
+            colours.append(np.median(lab[rows, cols], axis=0))
+        colours = np.array(colours)
+        diff = colours - np.median(colours, axis=0)
+        out[i] = np.sqrt(diff[:, 0] ** 2 / 4 + diff[:, 1] ** 2 + diff[:, 2] ** 2)
+    return out

@@ -21,14 +21,10 @@ def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: floa
     `scale_coords` maps `faces` coordinates to this image's pixels (the `LoadedImage.scale` of
     a shrunk image; 1.0 when they already match).
     """
-    out = np.ascontiguousarray(rgb.copy())
+    out, scale, thick = _canvas(rgb)
     boxes, landmarks = faces.boxes * scale_coords, faces.landmarks * scale_coords
-    scale = max(1.0, max(out.shape[:2]) / 700.0)
-    thick = max(1, round(2 * scale))
     for i in range(len(faces)):
-        x1, y1, x2, y2 = boxes[i].astype(int)
-        colour = _FLAGGED if faces.flags[i, :4].any() else _BOX
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        x1, y1, x2, y2, colour = _draw_box(out, boxes[i], faces.flags[i], thick)
         if faces.has_mesh[i]:
             pts = landmarks[i, :, :2]
             for x, y in pts[:468]:
@@ -41,6 +37,21 @@ def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: floa
             cv2.putText(out, text, (x1, int(y)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale,
                         colour, max(1, thick // 2), cv2.LINE_AA)
     return out
+
+
+def _canvas(rgb: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """A writable copy of the image, with a drawing scale and line thickness suited to its size."""
+    out = np.ascontiguousarray(rgb.copy())
+    scale = max(1.0, max(out.shape[:2]) / 700.0)
+    return out, scale, max(1, round(2 * scale))
+
+
+def _draw_box(out: np.ndarray, box: np.ndarray, flags: np.ndarray, thick: int):
+    """Draw a face box (orange when a quality flag other than no_mesh is set); returns x1, y1, x2, y2, colour."""
+    x1, y1, x2, y2 = box.astype(int)
+    colour = _FLAGGED if flags[[i for i, name in enumerate(QUALITY_FLAGS) if name != "no_mesh"]].any() else _BOX
+    cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+    return x1, y1, x2, y2, colour
 
 
 def _label(faces: Faces, i: int, top_aus: int) -> list[str]:
@@ -83,16 +94,12 @@ def annotate_frame(rgb: np.ndarray, faces: Faces) -> np.ndarray:
 
     Uses the smoothed boxes and values when `faces.smoothed` has them (steadier to watch).
     """
-    out = np.ascontiguousarray(rgb.copy())
+    out, scale, thick = _canvas(rgb)
     boxes = faces.smoothed.get("boxes", faces.boxes)
     expression = faces.smoothed.get("expression", faces.expression)
     aus = faces.smoothed.get("aus", faces.aus)
-    scale = max(1.0, max(out.shape[:2]) / 700.0)
-    thick = max(1, round(2 * scale))
     for i in range(len(faces)):
-        x1, y1, x2, y2 = boxes[i].astype(int)
-        colour = _FLAGGED if faces.flags[i, :4].any() else _BOX
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        x1, y1, x2, y2, colour = _draw_box(out, boxes[i], faces.flags[i], thick)
         label = f"id {faces.track_ids[i]}" if faces.track_ids[i] >= 0 else f"#{i}"
         if not np.isnan(expression[i]).any():
             top = int(expression[i].argmax())

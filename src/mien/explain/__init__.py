@@ -1,0 +1,1 @@
+"""Why the model decided: occlusion heatmaps, facial-region shares, plain-language rationales."""
