@@ -10,6 +10,8 @@ import numpy as np
 
 from mien.expression.affect import valence_arousal
 from mien.expression.aus import estimate_aus
+from mien.expression import openset
+from mien.expression.calibration import softmax
 from mien.expression.classifier import ExpressionClassifier
 from mien.expression.crop import expression_crop
 from mien.face import quality
@@ -17,7 +19,7 @@ from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
 from mien.face.detect import DetectMode, DetectorOptions, FaceDetector, box_iou
 from mien.face.mesh import MeshEstimator
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
-from mien.faces import Faces
+from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, ImageLike, LoadedImage, expand_inputs, load_image
 
 
@@ -67,6 +69,7 @@ class Analyzer:
         self.options = options or AnalyzerOptions(**kwargs)
         self._detector = FaceDetector(self.options.detector)
         self._mesh = MeshEstimator()
+        self._openset = openset.load_thresholds()
         self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False)
                             if self.options.expression else None)
 
@@ -120,7 +123,6 @@ class Analyzer:
     def measure(self, faces: Faces, rgb: np.ndarray) -> None:
         """Fill pose, gaze, AUs, expression, aligned crops, sharpness and quality flags of `faces` (boxes,
         landmarks, blendshapes and transforms set) in place; `rgb` is the frame they were found in."""
-        height, width = rgb.shape[:2]
         ok = faces.has_mesh
         if ok.any():
             faces.pose[ok] = euler_from_transform(faces.transforms[ok])
@@ -128,7 +130,9 @@ class Analyzer:
             faces.aus[ok] = estimate_aus(faces.blendshapes[ok], faces.landmarks[ok])
             if self._classifier is not None:
                 crops = np.stack([expression_crop(rgb, faces.landmarks[i]) for i in np.flatnonzero(ok)])
-                faces.expression[ok] = self._classifier.predict(crops, faces.blendshapes[ok])
+                logits = self._classifier.logits(crops, faces.blendshapes[ok])
+                faces.expression[ok] = softmax(logits, self._classifier.temperature)
+                faces.familiarity[ok] = openset.energy(logits, self._classifier.temperature)
                 faces.affect[ok] = valence_arousal(faces.expression[ok], faces.aus[ok])
         size = self.options.align_size
         aligned = np.zeros((len(faces), size, size, 3), np.uint8)
@@ -137,22 +141,12 @@ class Analyzer:
             faces.blur[i] = quality.sharpness(aligned[i])
         if self.options.keep_aligned:
             faces.aligned = aligned
-        sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
-        faces.set_flag("small_face", sides < quality.MIN_SIDE)
-        with np.errstate(invalid="ignore"):
-            strong = (np.abs(faces.pose[:, 0]) > quality.MAX_YAW) | (np.abs(faces.pose[:, 1]) > quality.MAX_PITCH)
-            faces.set_flag("strong_pose", strong)
-            faces.set_flag("blurry", faces.blur < quality.BLUR_THRESHOLD)
-        partial = quality.box_outside_share(faces.boxes, width, height) > 0.10
-        if ok.any():
-            partial[ok] |= quality.outside_share(faces.landmarks[ok], width, height) > 0.05
-        faces.set_flag("partial", partial)
-        if ok.any():
-            with np.errstate(invalid="ignore"):
-                covered = np.nanmax(quality.occlusion_scores(rgb, faces.landmarks[ok]), axis=1) > quality.OCCLUSION_THRESHOLD
-            occluded = np.zeros(len(faces), bool)
-            occluded[ok] = covered
-            faces.set_flag("occluded", occluded)
+        _flag_quality(faces, rgb)
+        if self._classifier is not None:
+            untrusted = faces.flags[:, [QUALITY_FLAGS.index(f) for f in openset.UNTRUSTED_FLAGS]].any(1)
+            faces.status[:] = openset.statuses(faces.expression, faces.familiarity, untrusted,
+                                               self._openset["unknown_below"])
+            faces.blend[:] = openset.blends(faces.expression, self._openset["blend_min"])
 
     def analyze_paths(self, paths: Iterable[str | Path]) -> Iterator[tuple[Path, Faces | ImageError]]:
         """Analyse files, folders and globs one by one; yields (path, Faces or ImageError)."""
@@ -161,6 +155,25 @@ class Analyzer:
                 yield path, self.analyze(path)
             except ImageError as exc:
                 yield path, exc
+
+
+def _flag_quality(faces: Faces, rgb: np.ndarray) -> None:
+    """Set the quality flags (see `mien.face.quality`) of measured faces."""
+    height, width = rgb.shape[:2]
+    ok = faces.has_mesh
+    sides = np.minimum(faces.boxes[:, 2] - faces.boxes[:, 0], faces.boxes[:, 3] - faces.boxes[:, 1])
+    faces.set_flag("small_face", sides < quality.MIN_SIDE)
+    with np.errstate(invalid="ignore"):
+        strong = (np.abs(faces.pose[:, 0]) > quality.MAX_YAW) | (np.abs(faces.pose[:, 1]) > quality.MAX_PITCH)
+        faces.set_flag("strong_pose", strong)
+        faces.set_flag("blurry", faces.blur < quality.BLUR_THRESHOLD)
+    partial = quality.box_outside_share(faces.boxes, width, height) > 0.10
+    occluded = np.zeros(len(faces), bool)
+    if ok.any():
+        partial[ok] |= quality.outside_share(faces.landmarks[ok], width, height) > 0.05
+        occluded[ok] = quality.occlusion_scores(rgb, faces.landmarks[ok]).max(1) > quality.OCCLUSION_THRESHOLD
+    faces.set_flag("partial", partial)
+    faces.set_flag("occluded", occluded)
 
 
 def mesh_matches_box(landmarks: np.ndarray, boxes: np.ndarray, min_iou: float = 0.3) -> np.ndarray:

@@ -345,6 +345,7 @@ def train(
                                      "training; the model ships with FER+'s."),
     balance: float = typer.Option(0.3, min=0.0, max=1.0, help="Class-balanced sampling: a face is drawn with weight "
                                   "(1 / its class frequency) ** BALANCE; 0 samples as the data come, 1 balances fully."),
+    exclude: str = typer.Option("", help="Comma-separated classes to leave out of training (open-set experiments)."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -352,6 +353,7 @@ def train(
         from mien.train.loop import TrainConfig
     except ImportError as error:
         raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
+    from mien.expression.classes import EXPRESSIONS
     from mien.train.datasets import BUILTIN
 
     try:
@@ -363,10 +365,14 @@ def train(
     unknown = [name for name in train_sets if name not in BUILTIN]
     if unknown:
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}")
+    excluded = tuple(c.strip() for c in exclude.split(",") if c.strip())
+    if any(c not in EXPRESSIONS for c in excluded):
+        raise typer.BadParameter(f"--exclude takes classes of {', '.join(EXPRESSIONS)}")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
                          train_sets=train_sets, select_on=select_on, init_share=init_share if init else 0.0,
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
-                         domain_bias=domain_bias, balance_power=balance)
+                         domain_bias=domain_bias, balance_power=balance,
+                         exclude=excluded)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")

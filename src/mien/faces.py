@@ -42,6 +42,9 @@ class Faces:
         expression: (n, 8) calibrated expression probabilities ordered as `EXPRESSIONS`; NaN
             where the expression stage did not run or the face has no mesh.
         affect: (n, 2) derived valence and arousal in [-1, 1] (see `mien.expression.affect`).
+        familiarity: (n,) energy of the expression logits; low = unlike the training faces.
+        status: (n,) "known", "uncertain" or "unknown" expression outcome (see `mien.expression.openset`).
+        blend: (n,) name of a two-expression blend ("happily surprised") or None.
         track_ids: (n,) int track ids, -1 when untracked.
         smoothed: per-track temporally smoothed copies of some arrays (keys "boxes", "landmarks",
             "pose", "gaze", "expression", "aus", "affect"), filled in video mode.
@@ -67,6 +70,9 @@ class Faces:
     track_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     expression: np.ndarray = field(default=None)  # type: ignore[assignment]
     affect: np.ndarray = field(default=None)  # type: ignore[assignment]
+    familiarity: np.ndarray = field(default=None)  # type: ignore[assignment]
+    status: np.ndarray = field(default=None)  # type: ignore[assignment]
+    blend: np.ndarray = field(default=None)  # type: ignore[assignment]
     aligned: np.ndarray | None = None
     smoothed: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -86,6 +92,9 @@ class Faces:
             "track_ids": lambda: np.full(n, -1, dtype=np.int64),
             "expression": lambda: _nan(n, len(EXPRESSIONS)),
             "affect": lambda: _nan(n, 2),
+            "familiarity": lambda: _nan(n),
+            "status": lambda: np.full(n, None, dtype=object),
+            "blend": lambda: np.full(n, None, dtype=object),
         }
         for name, make in defaults.items():
             if getattr(self, name) is None:

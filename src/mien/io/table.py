@@ -35,7 +35,8 @@ BLENDSHAPE_COLUMNS = [column_name(n) for n in BLENDSHAPE_NAMES]
 FLAG_COLUMNS = [f"flag_{name}" for name in QUALITY_FLAGS]
 # Calibrated class probabilities, the top class and its probability, derived valence/arousal.
 EXPRESSION_COLUMNS = [f"expr_{name}" for name in EXPRESSIONS] + [
-    "expression", "expression_confidence", "valence", "arousal"]
+    "expression", "expression_confidence", "expression_status", "expression_blend", "expression_familiarity",
+    "valence", "arousal"]
 
 
 # Temporally smoothed copies (video mode, `mien.video.smoothing`); raw columns are kept.
@@ -91,6 +92,8 @@ def _face_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False
     cols["expression"] = np.array(faces.top_expression, dtype=object)
     confidence = np.nan_to_num(faces.expression, nan=-1.0).max(1, initial=-1.0)
     cols["expression_confidence"] = np.where(confidence < 0, np.nan, confidence).astype(np.float32)
+    cols["expression_status"], cols["expression_blend"] = faces.status, faces.blend
+    cols["expression_familiarity"] = faces.familiarity
     cols["valence"], cols["arousal"] = faces.affect[:, 0], faces.affect[:, 1]
     cols.update({name: faces.aus[:, i] for i, name in enumerate(AU_COLUMNS)})
     cols.update({name: faces.blendshapes[:, i] for i, name in enumerate(BLENDSHAPE_COLUMNS)})
@@ -116,6 +119,8 @@ def _empty_row(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False)
         "image_height": np.array([faces.image_size[0]], dtype=np.int64),
         "face_found": np.array([False]),
         "expression": np.array([None], dtype=object),
+        "expression_status": np.array([None], dtype=object),
+        "expression_blend": np.array([None], dtype=object),
     })
     if smoothed:
         row["expression_smooth"] = np.array([None], dtype=object)
@@ -148,7 +153,7 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
 
 
 def _dtype(name: str) -> str:
-    if name in ("source", "expression", "expression_smooth"):
+    if name in ("source", "expression", "expression_smooth", "expression_status", "expression_blend"):
         return "object"
     if name in ("frame", "face_id", "track_id", "image_width", "image_height"):
         return "int64"
@@ -179,7 +184,8 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
     cols.update({f"{au}_c": (frame[au] >= 0.3).astype(int) for au in AU_COLUMNS})
     cols.update({c.replace("lm_", "", 1): frame[c] for c in frame.columns if c.startswith("lm_")})
     keep = [c for c in frame.columns if c.startswith(("expr_", "bs_", "flag_", "box_"))
-            or c in ("sharpness", "expression", "expression_confidence", "valence", "arousal")]
+            or c in ("sharpness", "expression", "expression_confidence", "expression_status", "expression_blend",
+                     "expression_familiarity", "valence", "arousal")]
     cols.update({c: frame[c] for c in keep})
     return pd.DataFrame(cols)
 

@@ -25,6 +25,7 @@ from mien.face.blendshapes import mirrored_order
 from mien.train.augment import augment
 from mien.train.cache import build_cache, load_cache
 from mien.train.datasets import read_builtin
+from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
 
 TRAIN_SETS = ("ferplus-train", "affectnet8-train")
@@ -57,6 +58,7 @@ class TrainConfig:
     init_share: float = 0.0  # with init_from: ship init_share * initial + (1 - init_share) * fine-tuned weights
     domain_bias: bool = True  # a class-prior bias per dataset family while training; FER+'s is shipped
     precision: str = "auto"  # "bf16" (autocast, ~2x faster where the CPU has AVX512-BF16 or AMX), "fp32", or "auto"
+    exclude: tuple[str, ...] = ()  # classes left out of training (open-set experiments): their faces and votes
     extra: dict = field(default_factory=dict)
 
 
@@ -106,14 +108,28 @@ def training_prior(config: "TrainConfig", cache_dir: Path) -> np.ndarray:
     return prior.clamp_min(1e-4).numpy().astype(np.float64)
 
 
-def _load_sets(names, datasets: Path, cache_dir: Path) -> list[dict]:
+def _load_sets(names, datasets: Path, cache_dir: Path, exclude: tuple[str, ...] = ()) -> list[dict]:
     sets = []
     for name in names:
         labelled = read_builtin(name, datasets)
         data = load_cache(build_cache(labelled, cache_dir / f"{name}.npz"))
         data["name"] = name
+        if exclude:
+            data = _without_classes(data, [EXPRESSIONS.index(c) for c in exclude])
         sets.append(data)
     return sets
+
+
+def _without_classes(data: dict, classes: list[int]) -> dict:
+    """Drop faces whose majority class is excluded; remove the excluded classes' votes from the rest."""
+    targets = data["targets"].copy()
+    keep = ~np.isin(targets.argmax(1), classes)
+    targets[:, classes] = 0.0
+    keep &= targets.sum(1) > 0
+    targets = targets / np.maximum(targets.sum(1, keepdims=True), 1e-9)
+    out = {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == len(keep) else v) for k, v in data.items()}
+    out["targets"] = targets[keep].astype(np.float32)
+    return out
 
 
 def _tensors(data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -145,8 +161,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    train = _load_sets(config.train_sets, datasets, cache_dir)
-    valid = _load_sets(config.valid_sets, datasets, cache_dir)
+    train = _load_sets(config.train_sets, datasets, cache_dir, tuple(config.exclude))
+    valid = _load_sets(config.valid_sets, datasets, cache_dir, tuple(config.exclude))
 
     images = torch.cat([_tensors(d)[0] for d in train])
     blend = torch.cat([_tensors(d)[1] for d in train])

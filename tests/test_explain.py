@@ -1,0 +1,76 @@
+"""Explanations and honest outcomes: heatmaps, regions, rationales, unknown/uncertain, blends."""
+
+import numpy as np
+import pytest
+
+from mien.explain.rationale import rationale
+from mien.explain.regions import REGION_NAMES, area_shares, region_map, region_shares
+from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
+from mien.expression import openset
+from mien.expression.aus import AU_NAMES
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.crop import expression_crop
+
+
+@pytest.fixture(scope="module")
+def smiling(analyzer, astronaut):
+    faces = analyzer.analyze(astronaut)
+    return faces, expression_crop(astronaut, faces.landmarks[0])
+
+
+def test_heatmap_is_deterministic_and_looks_at_the_smile(analyzer, astronaut, smiling):
+    faces, crop = smiling
+    heat, target = occlusion_heatmap(analyzer._classifier, crop, faces.blendshapes[0])
+    again, _ = occlusion_heatmap(analyzer._classifier, crop, faces.blendshapes[0])
+    assert EXPRESSIONS[target] == "happy" and heat.shape == (48, 48) and (heat >= 0).all()
+    assert np.array_equal(heat, again)
+    labels = region_map(faces.landmarks[0])
+    assert set(np.unique(labels)) == set(range(len(REGION_NAMES)))  # every region is on the crop
+    shares, areas = region_shares(heat, labels), area_shares(labels)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["mouth"] + shares["cheeks"] > 1.5 * (areas["mouth"] + areas["cheeks"])
+    assert shares["mouth"] > shares["eyes"] + shares["brows"]
+    on_image = heatmap_to_image(heat, faces.landmarks[0], astronaut.shape[:2])
+    mouth = faces.landmarks[0][[13, 14], :2].mean(0).astype(int)
+    assert on_image[mouth[1], mouth[0]] > 0 and on_image[5, 5] == 0  # on the face, nothing in the corner
+    assert overlay(astronaut, on_image).shape == astronaut.shape
+
+
+def test_rationale_names_the_evidence():
+    aus = np.zeros(len(AU_NAMES))
+    aus[AU_NAMES.index("AU12")], aus[AU_NAMES.index("AU06")] = 0.92, 0.41
+    text = rationale("happy", 0.91, aus, {"mouth": 0.5, "cheeks": 0.2, "eyes": 0.1, "other": 0.2})
+    assert text.startswith("happy (0.91): AU12 lip corner puller strong (0.92), AU06 cheek raiser moderate (0.41)")
+    assert "brows relaxed" in text and "mouth (50%) and cheeks (20%)" in text
+    surprise = rationale("surprise", 0.42, aus)
+    assert "uncertain" in surprise and "not seen: AU01 inner brow raiser" in surprise
+    assert rationale("neutral", 0.8, np.zeros(len(AU_NAMES))).startswith("neutral (0.80): no action unit above slight")
+
+
+def test_energy_auroc_and_blend_names():
+    assert openset.auroc([3, 4, 5], [0, 1, 2]) == 1.0 and openset.auroc([1, 1], [1, 1]) == 0.5
+    assert openset.auroc([0, 2], [1, 3]) == pytest.approx(0.25)
+    logits = np.array([[10.0, 0, 0], [0.0, 0, 0]])
+    familiar, unfamiliar = openset.energy(logits)
+    assert familiar > unfamiliar and unfamiliar == pytest.approx(np.log(3), abs=1e-5)
+    assert openset.blend_name("surprise", "happy") == "happily surprised"
+    assert openset.blend_name("anger", "sad") == "sadly angry"
+    assert openset.blend_name("neutral", "sad") == "neutral + sad"
+    probs = np.zeros((2, 8))
+    probs[0, [EXPRESSIONS.index("happy"), EXPRESSIONS.index("surprise")]] = 0.55, 0.45
+    probs[1, EXPRESSIONS.index("sad")] = 1.0
+    assert openset.blends(probs, 0.3) == ["happily surprised", None]
+
+
+def test_statuses():
+    probs = np.full((4, 8), 0.01)
+    probs[:, 0] = 0.93
+    probs[2] = 1 / 8
+    status = openset.statuses(probs, np.array([5.0, 0.1, 5.0, 5.0]), np.array([False, False, False, True]), 1.0)
+    assert status == ["known", "unknown", "uncertain", "uncertain"]
+
+
+def test_pipeline_reports_outcomes(analyzer, astronaut):
+    row = analyzer.analyze(astronaut).to_pandas().iloc[0]
+    assert row["expression_status"] == "known" and row["expression_blend"] is None
+    assert row["expression_familiarity"] > openset.load_thresholds()["unknown_below"]
