@@ -26,7 +26,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 
 import mien.video.analyzer as video_analyzer
 from mien.analyzer import Analyzer

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mien.io.table import TableWriter, columns, faces_to_frame, read_table, to_openface
+from mien.io.table import TableWriter, columns, faces_to_frame, read_table
 
 
 @pytest.fixture(scope="module")

@@ -290,6 +290,49 @@ def live(
     raise typer.Exit(_finish_video(run, source, output))
 
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mjpeg"}
+
+
+@app.command()
+def report(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders or globs; or one video file."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
+    mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
+    max_faces: int = typer.Option(60, help="Faces shown in detail (heatmap, rationale) in an image report."),
+) -> None:
+    """One self-contained HTML report: annotated faces, heatmaps, rationales, timelines, summaries, limits."""
+    from mien.analyzer import Analyzer, AnalyzerOptions
+    from mien.io.images import expand_inputs
+    from mien.report.html import image_report, video_report
+    from mien.video.analyzer import VideoOptions
+    from mien.video.reader import VideoError
+
+    _check_choice("--mode", mode, ("fast", "thorough", "auto"))
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            video_report(inputs[0], output, VideoOptions(analyzer=AnalyzerOptions(mode=mode)))
+        except VideoError as exc:
+            errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_FAILED_INPUTS)
+    else:
+        paths = list(expand_inputs(inputs))
+        if not paths:
+            errors.print("mien: no inputs given")
+            raise typer.Exit(EXIT_USAGE)
+        with Analyzer(AnalyzerOptions(mode=mode)) as analyzer, Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=errors, transient=True, disable=len(paths) < 2,
+        ) as progress:
+            task = progress.add_task("report", total=len(paths))
+            failed = image_report(paths, output, analyzer, max_faces, progress=lambda: progress.advance(task))
+        for line in failed:
+            errors.print(f"error: {line}", soft_wrap=True, highlight=False)
+        if failed:
+            console.print(f"wrote {output}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_FAILED_INPUTS)
+    console.print(f"wrote {output}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("mien-demo"), "--out", "-o", help="Folder for the table and annotated image."),

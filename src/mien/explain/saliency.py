@@ -54,7 +54,7 @@ def heatmap_to_image(heatmap: np.ndarray, landmarks: np.ndarray, shape: tuple[in
 
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """RGB image with a heatmap (same H, W; scaled by its maximum) drawn over it in a colour map."""
-    scaled = heat / heat.max() if heat.max() > 0 else heat
+    scaled = np.sqrt(heat / heat.max()) if heat.max() > 0 else heat  # sqrt: weaker evidence stays visible
     colours = cv2.cvtColor(cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     weight = (alpha * scaled)[..., None]
     return (rgb * (1 - weight) + colours * weight).astype(np.uint8)

@@ -106,8 +106,8 @@ def render_expression_card(data: dict) -> str:
         "people who have not agreed to it.",
         "",
         "## Training",
-        f"- Data: FER+ train (28,385 faces; FER2013 images with the 10-annotator FER+ votes as soft targets) and "
-        f"the AffectNet 8-class subset train (11,952 faces, one-hot targets with label smoothing). "
+        "- Data: FER+ train (28,385 faces; FER2013 images with the 10-annotator FER+ votes as soft targets) and "
+        "the AffectNet 8-class subset train (11,952 faces, one-hot targets with label smoothing). "
         "Model selection on the valid sets each step names (FER+ valid, AffectNet-8 valid); FER+ test was used only "
         "for the numbers below.",
         "- Terms: FER2013 is for research use; AffectNet is for research and non-commercial use only. "

@@ -1,0 +1,275 @@
+"""`mien report`: one self-contained HTML file (images embedded, no external requests).
+
+For images: each photo annotated, and per face its expression, outcome (known / uncertain /
+unknown, blend), a heatmap of what the model relied on, the share of that heatmap per facial
+region, a rationale from the AU evidence, and AU intensities drawn on the mesh; a summary per
+image. For a video: per person (track) a summary, an expression and valence/arousal timeline,
+expression segments with a rationale each, AU events and micro-expression candidates, and a
+key frame with its heatmap. Every report ends with "how to read this" and the limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from mien import __version__
+from mien.analysis import summarize
+from mien.expression.aus import AU_NAMES
+from mien.expression.classes import EXPRESSIONS
+from mien.explain.rationale import rationale
+from mien.explain.regions import region_map, region_shares
+from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
+from mien.expression.crop import expression_crop
+from mien.faces import QUALITY_FLAGS, Faces
+from mien.report import plots
+from mien.report.annotate import annotate
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}h3{margin-bottom:.3rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.face{display:flex;gap:1rem;align-items:flex-start;border:1px solid #e5e5e5;border-radius:6px;padding:.8rem;margin:.8rem 0}
+.face img{border-radius:4px}.why{font-size:.95rem;margin:.3rem 0}.muted{color:#666;font-size:.85rem}
+.tag{display:inline-block;border-radius:3px;padding:0 .4rem;font-size:.8rem;background:#eee;margin-right:.3rem}
+.known{background:#d8f0d8}.uncertain{background:#fff0c2}.unknown{background:#f7d4d4}
+img.wide{max-width:100%}
+"""
+
+HOW_TO_READ = """
+<h2>How to read this</h2>
+<ul>
+<li><b>Expressions are displays, not feelings.</b> A smile is not happiness; context, culture and intent shape faces.
+Do not use these numbers to judge individuals (hiring, diagnosis, policing, lie detection).</li>
+<li><b>Probabilities</b> are calibrated on held-out data: of faces called happy at 0.8, about 80% are. The
+<b>outcome</b> says when not to trust the top class: <span class="tag uncertain">uncertain</span> means a low top
+probability or a face that is small, turned away, blurry, covered or without a mesh;
+<span class="tag unknown">unknown</span> means the face looks unlike any of the eight classes the model knows.
+A <b>blend</b> (e.g. "happily surprised") is named when two expressions are both strong.</li>
+<li><b>Heatmaps</b> show where covering the face lowers the model's probability for its answer (occlusion
+sensitivity). The region shares compare that with the facial regions where the expression's action units act.
+They show what the model used, not what a person would look at.</li>
+<li><b>Rationales</b> list measured action-unit estimates (from MediaPipe blendshapes and mesh geometry, not FACS
+coding by a person) that support or contradict the call, with the prototypes of Ekman and Friesen as the reference.</li>
+<li><b>Valence and arousal</b> are derived from the probabilities and AUs (a circumplex mapping), not measured.
+Micro-expression <i>candidates</i> are brief spikes worth a human look, not verified micro-expressions.</li>
+</ul>
+<h3>Limits</h3>
+<ul>
+<li>Expression model: 87.3% on FER+ test (majority protocol), about 60% on in-the-wild AffectNet faces with the
+balanced prior; contempt and disgust are the weakest classes. Trained on web images of mostly frontal adults.</li>
+<li>Faces smaller than about 40 px, strongly turned, blurred or covered give unreliable numbers (see the flags).</li>
+<li>Performance across age, gender and skin tone has not yet been measured.</li>
+</ul>
+"""
+
+
+def _data_uri(rgb: np.ndarray, max_side: int = 720, fmt: str = ".jpg") -> str:
+    scale = min(1.0, max_side / max(rgb.shape[:2]))
+    if scale < 1:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    mime = "image/jpeg" if fmt == ".jpg" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data.tobytes()).decode()}"
+
+
+def _figure_uri(fig) -> str:
+    return f"data:image/png;base64,{base64.b64encode(plots.png_bytes(fig)).decode()}"
+
+
+def _img(uri: str, alt: str, width: int | None = None, cls: str = "") -> str:
+    size = f' width="{width}"' if width else ""
+    return f'<img src="{uri}" alt="{html.escape(alt)}"{size} class="{cls}">'
+
+
+def _table(frame: pd.DataFrame, digits: int = 2) -> str:
+    table = frame.to_html(index=False, float_format=lambda x: f"{x:.{digits}f}", border=0, na_rep="-")
+    return f'<div style="overflow-x:auto">{table}</div>'
+
+
+
+def _page(title: str, body: list[str]) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class=\"muted\">mien {__version__}, {stamp}. Everything in this file was "
+            "computed offline; it loads nothing from the network.</p>" + "\n".join(body) + HOW_TO_READ + "</body></html>")
+
+
+def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> str:
+    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh."""
+    if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
+        return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
+    landmarks = faces.landmarks[i]
+    crop = expression_crop(rgb, landmarks)
+    heat, target = occlusion_heatmap(analyzer._classifier, crop, faces.blendshapes[i])
+    shares = region_shares(heat, region_map(landmarks))
+    full = heatmap_to_image(heat, landmarks, rgb.shape[:2])
+    x1, y1, x2, y2 = faces.boxes[i].astype(int)
+    pad = int(0.25 * (x2 - x1))
+    y0, y3, x0, x3 = max(y1 - pad, 0), min(y2 + pad, rgb.shape[0]), max(x1 - pad, 0), min(x2 + pad, rgb.shape[1])
+    face = overlay(rgb[y0:y3, x0:x3], full[y0:y3, x0:x3])
+    probability = float(faces.expression[i, target])
+    status = faces.status[i] or "known"
+    tags = f'<span class="tag {status}">{status}</span>'
+    if faces.blend[i]:
+        tags += f'<span class="tag">blend: {html.escape(faces.blend[i])}</span>'
+    flags = [name for name, on in zip(QUALITY_FLAGS, faces.flags[i]) if on]
+    tags += "".join(f'<span class="tag">{name}</span>' for name in flags)
+    probs = " · ".join(f"{c} {faces.expression[i, k]:.2f}" for k, c in sorted(
+        enumerate(EXPRESSIONS), key=lambda kc: -faces.expression[i, kc[0]])[:4])
+    why = rationale(EXPRESSIONS[target], probability, faces.aus[i], shares)
+    mesh = _figure_uri(plots.aus_on_mesh(landmarks[:, :2], faces.aus[i]))
+    valence, arousal = faces.affect[i]
+    return (f'<div class="face">{_img(_data_uri(face, 240), f"{label} heatmap", 200)}'
+            f'<div><h3>{html.escape(label)}: {EXPRESSIONS[target]} ({probability:.2f})</h3><p>{tags}</p>'
+            f'<p class="why">{html.escape(why)}</p><p class="muted">{probs}; valence {valence:+.2f}, arousal '
+            f'{arousal:+.2f} (derived)</p></div>{_img(mesh, f"{label} AUs on the mesh", 190)}</div>')
+
+
+def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, progress=None) -> list[str]:
+    """Write the report for a set of images; returns one line per input that could not be read."""
+    from mien.io.images import ImageError, load_image
+    from mien.io.table import faces_to_frame
+
+    body, tables, errors, shown = [], [], [], 0
+    for path in paths:
+        try:
+            loaded = load_image(path)
+        except ImageError as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        faces = analyzer.analyze_loaded(loaded)
+        tables.append(faces_to_frame([faces], landmarks="none"))
+        section = [f"<h2>{html.escape(Path(path).name)}</h2>",
+                   _img(_data_uri(annotate(loaded.rgb, faces)), f"{Path(path).name} annotated", cls="wide")]
+        if not len(faces):
+            section.append('<p class="muted">no face found</p>')
+        for i in range(len(faces)):
+            if shown >= max_faces:
+                section.append(f'<p class="muted">(face details stop after {max_faces} faces)</p>')
+                break
+            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face {i}"))
+            shown += 1
+        body += section
+        if progress is not None:
+            progress()
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    head = []
+    if len(table) and table["face_found"].any():
+        summary = summarize(table, by="source")
+        summary["source"] = summary["source"].map(lambda s: Path(s).name)
+        keep = ["source", "faces"] + [f"{c}_share" for c in EXPRESSIONS] + ["valence_mean", "arousal_mean"]
+        summary = summary.rename(columns=lambda c: c.replace("_share", "").replace("_mean", " (mean)"))
+        keep = [k.replace("_share", "").replace("_mean", " (mean)") for k in keep]
+        faces_rows = table[table["face_found"]]
+        shares = {c: float((faces_rows["expression"] == c).mean()) for c in EXPRESSIONS}
+        head += ["<h2>Summary</h2>", f"<p>{len(paths)} images, {int(table['face_found'].sum())} faces.</p>",
+                 _table(summary[keep]), _img(_figure_uri(plots.expression_bars(shares, "top expression of each face")),
+                                             "expression shares")]
+    if errors:
+        head.append("<h2>Inputs that could not be read</h2><ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in errors)
+                    + "</ul>")
+    out.write_text(_page("mien report: images", head + body), encoding="utf-8")
+    return errors
+
+
+def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> Path:
+    """Analyse a video and write its report; returns `out`."""
+    from mien.analyzer import Analyzer
+    from mien.video.reader import open_video
+    from mien.video.run import analyze_video
+    from mien.video.timeline import events, expression_segments, track_summary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = Path(tmp) / "rows.parquet"
+        with open_video(source) as reader:
+            info = reader.info
+            run = analyze_video(reader, rows, options, timelines=False)
+        table = pd.read_parquet(rows) if run.rows else pd.DataFrame(columns=["track_id", "face_found"])
+    faces_rows = table[table["face_found"]]
+    body = [f"<h2>Video</h2><p>{html.escape(str(source))}: {info.width}x{info.height}, {info.fps:.2f} fps, "
+            f"{run.frames} frames analysed in {run.seconds:.1f} s; {faces_rows['track_id'].nunique()} people tracked.</p>"]
+    if faces_rows.empty:
+        body.append('<p class="muted">no face found</p>')
+        out.write_text(_page("mien report: video", body), encoding="utf-8")
+        return out
+    summary = track_summary(faces_rows)
+    segments = expression_segments(faces_rows)
+    found = events(faces_rows)
+    keep = ["track_id", "first_s", "last_s", "frames"] + [f"{c}_share" for c in EXPRESSIONS] + ["valence_mean", "arousal_mean"]
+    body += ["<h2>People</h2><p class=\"muted\">share of frames in each expression; derived valence/arousal</p>",
+             _table(summary[keep].rename(columns=lambda c: c.replace("_share", "").replace("_mean", " (mean)")))]
+    longest = faces_rows.groupby("track_id").size().sort_values(ascending=False).index[:max_tracks]
+    keyframes = {}
+    for track_id in longest:
+        track = faces_rows[faces_rows["track_id"] == track_id].sort_values("time_s")
+        apex = track.loc[track["expression_confidence"].idxmax()]
+        keyframes[int(track_id)] = int(apex["frame"])
+    frames = _frames(source, set(keyframes.values()))
+    with Analyzer(mode="auto") as analyzer:
+        for track_id in longest:
+            track = faces_rows[faces_rows["track_id"] == track_id].sort_values("time_s")
+            body.append(f"<h2>Person {int(track_id)}</h2>")
+            body.append(_img(_figure_uri(plots.timeline(track, list(EXPRESSIONS), f"person {int(track_id)}")),
+                             f"timeline of person {track_id}", cls="wide"))
+            body.append(_segments_html(segments[segments["track_id"] == track_id], track))
+            micro = found[(found["track_id"] == track_id)]
+            if len(micro):
+                body.append("<h3>Events (against this person's calmest 2 s)</h3>"
+                            + _table(micro.drop(columns=["track_id"]).head(30)))
+            frame_index = keyframes[int(track_id)]
+            if frame_index in frames:
+                rgb = frames[frame_index]
+                faces = analyzer.analyze(rgb)
+                box = track[track["frame"] == frame_index][["box_x", "box_y", "box_w", "box_h"]].to_numpy()[0]
+                i = _nearest_face(faces, box)
+                if i is not None:
+                    body.append(f"<h3>Key frame {frame_index} (most confident moment)</h3>")
+                    body.append(_img(_data_uri(annotate(rgb, faces)), f"key frame {frame_index}", cls="wide"))
+                    body.append(face_card(analyzer, rgb, faces, i, f"person {int(track_id)}"))
+    out.write_text(_page("mien report: video", body), encoding="utf-8")
+    return out
+
+
+def _segments_html(segments: pd.DataFrame, track: pd.DataFrame) -> str:
+    if segments.empty:
+        return ""
+    rows = []
+    for _, seg in segments.iterrows():
+        inside = track[(track["time_s"] >= seg["start_s"]) & (track["time_s"] < seg["end_s"])]
+        aus = inside[list(AU_NAMES)].mean().to_numpy()
+        why = rationale(seg["expression"], float(seg["mean_confidence"]), aus)
+        rows.append(f"<tr><td>{seg['start_s']:.1f}-{seg['end_s']:.1f} s</td><td>{html.escape(seg['expression'])}</td>"
+                    f"<td style=\"text-align:left\">{html.escape(why)}</td></tr>")
+    return ("<h3>Expression segments</h3><table><tr><th>time</th><th>expression</th><th>why (mean AUs over the segment)</th></tr>"
+            + "".join(rows[:40]) + "</table>")
+
+
+def _frames(source: str, wanted: set[int]) -> dict[int, np.ndarray]:
+    from mien.video.reader import open_video
+
+    found = {}
+    with open_video(source) as reader:
+        for frame in reader:
+            if frame.index in wanted:
+                found[frame.index] = frame.rgb
+            if len(found) == len(wanted) or frame.index > max(wanted, default=-1):
+                break
+    return found
+
+
+def _nearest_face(faces: Faces, box_xywh: np.ndarray) -> int | None:
+    if not len(faces):
+        return None
+    centre = box_xywh[:2] + box_xywh[2:] / 2
+    centres = (faces.boxes[:, :2] + faces.boxes[:, 2:]) / 2
+    return int(np.argmin(((centres - centre) ** 2).sum(1)))
