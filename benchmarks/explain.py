@@ -1,6 +1,6 @@
 """Do the expression model's heatmaps look where the theory says? FER+ test faces, by class.
 
-    python benchmarks/explain.py [--per-class 100]
+    python benchmarks/explain.py [--per-class 60]
 
 For FER+ test faces (majority protocol) that the model classifies correctly, up to
 `--per-class` per class: the occlusion heatmap of the predicted class (`mien.explain.saliency`),
@@ -48,7 +48,7 @@ def _face(mesh: MeshEstimator, path: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
-    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--per-class", type=int, default=60)
     args = parser.parse_args()
     labelled = read_builtin("ferplus-test-majority", args.datasets)
     classifier = ExpressionClassifier()

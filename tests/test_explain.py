@@ -20,8 +20,8 @@ def smiling(analyzer, astronaut):
 
 def test_heatmap_is_deterministic_and_looks_at_the_smile(analyzer, astronaut, smiling):
     faces, crop = smiling
-    heat, target = occlusion_heatmap(analyzer._classifier, crop, faces.blendshapes[0])
-    again, _ = occlusion_heatmap(analyzer._classifier, crop, faces.blendshapes[0])
+    heat, target = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[0])
+    again, _ = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[0])
     assert EXPRESSIONS[target] == "happy" and heat.shape == (48, 48) and (heat >= 0).all()
     assert np.array_equal(heat, again)
     labels = region_map(faces.landmarks[0])

@@ -94,3 +94,4 @@ def test_video_report_has_people_timelines_and_segments(tmp_path):
     _no_external_requests(page)
     for part in ("Person 0", "Person 1", "Expression segments", "timeline of person", "Key frame", "How to read this"):
         assert part in page, part
+    _screenshot(out, tmp_path)

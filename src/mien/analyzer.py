@@ -73,6 +73,21 @@ class Analyzer:
         self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False)
                             if self.options.expression else None)
 
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector (for callers that run the stages themselves, like video mode)."""
+        return self._detector
+
+    @property
+    def mesh(self) -> MeshEstimator:
+        """The mesh and blendshape estimator."""
+        return self._mesh
+
+    @property
+    def classifier(self) -> ExpressionClassifier | None:
+        """The expression classifier (None when `expression=False`)."""
+        return self._classifier
+
     def __enter__(self) -> "Analyzer":
         return self
 

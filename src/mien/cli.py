@@ -258,8 +258,12 @@ def video(
                  + (f", {info.frame_count} frames, {info.duration_s:.1f} s" if info.frame_count else ""),
                  soft_wrap=True, highlight=False)
     with reader:
-        run = analyze_video(reader, output, options, fmt=fmt, landmarks=landmarks, annotate=annotate,
-                            timelines=timelines and output is not None, console=errors, flush_s=flush_s)
+        try:
+            run = analyze_video(reader, output, options, fmt=fmt, landmarks=landmarks, annotate=annotate,
+                                timelines=timelines and output is not None, console=errors, flush_s=flush_s)
+        except OSError as exc:
+            errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_FAILED_INPUTS)
     raise typer.Exit(_finish_video(run, source, output))
 
 
@@ -285,8 +289,12 @@ def live(
     options = _video_options(mode, None, 0, 0.5, prior, detect_every, True)
     reader = _open_source(source, 1, None, 0.0, None, None)
     with reader:
-        run = analyze_video(reader, output, options, annotate=record, display=window, console=errors,
-                            report_fps_every_s=1.0, max_seconds=seconds, timelines=False)
+        try:
+            run = analyze_video(reader, output, options, annotate=record, display=window, console=errors,
+                                report_fps_every_s=1.0, max_seconds=seconds, timelines=False)
+        except OSError as exc:
+            errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(_finish_video(run, source, output))
 
 

@@ -88,9 +88,10 @@ class MeshEstimator:
                 landmarker.close()
         self._followers, self._spare = {}, []
 
-    def release(self, keys) -> None:
-        """Stop following these track keys (their landmarkers are kept for new tracks)."""
-        for key in keys:
+    def release_all_but(self, keys) -> None:
+        """Stop following every track key not in `keys` (their landmarkers are kept for new tracks)."""
+        keep = {int(k) for k in keys}
+        for key in [k for k in self._followers if k not in keep]:
             follower = self._followers.pop(int(key), None)
             if follower is not None:
                 self._spare.append(follower[0])

@@ -110,7 +110,7 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> st
         return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
     landmarks = faces.landmarks[i]
     crop = expression_crop(rgb, landmarks)
-    heat, target = occlusion_heatmap(analyzer._classifier, crop, faces.blendshapes[i])
+    heat, target = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[i])
     shares = region_shares(heat, region_map(landmarks))
     full = heatmap_to_image(heat, landmarks, rgb.shape[:2])
     x1, y1, x2, y2 = faces.boxes[i].astype(int)

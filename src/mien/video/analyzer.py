@@ -104,7 +104,7 @@ class VideoAnalyzer:
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
         rois, hints, det_based, scores = self._regions(rgb, ids, predicted, detect)
-        mesh = self.analyzer._mesh.estimate(rgb, rois, keys=hints, time_s=t)
+        mesh = self.analyzer.mesh.estimate(rgb, rois, keys=hints, time_s=t)
         found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
         extents = _extents(mesh.landmarks)
         boxes = rois.copy()
@@ -138,7 +138,7 @@ class VideoAnalyzer:
         matched_tracks: set[int] = set()
         if detect:
             auto = self.options.analyzer.mode == "auto"
-            det_boxes, det_scores = self.analyzer._detector.detect(
+            det_boxes, det_scores = self.analyzer.detector.detect(
                 rgb, max_levels=self.options.detect_levels if auto else None)
             pairs = {}
             if len(ids) and len(det_boxes):
@@ -190,7 +190,7 @@ class VideoAnalyzer:
 
     def _forget_gone_tracks(self) -> None:
         # Faces not followed this frame start afresh in the mesh's video mode when they come back.
-        self.analyzer._mesh.release([k for k in list(self.analyzer._mesh._followers) if k not in self.tracker.active])
+        self.analyzer.mesh.release_all_but(self.tracker.active)
         alive = set(self.tracker.active) | set(self.tracker.lost)
         for store in (self._box_from_mesh, self._scores):
             for track_id in [k for k in store if k not in alive]:

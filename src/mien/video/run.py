@@ -172,5 +172,8 @@ def _recorder(path: Path, reader: VideoReader, shape) -> cv2.VideoWriter:
 
 def _show(rgb) -> bool:
     """Show a frame; False when the user pressed q or Esc."""
-    cv2.imshow("mien live (q to quit)", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    try:
+        cv2.imshow("mien live (q to quit)", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error as exc:
+        raise OSError(f"cannot open a window ({exc.err}); use --no-window with --record or --output") from None
     return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
