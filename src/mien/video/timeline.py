@@ -24,15 +24,23 @@ EVENT_COLUMNS = ["track_id", "kind", "label", "onset_s", "apex_s", "offset_s", "
 
 
 def timeline_columns(smoothed: bool = True) -> list[str]:
-    """Columns of the video table the timeline functions use (with or without the `*_smooth` ones)."""
-    values = ["expression", "valence", "arousal"] + [f"expr_{c}" for c in EXPRESSIONS] + list(AU_NAMES)
-    return ["track_id", "time_s"] + values + ([f"{v}_smooth" for v in values] if smoothed else [])
+    """Columns of the video table the timeline functions use: raw AUs and probabilities (events,
+    baselines, summaries) and the label, probabilities and valence/arousal, smoothed when there."""
+    suffix = "_smooth" if smoothed else ""
+    probs = [f"expr_{c}" for c in EXPRESSIONS]
+    shown = ["expression", "valence", "arousal"] + probs
+    return (["track_id", "time_s"] + probs + list(AU_NAMES)
+            + [f"{c}{suffix}" for c in shown if f"{c}{suffix}" not in probs])
 
 
 def _tracks(table: pd.DataFrame):
-    faces = table[(table["track_id"] >= 0)]
-    for track_id, rows in faces.groupby("track_id", sort=True):
-        yield int(track_id), rows.sort_values("time_s")
+    """(track id, its rows in time order) per track; no copies beyond one per track (long videos)."""
+    ids = table["track_id"].to_numpy()
+    for track_id in np.unique(ids[ids >= 0]):
+        rows = table[ids == track_id]
+        if not rows["time_s"].is_monotonic_increasing:
+            rows = rows.sort_values("time_s")
+        yield int(track_id), rows
 
 
 def _column(table: pd.DataFrame, name: str) -> str:
@@ -60,8 +68,8 @@ _DELTAS = [f"{name}_delta" for name in _BASELINE_VALUES]
 
 def _deltas(rows: pd.DataFrame, window_s: float) -> np.ndarray:
     """(n, len(_DELTAS)) one track's AUs and probabilities minus their calmest-window mean."""
-    base = _calmest(rows, window_s)[_BASELINE_VALUES].mean()
-    return (rows[_BASELINE_VALUES] - base).to_numpy(np.float32)
+    base = _calmest(rows, window_s)[_BASELINE_VALUES].mean().to_numpy(np.float32)
+    return rows[_BASELINE_VALUES].to_numpy(np.float32) - base
 
 
 def _calmest(rows: pd.DataFrame, window_s: float) -> pd.DataFrame:
@@ -85,13 +93,13 @@ def expression_segments(table: pd.DataFrame, min_s: float = MICRO_MAX_S) -> pd.D
     label_col = _column(table, "expression")
     records = []
     for track_id, rows in _tracks(table):
-        rows = rows[rows[label_col].notna()]
-        if rows.empty:
+        known = rows[label_col].notna().to_numpy()
+        if not known.any():
             continue
-        t = rows["time_s"].to_numpy()
+        t = rows["time_s"].to_numpy()[known]
         step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-        labels = rows[label_col].to_numpy()
-        probs = rows[[_column(table, f"expr_{c}") for c in EXPRESSIONS]].to_numpy()
+        labels = np.asarray(rows[label_col].to_numpy())[known]
+        probs = rows[[_column(table, f"expr_{c}") for c in EXPRESSIONS]].to_numpy()[known]
         runs = []  # [label, first index, last index]
         for i, label in enumerate(labels):
             if runs and runs[-1][0] == label and t[i] - t[runs[-1][2]] <= 3 * step + 1e-9:
