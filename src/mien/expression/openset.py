@@ -22,7 +22,7 @@ import numpy as np
 from mien.expression.classes import EXPRESSIONS
 
 UNCERTAIN_BELOW = 0.5
-BLEND_MIN = 0.3
+BLEND_MIN = 0.25  # as fitted on FER+ valid (`load_thresholds()["blend_min"]`)
 UNTRUSTED_FLAGS = ("small_face", "strong_pose", "blurry", "occluded", "no_mesh")
 STATUSES = ("known", "uncertain", "unknown")
 
