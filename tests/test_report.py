@@ -69,11 +69,12 @@ def _screenshot(page, tmp_path):
 def test_image_report_is_self_contained_and_renders(tmp_path, astronaut):
     import cv2
 
-    photo = tmp_path / "astronaut.png"
-    cv2.imwrite(str(photo), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
-    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    (folder / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "report.html"
-    result = _mien("report", photo, tmp_path / "broken.jpg", "-o", out)
+    result = _mien("report", folder, "-o", out)
     assert result.returncode == 1 and "broken.jpg" in result.stderr  # the bad input named, the report still made
     page = out.read_text()
     _no_external_requests(page)
