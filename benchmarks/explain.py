@@ -24,7 +24,7 @@ from mien.explain.regions import REGION_NAMES, area_shares, region_map, region_s
 from mien.explain.saliency import occlusion_heatmap
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.classifier import ExpressionClassifier
-from mien.expression.crop import MIN_MESH_INPUT, expression_crop
+from mien.expression.crop import expression_crop, mesh_face_image
 from mien.face.mesh import MeshEstimator
 from mien.io.images import load_image
 from mien.train.datasets import read_builtin
@@ -34,12 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _face(mesh: MeshEstimator, path: Path):
     """(crop, blendshapes, landmarks) of a FER+ face crop, or None without a mesh."""
-    import cv2
-
-    rgb = load_image(path).rgb
-    scale = MIN_MESH_INPUT / min(rgb.shape[:2])
-    big = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    found = mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float32))
+    big, found = mesh_face_image(mesh, load_image(path).rgb)
     if not found.found[0]:
         return None
     return expression_crop(big, found.landmarks[0]), found.blendshapes[0], found.landmarks[0]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mien.expression.calibration import softmax
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.classifier import ExpressionClassifier
 from mien.expression.openset import auroc, energy
@@ -42,10 +43,7 @@ def _cached(name: str, datasets: Path, cache: Path) -> dict:
 
 def _scores(classifier: ExpressionClassifier, data: dict) -> tuple[np.ndarray, np.ndarray]:
     logits = classifier.logits(data["crops"], data["blendshapes"])
-    z = logits / classifier.temperature
-    probs = np.exp(z - z.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    return energy(logits, classifier.temperature), probs
+    return energy(logits, classifier.temperature), softmax(logits, classifier.temperature)
 
 
 def _unknown_faces(datasets: Path, split: str) -> list[Path]:

@@ -93,7 +93,7 @@ def test_truncated_avi_keeps_the_frames_before_the_damage(tmp_path, clip):
     reader = open_video(tmp_path / "cut.avi")
     frames = list(reader)
     assert 10 < len(frames) < 60
-    assert reader.warnings and "ended after" in reader.warnings[0]
+    assert reader.truncated and reader.warnings and "ended after" in reader.warnings[0]
 
 
 def test_track_ids_survive_crossing_paths():

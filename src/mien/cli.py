@@ -212,7 +212,7 @@ def _finish_video(run, source: str, output: Optional[Path]) -> int:
     if run.frames == 0:
         errors.print(f"error: {source}: no frames in the chosen range", soft_wrap=True, highlight=False)
         return EXIT_FAILED_INPUTS
-    return EXIT_FAILED_INPUTS if any("truncated" in w for w in run.warnings) else EXIT_OK
+    return EXIT_FAILED_INPUTS if run.truncated else EXIT_OK
 
 
 @app.command()

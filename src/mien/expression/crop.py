@@ -37,16 +37,22 @@ def fallback_crop(rgb: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
 MIN_MESH_INPUT = 96
 
 
+def mesh_face_image(mesh, rgb: np.ndarray):
+    """(image the mesh ran on, its MeshResult) for an image that already is a face crop: the whole
+    image is the box, small images upscaled to 96 px first (the mesh needs some resolution)."""
+    h, w = rgb.shape[:2]
+    scale = max(1.0, MIN_MESH_INPUT / min(h, w))
+    big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
+    return big, mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float64))
+
+
 def crop_from_face_image(mesh, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Expression crop and blendshapes for an image that already is a face crop (FER+, AffectNet).
 
     The mesh runs on the whole image (small images are upscaled to 96 px first, as the mesh
     needs some resolution). Returns (crop, blendshapes (52,) NaN when no mesh, found).
     """
-    h, w = rgb.shape[:2]
-    scale = max(1.0, MIN_MESH_INPUT / min(h, w))
-    big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
-    result = mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float64))
+    big, result = mesh_face_image(mesh, rgb)
     if not result.found[0]:
         return fallback_crop(rgb), result.blendshapes[0], False
     return expression_crop(big, result.landmarks[0]), result.blendshapes[0], True

@@ -70,7 +70,7 @@ class VideoReader:
 
     Sampling: `every` keeps every Nth frame; `fps` keeps about that many frames per second
     (never more than the source has); `start_s`/`end_s` bound the time range.
-    After iteration, `warnings` lists anything odd (e.g. a file that ended early).
+    After iteration, `warnings` lists anything odd and `truncated` says whether a file ended early.
     """
 
     def __init__(self, info: VideoInfo, capture: cv2.VideoCapture | None, images: list[Path] | None,
@@ -82,7 +82,7 @@ class VideoReader:
         self.info = info
         self.every, self.fps, self.start_s, self.end_s = every, fps, start_s, end_s
         self.warnings: list[str] = []
-        self.frames_read = 0
+        self.truncated = False
         self._capture, self._images = capture, images
 
     def __enter__(self) -> "VideoReader":
@@ -119,12 +119,12 @@ class VideoReader:
             rgb = self._next(index, decode=wanted)
             if rgb is None:
                 break
-            self.frames_read += 1
             if wanted and rgb is not False:
                 yield VideoFrame(index, time_s, rgb)
             index += 1
         expected = self.info.frame_count
         if self.info.kind == "file" and expected and self.end_s is None and index < expected - 1:
+            self.truncated = True
             self.warnings.append(f"{self.info.source}: ended after {index} of {expected} frames (truncated or damaged)")
 
     def _next(self, index: int, decode: bool):

@@ -37,6 +37,7 @@ class VideoRun:
     outputs: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    truncated: bool = False  # the input file ended before its stated frame count
 
     @property
     def fps(self) -> float:
@@ -113,6 +114,7 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
         if display:
             cv2.destroyAllWindows()
     run.warnings += reader.warnings
+    run.truncated = reader.truncated
     _return_freed_memory()  # the models are closed; the timelines should not stack on their heap
     if output is not None and run.rows:
         run.outputs.append(output)

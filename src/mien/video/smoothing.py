@@ -16,8 +16,9 @@ import numpy as np
 from mien.faces import Faces
 
 
-def _alpha(cutoff_hz: float, dt: float) -> float:
-    tau = 1.0 / (2 * math.pi * cutoff_hz)
+def _alpha(cutoff_hz, dt: float):
+    """Smoothing factor of a first-order low-pass filter at `cutoff_hz` (a number or an array)."""
+    tau = 1.0 / (2 * np.pi * cutoff_hz)
     return 1.0 / (1.0 + tau / dt)
 
 
@@ -41,9 +42,7 @@ class OneEuroFilter:
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff, dt)
         self._dx = a_d * dx + (1 - a_d) * self._dx
-        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
-        tau = 1.0 / (2 * np.pi * cutoff)
-        a = 1.0 / (1.0 + tau / dt)
+        a = _alpha(self.min_cutoff + self.beta * np.abs(self._dx), dt)
         self._x = a * x + (1 - a) * self._x
         self._t = time_s
         return self._x.astype(np.float32)
