@@ -244,7 +244,7 @@ class TableWriter:
             if self._file is None:
                 self._file = open(self.path, "w", encoding="utf-8")
             for record in frame.to_dict(orient="records"):
-                self._file.write(json.dumps({k: _json_value(v) for k, v in record.items()}) + "\n")
+                self._file.write(json.dumps({k: json_value(v) for k, v in record.items()}) + "\n")
             self._file.flush()
         else:
             raise ValueError(f"unknown table format {self.format!r}")
@@ -269,7 +269,7 @@ class TableWriter:
             self._file = None
 
 
-def _json_value(value):
+def json_value(value):
     if isinstance(value, (np.floating, float)):
         return None if np.isnan(value) else float(value)
     if isinstance(value, np.integer):

@@ -15,17 +15,19 @@ _MESH = (230, 230, 230)
 _IRIS = (60, 160, 255)
 
 
-def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: float = 1.0) -> np.ndarray:
+def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: float = 1.0,
+             mesh: bool = True) -> np.ndarray:
     """Copy of an RGB image with each face's box, mesh, pose axes and label drawn on it.
 
     `scale_coords` maps `faces` coordinates to this image's pixels (the `LoadedImage.scale` of
-    a shrunk image; 1.0 when they already match).
+    a shrunk image; 1.0 when they already match). `mesh=False` leaves the mesh points out (for
+    anonymised images, where the mesh would redraw the face's shape).
     """
     out, scale, thick = _canvas(rgb)
     boxes, landmarks = faces.boxes * scale_coords, faces.landmarks * scale_coords
     for i in range(len(faces)):
         x1, y1, x2, y2, colour = _draw_box(out, boxes[i], faces.flags[i], thick)
-        if faces.has_mesh[i]:
+        if faces.has_mesh[i] and mesh:
             pts = landmarks[i, :, :2]
             for x, y in pts[:468]:
                 cv2.circle(out, (int(x), int(y)), max(1, thick // 2), _MESH, -1)
@@ -78,6 +80,25 @@ def _pose_axes(img: np.ndarray, origin: np.ndarray, pose: np.ndarray, length: fl
     dy = -np.sin(pitch) * length
     start = (int(origin[0]), int(origin[1]))
     cv2.arrowedLine(img, start, (int(origin[0] + dx), int(origin[1] + dy)), (255, 60, 60), thick, tipLength=0.2)
+
+
+def blur_faces(rgb: np.ndarray, faces: Faces, scale_coords: float = 1.0, blocks: int = 8) -> np.ndarray:
+    """Copy of an RGB image with every face box (plus a 15% margin) pixelated to `blocks` x `blocks`
+    cells and then blurred, so that faces cannot be recognised (anonymised outputs)."""
+    out = np.ascontiguousarray(rgb.copy())
+    height, width = out.shape[:2]
+    for box in faces.boxes * scale_coords:
+        x1, y1, x2, y2 = box
+        mx, my = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
+        x1, y1 = int(max(x1 - mx, 0)), int(max(y1 - my, 0))
+        x2, y2 = int(min(x2 + mx, width)), int(min(y2 + my, height))
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        region = out[y1:y2, x1:x2]
+        small = cv2.resize(region, (blocks, blocks), interpolation=cv2.INTER_AREA)
+        mosaic = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+        out[y1:y2, x1:x2] = cv2.GaussianBlur(mosaic, (0, 0), max(x2 - x1, y2 - y1) / (2 * blocks))
+    return out
 
 
 def save_rgb(path, rgb: np.ndarray) -> None:

@@ -1,0 +1,318 @@
+"""`create_app`: the FastAPI app behind `mien serve` (REST API, WebSocket webcam mode, web page).
+
+Interactive API docs at /docs (OpenAPI schema at /openapi.json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Literal, Optional
+
+import pandas as pd
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from mien import __version__
+from mien.server.live import LiveSession
+from mien.server.security import RateLimiter, key_matches, key_owner
+from mien.server.service import (RESULT_TABLE, AnalyzerPool, JobRunner, analyze_image, result_dir,
+                                 upload_dir)
+from mien.server.settings import ServerSettings
+from mien.server.store import Job, JobStore, new_job_id
+from mien.server.uploads import UploadError, check_image, check_video, display_name, receive
+
+STATIC = resources.files("mien.server") / "static"
+_MULTIPART_SLACK = 1 << 20
+
+
+class _State:
+    """What the app holds while it runs."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit)
+        self.store: JobStore | None = None
+        self.pool: AnalyzerPool | None = None
+        self.runner: JobRunner | None = None
+        self.live = 0
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The web app; models load and queued jobs resume when it starts (lifespan)."""
+    settings = settings or ServerSettings()
+    state = _State(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for sub in ("uploads", "results"):
+            (settings.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        state.store = JobStore(settings.db_url)
+        state.pool = await run_in_threadpool(AnalyzerPool, settings.workers)
+        state.runner = JobRunner(settings, state.store, state.pool)
+        state.runner.start()
+        yield
+        state.runner.stop()
+        state.pool.close()
+        state.store.close()
+
+    app = FastAPI(title="mien", version=__version__, lifespan=lifespan,
+                  description="Offline facial expression analysis: faces, mesh, pose, AUs, blendshapes, "
+                              "expressions with calibrated confidence, as tidy rows.")
+    app.state.mien = state
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail, "status": exc.status_code}, exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}", "status": 422}, 422)
+
+    @app.middleware("http")
+    async def body_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if request.method == "POST" and length and length.isdigit():
+            files = settings.max_files if request.url.path.startswith("/api/jobs") else 1
+            if int(length) > settings.max_upload_bytes * files + _MULTIPART_SLACK:
+                return JSONResponse({"error": f"request larger than the upload limit "
+                                              f"({settings.max_upload_mb:.0f} MiB per file)", "status": 413}, 413)
+        return await call_next(request)
+
+    def job_or_404(job_id: str, owner: str | None) -> Job:
+        job = state.store.get(job_id) if _valid_id(job_id) else None
+        if job is None or (settings.api_key and job.owner != owner):
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/api/health", tags=["service"])
+    def health() -> dict:
+        """Liveness, version and whether an API key is required."""
+        return {"status": "ok", "version": __version__, "auth": bool(settings.api_key),
+                "limits": {"max_upload_mb": settings.max_upload_mb, "max_video_s": settings.max_video_s,
+                           "max_files": settings.max_files}, "blur_faces": settings.blur_faces}
+
+    @app.post("/api/images", tags=["images"])
+    def analyze_one(owner: Owner, file: UploadFile = File(..., description="an image (type judged by content)"),
+                    explain: bool = Query(True, description="occlusion heatmap and region-based rationale"),
+                    store: bool = Query(False, description="keep the results as a job (downloads later)"),
+                    landmarks: Literal["none", "2d", "3d"] = Query("none", description="landmark columns")) -> dict:
+        """Analyse one image now: tidy rows (one per face, each with a `rationale`), the annotated
+        image and the heatmap (JPEG data URIs). With `store`, the results are kept as a finished job."""
+        job_id = new_job_id()
+        folder = upload_dir(settings, job_id)
+        name = display_name(file.filename, 0)
+        try:
+            item = receive(file.file, name, folder, 0, settings.max_upload_bytes, kinds=("image",))
+            loaded = check_image(folder / item["stored"], name)
+            with state.pool.analyzer() as analyzer:
+                result = analyze_image(analyzer, loaded, explain=explain, blur=settings.blur_faces,
+                                       landmarks=landmarks)
+        except UploadError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(exc.status, exc.message) from None
+        files: list[str] = []
+        if store:
+            out = result_dir(settings, job_id)
+            out.mkdir(parents=True)
+            pd.DataFrame(result.rows).to_parquet(out / RESULT_TABLE, index=False)
+            (out / "annotated_0000.jpg").write_bytes(result.annotated)
+            files = [RESULT_TABLE, "annotated_0000.jpg"]
+            if result.heatmap is not None:
+                (out / "heatmap_0000.jpg").write_bytes(result.heatmap)
+                files.append("heatmap_0000.jpg")
+            state.store.add(Job(id=job_id, kind="image", status="done", progress=1.0, inputs=[item],
+                                files=files, rows=len(result.rows), owner=owner, message="finished",
+                                options={"explain": explain}))
+        if not (store and settings.retain_uploads):
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"job": job_id if store else None, "source": name, "width": result.width, "height": result.height,
+                "rows": result.rows, "annotated": _data_uri(result.annotated),
+                "heatmap": _data_uri(result.heatmap) if result.heatmap else None,
+                "files": {f: f"/api/jobs/{job_id}/files/{f}" for f in files}}
+
+    @app.post("/api/jobs", status_code=202, tags=["jobs"])
+    def submit(owner: Owner, files: list[UploadFile] = File(..., description="one video, or images"),
+               explain: bool = Form(False), every: int = Form(1, ge=1, le=1000)) -> dict:
+        """Queue a video (one file) or a batch of images; poll `GET /api/jobs/{id}` for progress."""
+        if len(files) > settings.max_files:
+            raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files} per job")
+        job_id = new_job_id()
+        folder = upload_dir(settings, job_id)
+        inputs = []
+        try:
+            for k, upload in enumerate(files):
+                name = display_name(upload.filename, k)
+                item = receive(upload.file, name, folder, k, settings.max_upload_bytes)
+                if item["type"] == "video":
+                    if len(files) > 1:
+                        raise UploadError(400, f"{name}: send a video as a job of its own")
+                    item["video"] = check_video(folder / item["stored"], name, settings.max_video_s)
+                else:
+                    check_image(folder / item["stored"], name)
+                inputs.append(item)
+        except UploadError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(exc.status, exc.message) from None
+        kind = "video" if inputs[0]["type"] == "video" else "images"
+        job = state.store.add(Job(id=job_id, kind=kind, inputs=inputs, owner=owner,
+                                  options={"explain": explain, "every": every}))
+        state.runner.submit(job_id)
+        return _job_json(job)
+
+    @app.get("/api/jobs", tags=["jobs"])
+    def jobs(owner: Owner, limit: int = Query(50, ge=1, le=500)) -> list[dict]:
+        """Recent jobs, newest first."""
+        return [_job_json(j) for j in state.store.recent(owner if settings.api_key else None, limit)]
+
+    @app.get("/api/jobs/{job_id}", tags=["jobs"])
+    def job_status(job_id: str, owner: Owner) -> dict:
+        """Status, progress (0-1), errors and result files of a job."""
+        return _job_json(job_or_404(job_id, owner))
+
+    @app.get("/api/jobs/{job_id}/results", tags=["jobs"])
+    def results(job_id: str, owner: Owner, format: Literal["json", "csv", "parquet"] = "json"):
+        """The job's rows: JSON records, CSV or Parquet."""
+        job = job_or_404(job_id, owner)
+        path = result_dir(settings, job.id) / RESULT_TABLE
+        if job.status != "done" or not path.exists():
+            raise HTTPException(409, f"job {job_id} has no results ({job.status})")
+        if format == "parquet":
+            return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"mien-{job_id}.parquet")
+        table = pd.read_parquet(path)
+        if format == "csv":
+            return Response(table.to_csv(index=False), media_type="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="mien-{job_id}.csv"'})
+        return Response(table.to_json(orient="records"), media_type="application/json")
+
+    @app.get("/api/jobs/{job_id}/files/{name}", tags=["jobs"])
+    def job_file(job_id: str, name: str, owner: Owner) -> FileResponse:
+        """One result file of a job (annotated images, heatmaps, timelines), by the name listed in the job."""
+        job = job_or_404(job_id, owner)
+        if name not in job.files:  # only names the job lists: no path traversal
+            raise HTTPException(404, f"job {job_id} has no file {name!r}")
+        return FileResponse(result_dir(settings, job.id) / name)
+
+    @app.get("/api/jobs/{job_id}/timeline", tags=["jobs"])
+    def timeline(job_id: str, owner: Owner) -> dict:
+        """A video job's expression segments and per-person summary."""
+        job = job_or_404(job_id, owner)
+        out = {}
+        for part in ("segments", "tracks"):
+            name = f"rows.{part}.csv"
+            path = result_dir(settings, job.id) / name
+            out[part] = (pd.read_csv(path).to_dict(orient="records") if name in job.files and path.exists()
+                         and path.stat().st_size > 1 else [])
+        return _clean(out)
+
+    @app.delete("/api/jobs/{job_id}", tags=["jobs"])
+    def delete(job_id: str, owner: Owner) -> dict:
+        """Delete a finished job with its files."""
+        job = job_or_404(job_id, owner)
+        if job.status in ("queued", "running"):
+            raise HTTPException(409, f"job {job_id} is {job.status}")
+        shutil.rmtree(result_dir(settings, job.id), ignore_errors=True)
+        shutil.rmtree(upload_dir(settings, job.id), ignore_errors=True)
+        state.store.delete(job.id)
+        return {"deleted": job.id}
+
+    @app.websocket("/api/live")
+    async def live(ws: WebSocket, key: str | None = None) -> None:
+        """Webcam mode: send JPEG frames as binary messages; each gets one JSON reply with the faces
+        (track ids, boxes, expression, probabilities, AUs). Send the next frame after the reply."""
+        if settings.api_key and not key_matches(key, settings.api_key):
+            await ws.close(code=1008, reason="missing or wrong API key")
+            return
+        if state.live >= settings.max_live:
+            await ws.close(code=1013, reason=f"at most {settings.max_live} live sessions; try again later")
+            return
+        state.live += 1
+        session = None
+        try:
+            await ws.accept()
+            session = await run_in_threadpool(LiveSession)
+            while True:
+                data = await ws.receive_bytes()
+                if len(data) > settings.max_upload_bytes:
+                    await ws.send_json({"error": "frame larger than the upload limit"})
+                    continue
+                await ws.send_json(await run_in_threadpool(session.process, data))
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            pass
+        finally:
+            state.live -= 1
+            if session is not None:
+                await run_in_threadpool(session.close)
+
+    return app
+
+
+def client(request: Request) -> str | None:
+    """Checks the API key (when one is set) and the rate limit; returns the key's owner name."""
+    state: _State = request.app.state.mien
+    settings = state.settings
+    key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    if not key and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    if settings.api_key and not key_matches(key, settings.api_key):
+        raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
+    owner = key_owner(key) if settings.api_key else None
+    wait = state.limiter.allow(owner or (request.client.host if request.client else "?"))
+    if wait is not None:
+        raise HTTPException(429, f"rate limit of {settings.rate_limit} requests per minute reached",
+                            headers={"Retry-After": str(int(wait) + 1)})
+    return owner
+
+
+Owner = Annotated[Optional[str], Depends(client)]
+
+
+def _valid_id(job_id: str) -> bool:
+    try:
+        return uuid.UUID(hex=job_id).hex == job_id
+    except ValueError:
+        return False
+
+
+def _job_json(job: Job) -> dict:
+    out = job.public()
+    out["urls"] = {name: f"/api/jobs/{job.id}/files/{name}" for name in job.files}
+    if job.status == "done":
+        out["urls"].update({f"rows.{fmt}": f"/api/jobs/{job.id}/results?format={fmt}" for fmt in ("csv", "parquet", "json")})
+    return out
+
+
+def _data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+def _clean(value):
+    """NaN -> None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+__all__ = ["create_app", "ServerSettings"]

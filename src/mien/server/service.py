@@ -1,0 +1,246 @@
+"""What the web app does, without HTTP: analyse one image, run queued jobs, keep their files.
+
+Layout of the data folder: `mien.db` (jobs), `uploads/JOB/` (deleted after processing unless
+uploads are retained), `results/JOB/` (rows.parquet, annotated images, timelines).
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from mien.analyzer import Analyzer, AnalyzerOptions
+from mien.explain.rationale import rationale
+from mien.explain.regions import region_map, region_shares
+from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.crop import expression_crop
+from mien.faces import Faces
+from mien.io.images import ImageError, LoadedImage, load_image
+from mien.io.table import json_value, faces_to_frame
+from mien.report.annotate import annotate, blur_faces
+from mien.server.settings import ServerSettings
+from mien.server.store import Job, JobStore
+
+RESULT_TABLE = "rows.parquet"
+
+
+class AnalyzerPool:
+    """A few loaded image pipelines shared by request threads (models load once, at start)."""
+
+    def __init__(self, size: int, options: AnalyzerOptions | None = None) -> None:
+        self._free: queue.Queue[Analyzer] = queue.Queue()
+        self._all = [Analyzer(options or AnalyzerOptions()) for _ in range(max(1, size))]
+        for analyzer in self._all:
+            self._free.put(analyzer)
+
+    @contextmanager
+    def analyzer(self) -> Iterator[Analyzer]:
+        analyzer = self._free.get()
+        try:
+            yield analyzer
+        finally:
+            self._free.put(analyzer)
+
+    def close(self) -> None:
+        for analyzer in self._all:
+            analyzer.close()
+
+
+@dataclass
+class ImageResult:
+    """Rows of one analysed image and its pictures (JPEG bytes)."""
+
+    rows: list[dict[str, Any]]
+    annotated: bytes
+    heatmap: bytes | None
+    width: int
+    height: int
+
+
+def jpeg(rgb: np.ndarray, quality: int = 88, max_side: int = 1600) -> bytes:
+    """JPEG bytes of an RGB image, shrunk to `max_side` (results are for looking at)."""
+    scale = max_side / max(rgb.shape[:2])
+    if scale < 1:
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode JPEG")
+    return data.tobytes()
+
+
+def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True, blur: bool = False,
+                  landmarks: str = "none") -> ImageResult:
+    """Analyse one decoded image: table rows (each with a `rationale`), annotated picture and heatmap."""
+    faces = analyzer.analyze_loaded(loaded)
+    rgb = loaded.rgb
+    scale = loaded.scale  # faces are in original pixels; `rgb` may be shrunk
+    heat = np.zeros(rgb.shape[:2], np.float32) if explain else None
+    reasons: list[str | None] = []
+    for i in range(len(faces)):
+        if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
+            reasons.append(None)
+            continue
+        points = faces.landmarks[i] * scale
+        shares = None
+        target = int(np.argmax(faces.expression[i]))
+        if explain and analyzer.classifier is not None:
+            face_heat, target = occlusion_heatmap(analyzer.classifier, expression_crop(rgb, points),
+                                                  faces.blendshapes[i])
+            shares = region_shares(face_heat, region_map(points))
+            heat = np.maximum(heat, heatmap_to_image(face_heat, points, rgb.shape[:2]))
+        reasons.append(rationale(EXPRESSIONS[target], float(faces.expression[i, target]), faces.aus[i], shares))
+    shown = blur_faces(rgb, faces, scale) if blur else rgb
+    annotated = jpeg(annotate(shown, faces, scale_coords=scale, mesh=not blur))
+    heat_jpeg = jpeg(overlay(shown, heat)) if heat is not None else None
+    rows = table_records(faces_to_frame([faces], landmarks=landmarks))
+    for row in rows:
+        face = row["face_id"]
+        row["rationale"] = reasons[face] if row["face_found"] and face < len(reasons) else None
+    height, width = loaded.original_size
+    return ImageResult(rows, annotated, heat_jpeg, width, height)
+
+
+def table_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows (NaN -> null)."""
+    return [{k: json_value(v) for k, v in record.items()} for record in frame.to_dict(orient="records")]
+
+
+class JobRunner:
+    """Runs queued jobs one at a time on a background thread; jobs left queued or running by a
+    stopped server are picked up again when it starts."""
+
+    def __init__(self, settings: ServerSettings, store: JobStore, pool: AnalyzerPool) -> None:
+        self.settings, self.store, self.pool = settings, store, pool
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="mien-jobs", daemon=True)
+
+    def start(self) -> None:
+        for job in self.store.with_status("queued", "running"):
+            self.store.update(job.id, status="queued", progress=0.0, message="restarted")
+            self._queue.put(job.id)
+        self._thread.start()
+
+    def submit(self, job_id: str) -> None:
+        self._queue.put(job_id)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while (job_id := self._queue.get()) is not None:
+            job = self.store.get(job_id)
+            if job is None or job.status not in ("queued", "running"):
+                continue
+            self.store.update(job_id, status="running", message="started")
+            try:
+                self.run(job)
+            except Exception as exc:  # a job's failure never stops the server
+                traceback.print_exc()
+                self.store.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if not self.settings.retain_uploads:
+                    shutil.rmtree(upload_dir(self.settings, job_id), ignore_errors=True)
+
+    def run(self, job: Job) -> None:
+        out = result_dir(self.settings, job.id)
+        if out.exists():
+            shutil.rmtree(out)  # a restarted job starts clean
+        out.mkdir(parents=True)
+        if job.kind == "video":
+            self._run_video(job, out)
+        else:
+            self._run_images(job, out)
+
+    def _run_images(self, job: Job, out: Path) -> None:
+        frames, files, errors = [], [], []
+        explain = bool(job.options.get("explain", False))
+        for k, item in enumerate(job.inputs):
+            try:
+                loaded = load_image(upload_dir(self.settings, job.id) / item["stored"], source=item["name"])
+                with self.pool.analyzer() as analyzer:
+                    result = analyze_image(analyzer, loaded, explain=explain, blur=self.settings.blur_faces)
+                frames.append(pd.DataFrame(result.rows))
+                name = f"annotated_{k:04d}.jpg"
+                (out / name).write_bytes(result.annotated)
+                files.append(name)
+                if result.heatmap is not None:
+                    (out / f"heatmap_{k:04d}.jpg").write_bytes(result.heatmap)
+                    files.append(f"heatmap_{k:04d}.jpg")
+            except ImageError as exc:
+                errors.append(f"{item['name']}: {exc}")
+            self.store.update(job.id, progress=(k + 1) / len(job.inputs), message=f"{k + 1}/{len(job.inputs)} images")
+        rows = 0
+        if frames:
+            table = pd.concat(frames, ignore_index=True)
+            table.to_parquet(out / RESULT_TABLE, index=False)
+            files.insert(0, RESULT_TABLE)
+            rows = len(table)
+        status = "done" if frames else "failed"
+        self.store.update(job.id, status=status, progress=1.0, files=files, rows=rows, errors=errors,
+                          error=None if frames else "no input could be analysed", message="finished")
+
+    def _run_video(self, job: Job, out: Path) -> None:
+        from mien.video.analyzer import VideoOptions
+        from mien.video.reader import open_video
+        from mien.video.run import analyze_video
+
+        item = job.inputs[0]
+        path = upload_dir(self.settings, job.id) / item["stored"]
+        every = int(job.options.get("every", 1))
+        with open_video(path, every=every) as reader:
+            total = reader.info.frame_count
+            step = max(1, (total or 100) // 100)
+
+            def progress(frames: int) -> None:
+                if frames % step == 0:
+                    share = min(frames * every / total, 0.99) if total else 0.0
+                    self.store.update(job.id, progress=share, message=f"{frames} frames")
+
+            options = VideoOptions(analyzer=AnalyzerOptions(mode="auto"))
+            run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress)
+        files = [p.name for p in run.outputs]
+        errors = list(run.warnings)
+        self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
+                          rows=run.rows, errors=errors, message=f"{run.frames} frames, {len(run.tracks)} people",
+                          error=None if run.rows else "no frames could be analysed")
+
+
+def upload_dir(settings: ServerSettings, job_id: str) -> Path:
+    return settings.data_dir / "uploads" / job_id
+
+
+def result_dir(settings: ServerSettings, job_id: str) -> Path:
+    return settings.data_dir / "results" / job_id
+
+
+def faces_summary(faces: Faces) -> list[dict[str, Any]]:
+    """Compact per-face results for live display (boxes, track ids, expression, top AUs)."""
+    from mien.expression.aus import AU_NAMES
+
+    out = []
+    for i in range(len(faces)):
+        probs = faces.smoothed.get("expression", faces.expression)[i]
+        aus = faces.smoothed.get("aus", faces.aus)[i]
+        box = faces.smoothed.get("boxes", faces.boxes)[i]
+        item: dict[str, Any] = {"track_id": int(faces.track_ids[i]),
+                                "box": [float(v) for v in box]}
+        if not np.isnan(probs).any():
+            top = int(np.argmax(probs))
+            item.update(expression=EXPRESSIONS[top], confidence=float(probs[top]),
+                        probabilities={c: round(float(p), 4) for c, p in zip(EXPRESSIONS, probs)},
+                        aus={a: round(float(v), 3) for a, v in zip(AU_NAMES, np.nan_to_num(aus))},
+                        status=faces.status[i])
+        out.append(item)
+    return out

@@ -1,0 +1,55 @@
+"""Settings of `mien serve`: where data lives, limits, and the safety switches."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class ServerSettings:
+    """Options of the web app and REST API.
+
+    Attributes:
+        data_dir: folder for the job database, results and (briefly) uploads.
+        database_url: SQLAlchemy URL of the job database; None = SQLite file `data_dir/mien.db`.
+            A team deployment can use PostgreSQL: "postgresql+psycopg://user:pass@host/db".
+        api_key: required in `X-API-Key` (or `Authorization: Bearer`) when set; `mien serve`
+            refuses to listen beyond localhost without one.
+        max_upload_mb: largest accepted upload (each file), in MiB.
+        max_video_s: longest accepted video, in seconds.
+        max_files: most files in one batch job.
+        retain_uploads: keep uploaded files after processing (default: delete them).
+        blur_faces: blur faces in annotated outputs (anonymised images and heatmaps).
+        rate_limit: requests per minute per API key (or per client address without keys); 0 = off.
+        workers: image pipelines kept loaded for synchronous requests (each ~150 MB).
+        max_live: concurrent webcam (WebSocket) sessions.
+    """
+
+    data_dir: Path = Path("mien-data")
+    database_url: str | None = None
+    api_key: str | None = None
+    max_upload_mb: float = 50.0
+    max_video_s: float = 600.0
+    max_files: int = 200
+    retain_uploads: bool = False
+    blur_faces: bool = False
+    rate_limit: int = 600
+    workers: int = 1
+    max_live: int = 2
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.api_key is None:
+            self.api_key = os.environ.get("MIEN_API_KEY") or None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'mien.db').resolve()}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)

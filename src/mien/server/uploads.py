@@ -1,0 +1,85 @@
+"""Receive uploads safely: size limits while copying, type sniffing, decode checks, our own names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from mien.io.images import ImageError, load_image
+from mien.server.sniff import sniff
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class UploadError(Exception):
+    """An upload refused with an HTTP status and a one-line reason."""
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def display_name(name: str | None, index: int) -> str:
+    """The client's file name, for display only: no folders, no control characters, bounded length."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = re.sub(r"[^\w .,()+-]", "_", base).strip(" .")[:120]
+    return base or f"upload_{index}"
+
+
+def receive(stream: BinaryIO, name: str, folder: Path, index: int, max_bytes: int,
+            kinds: tuple[str, ...] = ("image", "video")) -> dict:
+    """Copy one upload into `folder` under a name of our own; returns its description
+    {name, stored, type, size}. Raises `UploadError` (and leaves no file) when it is refused."""
+    head = stream.read(64)
+    if not head:
+        raise UploadError(400, f"{name}: empty file")
+    found = sniff(head)
+    if found is None or found[0] not in kinds:
+        wanted = " or ".join(kinds)
+        raise UploadError(415, f"{name}: not a supported {wanted} (JPEG, PNG, WebP, BMP, TIFF, GIF images; "
+                               "MP4, MOV, AVI, MKV, WebM videos), judged by its content")
+    kind, ext = found
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"input_{index:04d}{ext}"
+    size = len(head)
+    try:
+        with open(target, "wb") as out:
+            out.write(head)
+            while chunk := stream.read(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadError(413, f"{name}: larger than the {max_bytes / 2**20:.0f} MiB upload limit")
+                out.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return {"name": name, "stored": target.name, "type": kind, "size": size}
+
+
+def check_image(path: Path, name: str):
+    """Decode an uploaded image (`LoadedImage`), or raise UploadError 422 when it is corrupt."""
+    try:
+        return load_image(path, source=name)
+    except ImageError as exc:
+        raise UploadError(422, f"{name}: {exc}") from None
+
+
+def check_video(path: Path, name: str, max_seconds: float) -> dict:
+    """Open an uploaded video and check its length; returns its info, or raises UploadError 422."""
+    from mien.video.reader import VideoError, open_video
+
+    try:
+        with open_video(path) as reader:
+            info = reader.info
+    except VideoError as exc:
+        raise UploadError(422, f"{name}: {exc}") from None
+    duration = info.duration_s
+    if duration is not None and duration > max_seconds:
+        raise UploadError(422, f"{name}: {duration:.0f} s long; the limit is {max_seconds:.0f} s")
+    return {"fps": info.fps, "frames": info.frame_count, "duration_s": duration,
+            "width": info.width, "height": info.height}

@@ -1,0 +1,280 @@
+"""`mien serve`: the REST API and webcam WebSocket of a real server process, over HTTP (httpx)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mien.server.store import JobStore
+from server_helpers import jpeg_bytes, running_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve") / "data"
+    with running_server(data, "--max-upload-mb", "1", "--max-video-s", "20") as url:
+        yield url, data
+
+
+@pytest.fixture(scope="module")
+def photo(astronaut) -> bytes:
+    return jpeg_bytes(astronaut)
+
+
+def _wait(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def _count_jobs(data) -> int:
+    with sqlite3.connect(data / "mien.db") as db:
+        return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
+def test_health_and_openapi(server):
+    url, _ = server
+    assert httpx.get(url + "/api/health").json()["status"] == "ok"
+    paths = httpx.get(url + "/openapi.json").json()["paths"]
+    for path in ("/api/images", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/results"):
+        assert path in paths
+
+
+def test_analyse_image_now(server, photo):
+    url, data = server
+    response = httpx.post(url + "/api/images", files={"file": ("astronaut.jpg", photo, "image/jpeg")}, timeout=60)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["job"] is None and result["width"] == 512
+    (row,) = result["rows"]
+    assert row["face_found"] and row["expression"] == "happy" and row["expression_confidence"] > 0.8
+    assert "AU12" in row["rationale"] and "mouth" in row["rationale"]
+    annotated = Image.open(io.BytesIO(_decode(result["annotated"])))
+    assert annotated.size == (512, 512)
+    assert result["heatmap"].startswith("data:image/jpeg;base64,")
+    assert not any((data / "uploads").iterdir())  # the upload is gone
+
+
+def test_stored_image_results_download(server, photo):
+    url, data = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        result = client.post("/api/images?store=true&explain=false",
+                             files={"file": ("../../etc/evil name.jpg", photo, "image/jpeg")}).json()
+        job = client.get(f"/api/jobs/{result['job']}").json()
+        assert job["status"] == "done" and job["rows"] == 1
+        assert job["inputs"][0]["name"] == "evil name.jpg"  # display only; stored under mien's own name
+        csv = pd.read_csv(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=csv").content))
+        parquet = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
+        records = client.get(f"/api/jobs/{job['id']}/results?format=json").json()
+        assert len(csv) == len(parquet) == len(records) == 1
+        assert parquet.loc[0, "expression"] == records[0]["expression"] == "happy"
+        picture = client.get(f"/api/jobs/{job['id']}/files/annotated_0000.jpg")
+        assert picture.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(picture.content)).size == (512, 512)
+        assert client.get(f"/api/jobs/{job['id']}/files/..%2Fmien.db").status_code == 404
+        assert client.get(f"/api/jobs/{job['id']}/files/mien.db").status_code == 404
+        assert client.get("/api/jobs/..%2F..%2Fetc/results").status_code == 404
+        assert any(j["id"] == job["id"] for j in client.get("/api/jobs").json())
+        assert client.delete(f"/api/jobs/{job['id']}").json() == {"deleted": job["id"]}
+        assert client.get(f"/api/jobs/{job['id']}").status_code == 404
+        assert not (data / "results" / job["id"]).exists()
+
+
+def test_bad_uploads_are_refused_and_nothing_is_stored(server, photo):
+    url, data = server
+    before = _count_jobs(data)
+    noise = np.random.default_rng(0).integers(0, 255, (900, 900, 3), np.uint8)
+    big = io.BytesIO()
+    Image.fromarray(noise).save(big, "PNG")
+    assert len(big.getvalue()) > 1 << 20
+    cases = {
+        "notes.jpg": (b"just some text, named like a photo", 415),
+        "cut.jpg": (photo[: len(photo) // 3], 422),
+        "empty.png": (b"", 400),
+        "huge.png": (big.getvalue(), 413),
+        "fake.mp4": (b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000, 422),
+    }
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for name, (content, status) in cases.items():
+            one = client.post("/api/images?store=true", files={"file": (name, content)})
+            job = client.post("/api/jobs", files=[("files", (name, content))])
+            expected_one = 415 if name == "fake.mp4" else status  # the image endpoint takes images only
+            assert one.status_code == expected_one, (name, one.text)
+            assert job.status_code == status, (name, job.text)
+            assert name in job.json()["error"]
+        mixed = client.post("/api/jobs", files=[("files", ("ok.jpg", photo)), ("files", ("bad.jpg", b"nope"))])
+        assert mixed.status_code == 415
+    assert _count_jobs(data) == before
+    assert not any((data / "uploads").iterdir())
+
+
+def test_image_batch_job(server, photo, astronaut):
+    url, _ = server
+    flipped = jpeg_bytes(np.ascontiguousarray(astronaut[:, ::-1]))
+    with httpx.Client(base_url=url, timeout=60) as client:
+        submitted = client.post("/api/jobs", files=[("files", ("a.jpg", photo)), ("files", ("b.jpg", flipped))],
+                                data={"explain": "true"})
+        assert submitted.status_code == 202 and submitted.json()["status"] == "queued"
+        job = _wait(client, submitted.json()["id"])
+        assert job["status"] == "done" and job["rows"] == 2 and job["progress"] == 1.0
+        assert {"annotated_0000.jpg", "annotated_0001.jpg", "heatmap_0001.jpg"} <= set(job["files"])
+        rows = client.get(f"/api/jobs/{job['id']}/results?format=json").json()
+        assert sorted(r["source"] for r in rows) == ["a.jpg", "b.jpg"]
+
+
+def test_video_job_with_timeline(server, tmp_path):
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "two.mp4", synthetic.frames(synthetic.faces_grid(2, side=160), 2.0))
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        submitted = client.post("/api/jobs", files=[("files", ("clip.mp4", video.read_bytes()))])
+        assert submitted.status_code == 202, submitted.text
+        assert submitted.json()["inputs"][0]["video"]["frames"] == 60
+        job = _wait(client, submitted.json()["id"])
+        assert job["status"] == "done" and job["kind"] == "video"
+        table = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
+        assert len(table) == 120 and set(table["track_id"]) == {0, 1}
+        timeline = client.get(f"/api/jobs/{job['id']}/timeline").json()
+        assert {s["track_id"] for s in timeline["segments"]} == {0, 1} and len(timeline["tracks"]) == 2
+
+
+def test_video_over_the_length_limit(server, tmp_path):
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "long.mp4", synthetic.frames(synthetic.faces_grid(1, side=60),
+                                                                          25.0, size=(64, 64)))
+    url, data = server
+    response = httpx.post(url + "/api/jobs", files=[("files", ("long.mp4", video.read_bytes()))], timeout=60)
+    assert response.status_code == 422 and "limit is 20 s" in response.json()["error"]
+
+
+def test_webcam_websocket(server, astronaut):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    frame = jpeg_bytes(astronaut)
+    with connect(url.replace("http", "ws") + "/api/live") as socket:
+        replies = []
+        for _ in range(4):
+            socket.send(frame)
+            replies.append(json.loads(socket.recv(timeout=30)))
+        socket.send(b"not an image")
+        assert "error" in json.loads(socket.recv(timeout=30))
+    assert all(len(r["faces"]) == 1 for r in replies)
+    assert {r["faces"][0]["track_id"] for r in replies} == {0}
+    assert replies[-1]["faces"][0]["expression"] == "happy"
+
+
+def test_api_key_and_rate_limit(tmp_path, photo):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with running_server(tmp_path / "data", "--api-key", "s3cret", "--rate-limit", "5") as url:
+        assert httpx.get(url + "/api/health").json()["auth"] is True
+        assert httpx.get(url + "/api/jobs").status_code == 401
+        assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert httpx.get(url + "/api/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        codes = [httpx.get(url + "/api/jobs", headers={"X-API-Key": "s3cret"}).status_code for _ in range(6)]
+        assert codes[:4] == [200] * 4 and codes[-1] == 429
+        limited = httpx.get(url + "/api/jobs", headers={"X-API-Key": "s3cret"})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        with pytest.raises(InvalidStatus, match="403"):  # refused at the handshake
+            connect(url.replace("http", "ws") + "/api/live?key=wrong")
+        with connect(url.replace("http", "ws") + "/api/live?key=s3cret") as socket:
+            socket.send(photo)
+            assert len(json.loads(socket.recv(timeout=30))["faces"]) == 1
+
+
+def test_refuses_public_bind_without_key(tmp_path):
+    from typer.testing import CliRunner
+
+    from mien.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+                                env={"MIEN_API_KEY": ""})
+    assert result.exit_code == 2 and "API key" in result.output
+
+
+def test_store_migrates_an_old_database(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # a version-1 database, as the first release wrote it
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("CREATE TABLE jobs (id VARCHAR(32) PRIMARY KEY, kind VARCHAR(16) NOT NULL, status VARCHAR(16) "
+                   "NOT NULL, created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL, progress FLOAT NOT NULL DEFAULT 0,"
+                   " message TEXT, inputs TEXT, files TEXT, rows_written INTEGER NOT NULL DEFAULT 0, error TEXT, "
+                   "owner VARCHAR(64))")
+        db.execute("INSERT INTO jobs VALUES ('ab', 'image', 'done', 1.0, 2.0, 1.0, 'finished', '[]', "
+                   "'[\"rows.parquet\"]', 3, NULL, NULL)")
+    store = JobStore(f"sqlite:///{path}")
+    assert store.version_before == 1
+    job = store.get("ab")
+    assert job.files == ["rows.parquet"] and job.rows == 3 and job.errors == [] and job.options == {}
+    store.update("ab", errors=["x.jpg: corrupt"])
+    assert store.get("ab").errors == ["x.jpg: corrupt"]
+    assert JobStore(f"sqlite:///{path}").version_before == 2
+    store.close()
+
+
+def _decode(uri: str) -> bytes:
+    import base64
+
+    return base64.b64decode(uri.split(",", 1)[1])
+
+
+def test_bounded_load(tmp_path):
+    """The committed load test in a small form: 4 concurrent clients x 5 requests, no errors."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
+    out = tmp_path / "load.json"
+    subprocess.run([sys.executable, str(script), "--clients", "4", "--requests", "5", "--workers", "1",
+                    "--json", str(out)], check=True, timeout=300)
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["total"] == 20 and run["errors"] == 0
+    assert run["p95_ms"] < 5000
+
+
+def test_blurred_outputs_and_retained_uploads(tmp_path, photo, analyzer):
+    """--blur-faces: the annotated image no longer shows a face the detector can find;
+    --retain-uploads keeps the upload of a stored job (by default it is deleted)."""
+    data = tmp_path / "data"
+    with running_server(data, "--blur-faces", "--retain-uploads") as url:
+        result = httpx.post(url + "/api/images?store=true", files={"file": ("a.jpg", photo)}, timeout=60).json()
+        assert result["rows"][0]["expression"] == "happy"  # measured on the real image
+        annotated = np.asarray(Image.open(io.BytesIO(_decode(result["annotated"]))).convert("RGB"))
+        assert len(analyzer.analyze(annotated)) == 0
+        assert (data / "uploads" / result["job"] / "input_0000.jpg").exists()
+
+
+def test_jobs_left_by_a_stopped_server_run_on_restart(tmp_path, photo):
+    """A job that was queued (or running) when the server went down is run when it starts again."""
+    data = tmp_path / "data"
+    job_id = "0123456789abcdef0123456789abcdef"
+    folder = data / "uploads" / job_id
+    folder.mkdir(parents=True)
+    (folder / "input_0000.jpg").write_bytes(photo)
+    store = JobStore(f"sqlite:///{data / 'mien.db'}")
+    from mien.server.store import Job
+
+    store.add(Job(id=job_id, kind="images", status="running", progress=0.4,
+                  inputs=[{"name": "a.jpg", "stored": "input_0000.jpg", "type": "image", "size": len(photo)}]))
+    store.close()
+    with running_server(data) as url, httpx.Client(base_url=url, timeout=60) as client:
+        job = _wait(client, job_id)
+        assert job["status"] == "done" and job["rows"] == 1
+    assert not folder.exists()  # the upload went once processed

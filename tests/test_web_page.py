@@ -1,0 +1,102 @@
+"""The web page in a real headless browser (Debian's Chromium driven by Playwright): drop a photo,
+see annotated results; webcam mode with a fake camera that plays a face."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from server_helpers import jpeg_bytes, running_server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian package chromium)")
+
+
+def write_y4m(path, rgb: np.ndarray, frames: int = 30) -> None:
+    """A raw YUV4MPEG2 clip of a still image: Chromium's fake camera plays it in a loop."""
+    height, width = rgb.shape[:2]
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes()
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n" + yuv)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("web") / "data") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, astronaut):
+    from playwright.sync_api import sync_playwright
+
+    camera = tmp_path_factory.mktemp("camera") / "face.y4m"
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[:, 64:576] = cv2.resize(astronaut, (512, 480))
+    write_y4m(camera, canvas)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}"])
+        yield browser
+        browser.close()
+
+
+def test_drop_a_photo_and_see_results(site, browser, astronaut, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(jpeg_bytes(astronaut))
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((site, "data:", "blob:")) else None)
+    page.goto(site)
+    page.wait_for_function("document.getElementById('limits').textContent.length > 0")
+    for warm in range(2):  # the first analysis warms the models up; the second is what a user sees
+        page.set_input_files("#file-input", str(photo))
+        page.wait_for_selector(".face-card h3", timeout=30_000)
+        elapsed_ms = int(page.evaluate("document.body.dataset.resultMs"))
+    assert elapsed_ms < 2000, f"results took {elapsed_ms} ms"
+    assert "happy" in page.inner_text(".face-card h3")
+    assert "AU12" in page.inner_text(".face-card .rationale")
+    assert page.locator(".face-card .bars").count() == 2  # expression bars and the AU chart
+    assert page.evaluate("document.querySelector('img.annotated').naturalWidth") == 512
+    before = page.get_attribute("img.annotated", "src")
+    page.click(".heatmap-toggle")
+    assert page.get_attribute(".heatmap-toggle", "aria-pressed") == "true"
+    assert page.get_attribute("img.annotated", "src") != before
+    assert page.locator("button.download").count() == 3
+    with page.expect_download() as download:
+        page.click("button.download >> nth=0")
+    assert download.value.suggested_filename.endswith(".csv")
+    assert "happy" in open(download.value.path()).read()
+    shot = cv2.imdecode(np.frombuffer(page.screenshot(full_page=True), np.uint8), cv2.IMREAD_COLOR)
+    assert shot is not None and shot.std() > 20
+    assert not outside, f"requests outside the server: {outside}"
+    page.close()
+
+
+def test_bad_file_shows_a_clear_error(site, browser, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a picture")
+    page = browser.new_page()
+    page.goto(site)
+    page.set_input_files("#file-input", str(bad))
+    page.wait_for_selector("#status.error", timeout=15_000)
+    assert "415" in page.inner_text("#status") and "notes.jpg" in page.inner_text("#status")
+    page.close()
+
+
+def test_webcam_mode(site, browser):
+    context = browser.new_context(permissions=["camera"])
+    page = context.new_page()
+    page.goto(site)
+    page.click("#webcam-button")
+    page.wait_for_function("Number(document.body.dataset.liveFrames || 0) >= 5", timeout=60_000)
+    assert "happy" in page.inner_text("#live-faces")
+    assert "fps" in page.inner_text("#live-stats")
+    page.click("#webcam-stop")
+    context.close()
