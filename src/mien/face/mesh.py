@@ -88,6 +88,14 @@ class MeshEstimator:
                 landmarker.close()
         self._followers, self._spare = {}, []
 
+    def forget_followers(self) -> None:
+        """Close every video-mode landmarker: what follows starts with no memory of earlier frames
+        (a new video or chunk gives the same results whatever was processed before it)."""
+        with native_stderr_silenced():
+            for landmarker in self._spare + [f[0] for f in self._followers.values()]:
+                landmarker.close()
+        self._followers, self._spare = {}, []
+
     def release_all_but(self, keys) -> None:
         """Stop following every track key not in `keys` (their landmarkers are kept for new tracks)."""
         keep = {int(k) for k in keys}

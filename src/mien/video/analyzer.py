@@ -68,6 +68,16 @@ class VideoAnalyzer:
         self._detect_next = True
         self._locator = ThreadPoolExecutor(1)
 
+    def reset(self) -> None:
+        """Forget all tracks (a new, unrelated video or chunk follows); the models stay loaded."""
+        self.tracker = FaceTracker(self.options.tracker)
+        self.smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing else None
+        self._box_from_mesh.clear()
+        self._scores.clear()
+        self._frames = 0
+        self._detect_next = True
+        self.analyzer.mesh.forget_followers()
+
     def __enter__(self) -> "VideoAnalyzer":
         return self
 

@@ -110,7 +110,7 @@ class VideoReader:
     def __iter__(self) -> Iterator[VideoFrame]:
         fps = self.info.fps
         next_sample = [self.start_s]
-        index = 0
+        index = self._seek_to_start()
         while True:
             time_s = index / fps
             if self.end_s is not None and time_s >= self.end_s:
@@ -126,6 +126,21 @@ class VideoReader:
         if self.info.kind == "file" and expected and self.end_s is None and index < expected - 1:
             self.truncated = True
             self.warnings.append(f"{self.info.source}: ended after {index} of {expected} frames (truncated or damaged)")
+
+    def _seek_to_start(self) -> int:
+        """Jump a file to the first frame at or after `start_s` (so a late start does not decode
+        everything before it); returns that frame's index, 0 when seeking is not possible."""
+        first = int(np.ceil(self.start_s * self.info.fps - 1e-6))
+        if first <= 0 or self._capture is None or self.info.kind != "file":
+            return 0
+        with native_stderr_silenced():
+            moved = self._capture.set(cv2.CAP_PROP_POS_FRAMES, first)
+        if moved and int(round(self._capture.get(cv2.CAP_PROP_POS_FRAMES))) == first:
+            return first
+        # The container cannot seek exactly: start again from the first frame and skip forward.
+        self._capture.release()
+        self._capture = cv2.VideoCapture(self.info.source, cv2.CAP_FFMPEG)
+        return 0
 
     def _next(self, index: int, decode: bool):
         """RGB frame, False for a skipped (or unreadable image-sequence) frame, None at the end."""

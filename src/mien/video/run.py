@@ -6,6 +6,7 @@ Used by `mien video` and `mien live`.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -54,11 +55,13 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
                   fmt: str = "auto", landmarks: str = "none", annotate: Path | None = None,
                   timelines: bool = True, display: bool = False, console: Console | None = None,
                   report_fps_every_s: float | None = None, flush_s: float = 10.0,
-                  max_seconds: float | None = None, on_frame: Callable[[int], None] | None = None) -> VideoRun:
+                  max_seconds: float | None = None, on_frame: Callable[[int], None] | None = None,
+                  video: VideoAnalyzer | None = None, quiet: bool = False) -> VideoRun:
     """Analyse every sampled frame of `reader`; write rows to `output` as they come.
 
     Ctrl-C (or closing the display window, or `max_seconds` of wall time) ends the run early
-    with everything so far written. Returns a `VideoRun`.
+    with everything so far written. `video` reuses loaded models (it is left open; `options`
+    is then ignored); `quiet` hides the progress bar. Returns a `VideoRun`.
     """
     console = console or Console(stderr=True)
     options = options or VideoOptions()
@@ -71,9 +74,10 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
     started = last_report = time.perf_counter()
     frames_at_report = 0
     try:
-        with VideoAnalyzer(options) as video, Progress(
+        with (nullcontext(video) if video is not None else VideoAnalyzer(options)) as video, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[speed]}"), console=console, transient=True, disable=display or total is None,
+            TextColumn("{task.fields[speed]}"), console=console, transient=True,
+            disable=quiet or display or total is None,
         ) as progress:
             task = progress.add_task("frames", total=total, speed="")
             started = last_report = time.perf_counter()  # models loaded: time the frames only

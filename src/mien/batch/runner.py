@@ -1,0 +1,114 @@
+"""`run_batch`: plan, skip what is already done, run the rest, record every outcome."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mien.batch.manifest import PARTS, Manifest
+from mien.batch.plan import plan_tasks
+from mien.batch.worker import TMP, BatchOptions
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did."""
+
+    planned: int = 0
+    skipped: int = 0  # finished by an earlier run (same input checksum, partition intact)
+    done: int = 0
+    failed: int = 0
+    rows: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    workers: int = 1
+    errors: list[str] = field(default_factory=list)  # one line per failed input or task
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchOptions | None = None,
+              workers: int = 1, ray: str | None = None, shard_size: int = 64, chunk_s: float | None = 300.0,
+              retries: int = 2, console: Console | None = None, progress: bool = True) -> BatchSummary:
+    """Analyse `inputs` (image files/folders/globs and videos) into Parquet partitions under
+    `out_dir/parts/`, recording each task in `out_dir/manifest.jsonl`.
+
+    Re-running the same call skips finished tasks and redoes the rest. `ray` runs on a Ray cluster
+    ("local", "auto" or an address); otherwise `workers` local processes (1: in this process).
+    A task that raises is retried up to `retries` times; bad inputs fail at once with a reason.
+    """
+    console = console or Console(stderr=True)
+    options = options or BatchOptions()
+    out = Path(out_dir)
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / PARTS / TMP, ignore_errors=True)  # half-written partitions of a killed run
+    manifest = Manifest(out)
+    plan = plan_tasks(inputs, shard_size=shard_size, chunk_s=chunk_s)
+    summary = BatchSummary(planned=len(plan.tasks))
+    for source, reason in plan.problems:
+        summary.errors.append(f"{source}: {reason}")
+    todo = [t for t in plan.tasks if not manifest.is_done(t)]
+    summary.skipped = len(plan.tasks) - len(todo)
+    for task in plan.tasks:
+        if task not in todo:
+            summary.rows += manifest.entries[task.task_id]["rows"]
+            summary.errors += manifest.entries[task.task_id].get("errors", [])
+    started = time.perf_counter()
+    if todo:
+        executor = _executor(options, workers, ray)
+        summary.workers = executor.workers
+        attempts = {t.task_id: 0 for t in todo}
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          TextColumn("{task.fields[rows]} rows"), console=console, transient=True,
+                          disable=not progress) as bar:
+                bar_task = bar.add_task(f"tasks ({executor.workers} workers)", total=len(todo), rows=summary.rows)
+                queue = list(todo)
+                while queue:
+                    again = []
+                    for task, entry, error in executor.run(queue, str(out)):
+                        attempts[task.task_id] += 1
+                        if entry is None and attempts[task.task_id] <= retries:
+                            summary.retries += 1
+                            console.print(f"{task.label}: {error}; retrying", highlight=False)
+                            again.append(task)
+                            continue
+                        if entry is None:
+                            entry = {"task_id": task.task_id, "kind": task.kind, "paths": list(task.paths),
+                                     "start_s": task.start_s, "end_s": task.end_s, "chunk": task.chunk,
+                                     "checksum": task.checksum, "status": "failed", "rows": 0, "errors": [],
+                                     "error": f"{error} (after {attempts[task.task_id]} attempts)"}
+                        entry["attempts"] = attempts[task.task_id]
+                        manifest.record(entry)
+                        if entry["status"] == "done":
+                            summary.done += 1
+                            summary.rows += entry["rows"]
+                            summary.errors += entry["errors"]
+                        else:
+                            summary.failed += 1
+                            summary.errors.append(f"{task.label}: {entry['error']}")
+                        bar.update(bar_task, advance=1, rows=summary.rows)
+                    queue = again
+        finally:
+            executor.close()
+            shutil.rmtree(out / PARTS / TMP, ignore_errors=True)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _executor(options: BatchOptions, workers: int, ray: str | None):
+    from mien.batch import executors
+
+    if ray:
+        return executors.RayExecutor(options, ray, workers if workers > 1 else None)
+    if workers <= 1:
+        return executors.InlineExecutor(options)
+    return executors.ProcessExecutor(options, workers)

@@ -1,0 +1,148 @@
+"""What runs on a worker: one task in, one Parquet partition out (written under a temporary name,
+then renamed, so a partition is either complete or absent). Models load once per worker process."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mien.batch.manifest import PARTS, partition_path
+from mien.batch.plan import Task
+
+TMP = ".tmp"
+
+
+@dataclass
+class BatchOptions:
+    """Pipeline options shared by all tasks of a batch."""
+
+    mode: str = "auto"
+    every: int = 1
+    landmarks: str = "none"
+    smooth: bool = True
+
+
+class BatchWorker:
+    """Holds the loaded models of one worker and runs tasks with them."""
+
+    def __init__(self, options: BatchOptions) -> None:
+        self.options = options
+        self._analyzer = None
+        self._video = None
+        self.name = f"{os.uname().nodename}:{os.getpid()}"
+
+    def analyzer(self):
+        if self._analyzer is None:
+            from mien.analyzer import Analyzer, AnalyzerOptions
+
+            self._analyzer = Analyzer(AnalyzerOptions(mode=self.options.mode))
+        return self._analyzer
+
+    def video(self):
+        from mien.analyzer import AnalyzerOptions
+        from mien.video.analyzer import VideoAnalyzer, VideoOptions
+        from mien.video.smoothing import SmoothingOptions
+
+        if self._video is None:
+            options = VideoOptions(analyzer=AnalyzerOptions(mode=self.options.mode),
+                                   smoothing=SmoothingOptions() if self.options.smooth else None)
+            self._video = VideoAnalyzer(options)
+        else:
+            self._video.reset()  # a new chunk: fresh tracks, same models
+        return self._video
+
+    def run(self, task: Task, out_dir: str) -> dict[str, Any]:
+        """Run one task; returns its manifest entry. Bad input gives a "failed" entry (permanent);
+        anything else raises, and the caller may retry."""
+        out = Path(out_dir)
+        began = time.perf_counter()
+        tmp = out / PARTS / TMP / f"{task.task_id}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        entry: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "paths": list(task.paths),
+                                 "start_s": task.start_s, "end_s": task.end_s, "chunk": task.chunk,
+                                 "checksum": task.checksum, "worker": self.name}
+        try:
+            if task.kind == "images":
+                rows, errors = self._images(task, tmp)
+            else:
+                rows, errors = self._video_chunk(task, tmp)
+        except _InputError as exc:
+            tmp.unlink(missing_ok=True)
+            return {**entry, "status": "failed", "rows": 0, "errors": [], "error": str(exc),
+                    "seconds": round(time.perf_counter() - began, 3)}
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        target = partition_path(out, task.task_id)
+        if rows:
+            os.replace(tmp, target)  # atomic: readers never see half a partition
+        else:
+            tmp.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+        return {**entry, "status": "done", "rows": rows, "errors": errors, "error": None,
+                "seconds": round(time.perf_counter() - began, 3)}
+
+    def _images(self, task: Task, tmp: Path) -> tuple[int, list[str]]:
+        from mien.io.images import ImageError
+        from mien.io.table import faces_to_frame
+
+        frames, errors = [], []
+        analyzer = self.analyzer()
+        for path in task.paths:
+            try:
+                frames.append(faces_to_frame([analyzer.analyze(path)], landmarks=self.options.landmarks))
+            except ImageError as exc:
+                errors.append(f"{path}: {exc}")
+        if not frames:
+            if errors:
+                raise _InputError("; ".join(errors))
+            return 0, errors
+        table = pd.concat(frames, ignore_index=True)
+        table.to_parquet(tmp, index=False)
+        return len(table), errors
+
+    def _video_chunk(self, task: Task, tmp: Path) -> tuple[int, list[str]]:
+        from mien.video.reader import VideoError, open_video
+        from mien.video.run import analyze_video
+
+        try:
+            reader = open_video(task.paths[0], every=self.options.every, start_s=task.start_s, end_s=task.end_s)
+        except VideoError as exc:
+            raise _InputError(str(exc)) from None
+        with reader:
+            run = analyze_video(reader, tmp, video=self.video(), landmarks=self.options.landmarks,
+                                timelines=False, quiet=True)
+        return run.rows, list(run.warnings)
+
+    def close(self) -> None:
+        for model in (self._analyzer, self._video):
+            if model is not None:
+                model.close()
+
+
+class _InputError(Exception):
+    """The task's input cannot be analysed: retrying will not help."""
+
+
+_process_worker: BatchWorker | None = None
+
+
+def init_process(options: BatchOptions) -> None:
+    """Process-pool initializer: load nothing yet, just remember the options."""
+    global _process_worker
+    _process_worker = BatchWorker(options)
+
+
+def run_in_process(task: Task, out_dir: str) -> dict[str, Any]:
+    assert _process_worker is not None, "init_process was not called"
+    try:
+        return _process_worker.run(task, out_dir)
+    except Exception as exc:  # pass a plain description back: the exception may not pickle
+        raise RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}") from None
