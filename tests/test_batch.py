@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mien.batch import BatchOptions, read_results, run_batch
+from mien.batch import read_results, run_batch
 from mien.batch.manifest import Manifest
 from mien.video import synthetic
 
@@ -77,7 +77,7 @@ def test_ray_cluster_matches_single_process(single, inputs, tmp_path):
 def test_video_chunks_join_into_whole_tracks(single, inputs, tmp_path):
     """Per-chunk track ids are joined across chunk borders: same people as an unchunked run."""
     whole = tmp_path / "whole"
-    run_batch([inputs / "cross.mp4"], whole, chunk_s=None, progress=False)
+    run_batch([inputs / "cross.mp4"], whole, workers=1, chunk_s=None, progress=False)
     chunked = read_results(single[0])
     chunked = chunked[chunked["source"] == str(inputs / "cross.mp4")]
     assert chunked["chunk"].nunique() == 3 and set(chunked["track_id"]) == {0, 1}
@@ -127,7 +127,7 @@ def test_changed_input_is_redone_and_retries(inputs, tmp_path, monkeypatch):
     for name in ("p0.jpg", "p1.jpg"):
         (folder / name).write_bytes((inputs / "photos" / name).read_bytes())
     out = tmp_path / "out"
-    first = run_batch([folder], out, shard_size=1, progress=False)
+    first = run_batch([folder], out, workers=1, shard_size=1, progress=False)
     assert (first.done, first.skipped) == (2, 0)
     (folder / "p1.jpg").write_bytes((inputs / "photos" / "p2.jpg").read_bytes())  # same name, new content
     from mien.batch.worker import BatchWorker
@@ -141,7 +141,7 @@ def test_changed_input_is_redone_and_retries(inputs, tmp_path, monkeypatch):
         return real_run(self, task, out_dir)
 
     monkeypatch.setattr(BatchWorker, "run", flaky)
-    second = run_batch([folder], out, shard_size=1, progress=False)
+    second = run_batch([folder], out, workers=1, shard_size=1, progress=False)
     assert (second.done, second.skipped, second.retries, second.failed) == (1, 1, 1, 0)
     assert len(read_results(out)) == 2
 

@@ -40,6 +40,8 @@ class AnalyzerOptions:
         expression: run mien's expression classifier (probabilities, valence/arousal).
         expression_prior: the classifier's class prior, "natural" or "balanced" (see
             `ExpressionClassifier`).
+        attributes: also estimate apparent age and gender presentation (`mien.face.attributes`);
+            off by default.
     """
 
     mode: DetectMode = "auto"
@@ -51,6 +53,7 @@ class AnalyzerOptions:
     keep_aligned: bool = False
     expression: bool = True
     expression_prior: str = "natural"
+    attributes: bool = False
     detector: DetectorOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,11 @@ class Analyzer:
         self._openset = openset.load_thresholds()
         self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False)
                             if self.options.expression else None)
+        self._attributes = None
+        if self.options.attributes:
+            from mien.face.attributes import AttributeEstimator
+
+            self._attributes = AttributeEstimator()
 
     @property
     def detector(self) -> FaceDetector:
@@ -156,6 +164,8 @@ class Analyzer:
             faces.blur[i] = quality.sharpness(aligned[i])
         if self.options.keep_aligned:
             faces.aligned = aligned
+        if self._attributes is not None:
+            faces.age, faces.female = self._attributes.estimate(rgb, faces.landmarks)
         _flag_quality(faces, rgb)
         if self._classifier is not None:
             untrusted = faces.flags[:, [QUALITY_FLAGS.index(f) for f in openset.UNTRUSTED_FLAGS]].any(1)

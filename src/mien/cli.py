@@ -57,6 +57,10 @@ def _summary(frame, limit: int = 20) -> Table:
     return table
 
 
+_ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "
+                    "gender_presentation*); see `mien card age` and `mien card gender` for their errors per group.")
+
+
 def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
     stem = source.stem
     name, k = f"{stem}_annotated.jpg", 1
@@ -69,7 +73,8 @@ def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
 
 def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, max_faces: Optional[int],
                  min_face_size: int, min_score: float, landmarks: str, annotate_dir: Optional[Path],
-                 show_table: bool = True, require_mesh: bool = True, prior: str = "natural") -> int:
+                 show_table: bool = True, require_mesh: bool = True, prior: str = "natural",
+                 attributes: bool = False) -> int:
     """Shared by `analyze` and `demo`; returns the exit code."""
     import pandas as pd
 
@@ -91,7 +96,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     if annotate_dir is not None:
         annotate_dir.mkdir(parents=True, exist_ok=True)
     options = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
-                              require_mesh=require_mesh, expression_prior=prior)
+                              require_mesh=require_mesh, expression_prior=prior, attributes=attributes)
     failed, shown, used_names = 0, [], set()
     writer = TableWriter(output, fmt) if output is not None else None
     try:
@@ -151,6 +156,7 @@ def analyze(
     keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
     prior: str = typer.Option("natural", help=_PRIOR_HELP),
+    attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
 ) -> None:
     """Analyse images: one table row per face (box, pose, gaze, AUs, blendshapes, flags, landmarks)."""
     _check_choice("--prior", prior, PRIORS)
@@ -158,7 +164,8 @@ def analyze(
     _check_choice("--mode", mode, ("fast", "thorough", "auto"))
     _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
     code = run_analysis(paths, output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
-                        annotate_dir, show_table=not quiet, require_mesh=not keep_unconfirmed, prior=prior)
+                        annotate_dir, show_table=not quiet, require_mesh=not keep_unconfirmed, prior=prior,
+                        attributes=attributes)
     raise typer.Exit(code)
 
 
@@ -173,7 +180,7 @@ _SAMPLING_HELP = {
 
 
 def _video_options(mode: str, max_faces: Optional[int], min_face_size: int, min_score: float, prior: str,
-                   detect_every: int, smooth: bool):
+                   detect_every: int, smooth: bool, attributes: bool = False):
     from mien.analyzer import AnalyzerOptions
     from mien.video.analyzer import VideoOptions
     from mien.video.smoothing import SmoothingOptions
@@ -183,7 +190,7 @@ def _video_options(mode: str, max_faces: Optional[int], min_face_size: int, min_
     if detect_every < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--detect-every")
     analyzer = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
-                               expression_prior=prior)
+                               expression_prior=prior, attributes=attributes)
     return VideoOptions(analyzer=analyzer, detect_every=detect_every, smoothing=SmoothingOptions() if smooth else None)
 
 
@@ -235,6 +242,7 @@ def video(
     min_score: float = typer.Option(0.5, help="Minimum detector confidence (0-1)."),
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
     prior: str = typer.Option("natural", help=_PRIOR_HELP),
+    attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
     flush_s: float = typer.Option(10.0, min=0.05, help="Write rows to disk at least this often (seconds); a killed run "
                                   "keeps them in OUTPUT.parts/ (Parquet) or in OUTPUT (CSV, JSON Lines)."),
 ) -> None:
@@ -243,7 +251,7 @@ def video(
     from mien.video.run import analyze_video
 
     _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
-    options = _video_options(mode, max_faces, min_face_size, min_score, prior, detect_every, smooth)
+    options = _video_options(mode, max_faces, min_face_size, min_score, prior, detect_every, smooth, attributes)
     if output is None and annotate is None:
         raise typer.BadParameter("give --output and/or --annotate", param_hint="--output")
     if output is not None:
@@ -543,7 +551,8 @@ def card(
 def batch(
     inputs: List[str] = typer.Argument(..., help="Image files, folders (recursive: images and videos), globs, videos."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: parts/*.parquet + manifest.jsonl."),
-    workers: int = typer.Option(1, min=1, help="Local worker processes (1: in this process); with --ray, actors."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Local worker processes (default: one per CPU; 1: in "
+                                                          "this process); with --ray, actors (default: one per cluster CPU)."),
     ray: Optional[str] = typer.Option(None, help="Run on Ray: 'local' (start one here), 'auto' (join this "
                                                  "machine's cluster) or a cluster address (ray://head:10001)."),
     shard_size: int = typer.Option(64, min=1, help="Images per task."),
@@ -553,6 +562,7 @@ def batch(
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d."),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="No temporal smoothing columns for videos."),
     retries: int = typer.Option(2, min=0, help="Retries of a task that fails for a reason other than its input."),
+    attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
 ) -> None:
     """Analyse many images and videos into a Parquet dataset, locally or on Ray; re-run to resume.
 
@@ -564,7 +574,7 @@ def batch(
 
     _check_choice("--mode", mode, ("fast", "thorough", "auto"))
     _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
-    options = BatchOptions(mode=mode, every=every, landmarks=landmarks, smooth=not no_smooth)
+    options = BatchOptions(mode=mode, every=every, landmarks=landmarks, smooth=not no_smooth, attributes=attributes)
     summary = run_batch(inputs, output, options, workers=workers, ray=ray, shard_size=shard_size,
                         chunk_s=chunk_s or None, retries=retries, console=errors)
     for line in summary.errors:
@@ -614,6 +624,39 @@ def query(
     if len(result) > 50:
         table.caption = f"first 50 of {len(result)} rows (-o to write them all)"
     console.print(table)
+
+
+@app.command()
+def fairness(
+    data: Path = typer.Option(Path("../shared/datasets"), help="Folder with utkface/ (and affectnet8/valid/ for the proxy)."),
+    out: Path = typer.Option(Path("benchmarks/fairness_results.json"), "-o", "--out", help="Results JSON."),
+    cache: Optional[Path] = typer.Option(Path(".cache/fairness"), help="Keep per-image predictions here (reruns are quick)."),
+    write_cards: bool = typer.Option(False, "--write-cards", help="Put the per-group tables into every model card "
+                                                                  "(package data) and regenerate docs/cards/*.md."),
+    docs: Path = typer.Option(Path("docs/cards"), help="Where --write-cards writes the Markdown cards."),
+) -> None:
+    """Disaggregated evaluation on UTKFace: detection, mesh, attribute errors and expression distributions per
+    age band, gender and race label; per-group tables for the model cards."""
+    import json as json_module
+
+    from mien.fairness import card_sections, evaluate
+
+    if not (data / "utkface").exists():
+        errors.print(f"{data / 'utkface'}: not found (the UTKFace subsample is needed)")
+        raise typer.Exit(EXIT_USAGE)
+    results = evaluate(data, cache)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json_module.dumps(results, indent=1) + "\n")
+    for gap in results["gaps"]:
+        console.print(f"{gap['measure']} by {gap['grouping']}: worst {gap['worst_group']} {gap['worst']:.3g}, "
+                      f"best {gap['best_group']} {gap['best']:.3g}", highlight=False)
+    console.print(f"wrote {out}")
+    if write_cards:
+        from mien.report.card import write_cards
+
+        command = "mien fairness --write-cards"
+        for path in write_cards(card_sections(results, command), docs):
+            console.print(f"wrote {path}")
 
 
 @app.command()

@@ -45,6 +45,10 @@ class Faces:
         familiarity: (n,) energy of the expression logits; low = unlike the training faces.
         status: (n,) "known", "uncertain" or "unknown" expression outcome (see `mien.expression.openset`).
         blend: (n,) name of a two-expression blend ("happily surprised") or None.
+        age: (n, 3) apparent age in years (estimate, 80% interval low, high), or None when the
+            attribute stage did not run (`AnalyzerOptions(attributes=True)`); NaN rows without a mesh.
+        female: (n,) probability that the face presents as female (the attribute network's label),
+            or None when the attribute stage did not run.
         track_ids: (n,) int track ids, -1 when untracked.
         smoothed: per-track temporally smoothed copies of some arrays (keys "boxes", "landmarks",
             "pose", "gaze", "expression", "aus", "affect"), filled in video mode.
@@ -74,6 +78,8 @@ class Faces:
     status: np.ndarray = field(default=None)  # type: ignore[assignment]
     blend: np.ndarray = field(default=None)  # type: ignore[assignment]
     aligned: np.ndarray | None = None
+    age: np.ndarray | None = None
+    female: np.ndarray | None = None
     smoothed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -36,13 +37,14 @@ class BatchSummary:
 
 
 def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchOptions | None = None,
-              workers: int = 1, ray: str | None = None, shard_size: int = 64, chunk_s: float | None = 300.0,
+              workers: int | None = None, ray: str | None = None, shard_size: int = 64, chunk_s: float | None = 300.0,
               retries: int = 2, console: Console | None = None, progress: bool = True) -> BatchSummary:
     """Analyse `inputs` (image files/folders/globs and videos) into Parquet partitions under
     `out_dir/parts/`, recording each task in `out_dir/manifest.jsonl`.
 
     Re-running the same call skips finished tasks and redoes the rest. `ray` runs on a Ray cluster
-    ("local", "auto" or an address); otherwise `workers` local processes (1: in this process).
+    ("local", "auto" or an address) with `workers` actors (None: one per CPU of the cluster);
+    otherwise a pool of `workers` local processes (None: one per CPU; 1: in this process).
     A task that raises is retried up to `retries` times; bad inputs fail at once with a reason.
     """
     console = console or Console(stderr=True)
@@ -104,11 +106,12 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
     return summary
 
 
-def _executor(options: BatchOptions, workers: int, ray: str | None):
+def _executor(options: BatchOptions, workers: int | None, ray: str | None):
     from mien.batch import executors
 
     if ray:
-        return executors.RayExecutor(options, ray, workers if workers > 1 else None)
+        return executors.RayExecutor(options, ray, workers)
+    workers = workers or os.cpu_count() or 1
     if workers <= 1:
         return executors.InlineExecutor(options)
     return executors.ProcessExecutor(options, workers)

