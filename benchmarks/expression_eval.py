@@ -5,7 +5,7 @@
 Evaluates FER+ test, FER+ valid and AffectNet-8 valid through `mien.expression.evaluate`
 (the same path as `mien eval`), measures classifier speed, runs the image-only ablation
 (blendshape input switched off) on cached crops, and writes
-`benchmarks/expression_eval.json`, `src/mien/data/cards/expression.json` and `MODEL_CARD.md`.
+`benchmarks/expression_eval.json`, `src/mien/data/cards/expression.json` and `docs/cards/expression.md`.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main() -> None:
     cards = ROOT / "src" / "mien" / "data" / "cards"
     cards.mkdir(parents=True, exist_ok=True)
     (cards / "expression.json").write_text(json.dumps(card, indent=2))
-    (ROOT / "MODEL_CARD.md").write_text(render_expression_card(card))
+    (ROOT / "docs" / "cards" / "expression.md").write_text(render_expression_card(card))
     print(json.dumps({"speed": speed, "ablations": ablations}, indent=2))
 
 

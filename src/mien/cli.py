@@ -30,14 +30,15 @@ def _summary(frame, limit: int = 20) -> Table:
     from mien.expression.aus import AU_NAMES
 
     table = Table(title="faces", show_lines=False)
+    attributes = "apparent_age" in frame.columns
     for col in ("source", "face", "score", "box x,y,w,h", "yaw/pitch/roll", "expression", "valence/arousal",
-                "top AUs", "top blendshapes", "flags"):
+                "top AUs", "top blendshapes", "flags") + (("apparent age, gender pres.",) if attributes else ()):
         table.add_column(col, overflow="fold")
     bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
     for _, row in frame.head(limit).iterrows():
         name = Path(str(row["source"])).name
         if not row["face_found"]:
-            table.add_row(name, "-", "", "", "", "no face found", "", "", "", "")
+            table.add_row(name, "-", "", "", "", "no face found", "", "", "", "", *([""] if attributes else []))
             continue
         aus = sorted(AU_NAMES, key=lambda a: -row[a])[:2]
         shapes = sorted(bs_cols, key=lambda c: -row[c])[:2]
@@ -51,6 +52,9 @@ def _summary(frame, limit: int = 20) -> Table:
             "\n".join(f"{a} {row[a]:.2f}" for a in aus),
             "\n".join(f"{c[3:]} {row[c]:.2f}" for c in shapes),
             ",".join(flags),
+            *([f"{row['apparent_age']:.0f} ({row['apparent_age_low']:.0f}-{row['apparent_age_high']:.0f}), "
+               f"{row['gender_presentation']} {max(row['gender_presentation_p_female'], 1 - row['gender_presentation_p_female']):.2f}"
+               if isinstance(row["gender_presentation"], str) else "-"] if attributes else []),
         )
     if len(frame) > limit:
         table.caption = f"first {limit} of {len(frame)} rows"

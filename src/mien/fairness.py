@@ -100,6 +100,8 @@ def group_metrics(table: pd.DataFrame, grouping: str) -> pd.DataFrame:
             **{f"share_{e}": float(shown.get(e, 0.0)) for e in EXPRESSIONS},
         })
     out = pd.DataFrame(rows)
+    order = [name for _, _, name in AGE_BANDS] if grouping == "age_band" else sorted(out["group"])
+    out = out.set_index("group").loc[[g for g in order if g in set(out["group"])]].reset_index()
     p_values = [tests[g]["p"] if tests[g] else np.nan for g in out["group"]]
     finite = [i for i, p in enumerate(p_values) if np.isfinite(p)]
     adjusted = np.full(len(out), np.nan)
@@ -195,8 +197,9 @@ def proxy_expression_accuracy(folder, progress: bool = True) -> pd.DataFrame:
     table["gender_presentation"] = np.where(table["p_female"] >= 0.5, "female", "male")
     table["correct"] = table["label"] == table["predicted"]
     rows = []
+    bands = [name for _, _, name in AGE_BANDS]
     for grouping in ("age_band", "gender_presentation"):
-        for group, part in table.groupby(grouping):
+        for group, part in sorted(table.groupby(grouping), key=lambda gp: bands.index(gp[0]) if gp[0] in bands else 0):
             recalls = part.groupby("label")["correct"].mean()
             rows.append({"grouping": f"inferred {grouping}", "group": group, "faces": int(len(part)),
                          "accuracy": float(part["correct"].mean()), "mean_class_recall": float(recalls.mean()),
@@ -234,6 +237,10 @@ def evaluate(data_dir, cache_dir=None, progress: bool = True) -> dict:
         if utk_cache is not None:
             utk_cache.parent.mkdir(parents=True, exist_ok=True)
             table.to_parquet(utk_cache, index=False)
+    from mien.face.attributes import age_interval
+
+    # Intervals from the shipped calibration (cached predictions stay valid if it is refitted).
+    table["apparent_age_low"], table["apparent_age_high"] = age_interval(table["apparent_age"].to_numpy())
     frames = {g: group_metrics(table, g) for g in GROUPINGS}
     results = {
         "dataset": f"UTKFace subsample ({len(table)} faces; attribute errors on the {int(table['attribute_eval'].sum())} "
@@ -281,8 +288,9 @@ def card_sections(results: dict, command: str) -> dict[str, dict]:
             section["notes"] = [
                 "UTKFace has no expression labels: the table compares what the model *predicts* per group "
                 "(each group against all other faces, chi-square test, Holm-corrected per grouping). A significant "
-                "shift can be real (UTKFace's photos of children smile more often) or a bias of the model; "
-                "Cramér's V says how large it is (under 0.1 is small)."]
+                "shift can come from the photos themselves (who was smiling when UTKFace's pictures were taken) or "
+                "from the model; without labels the two cannot be told apart here. Cramér's V says how large a "
+                "shift is (under 0.1 is small)."]
             section["proxy"] = results.get("proxy_expression_accuracy", [])
         sections[card] = section
     return sections

@@ -59,12 +59,18 @@ def _blob(chips: np.ndarray) -> np.ndarray:
     return ((chips.astype(np.float32) - _MEAN) / 256.0).transpose(0, 3, 1, 2).copy()
 
 
+def age_interval(estimate: np.ndarray, q: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the 80% interval around apparent-age estimates (years)."""
+    half = (AGE_INTERVAL_Q if q is None else q) * (np.asarray(estimate) + AGE_OFFSET)
+    return np.maximum(estimate - half, 0.0), estimate + half
+
+
 def age_summary(probabilities: np.ndarray, q: float | None = None) -> np.ndarray:
     """(n, 3): expected age of each (n, 81) age distribution and its 80% interval (low, high)."""
     probabilities = probabilities / probabilities.sum(1, keepdims=True)
     mean = probabilities @ AGE_BINS
-    half = (AGE_INTERVAL_Q if q is None else q) * (mean + AGE_OFFSET)
-    return np.stack([mean, np.maximum(mean - half, 0.0), mean + half], 1).astype(np.float32)
+    low, high = age_interval(mean, q)
+    return np.stack([mean, low, high], 1).astype(np.float32)
 
 
 class AttributeEstimator:

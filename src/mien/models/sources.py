@@ -25,7 +25,7 @@ EXPRESSION = {
     "license": "Apache-2.0 code; weights trained on FER+/AffectNet: research and non-commercial use only",
     "description": (
         "mien's 8-class expression classifier (48x48 aligned grayscale crop + 52 blendshapes, "
-        "temperature-calibrated); see MODEL_CARD.md"
+        "temperature-calibrated); see docs/cards/expression.md"
     ),
     "runtime": "onnxruntime",
 }

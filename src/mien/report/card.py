@@ -222,8 +222,9 @@ def _fairness_lines(data: dict) -> list[str]:
                   "No dataset here carries expression labels together with group labels, so AffectNet-8 valid faces "
                   "are grouped by the *attribute networks'* reading (apparent age band, gender presentation); their "
                   "own errors mix in. Balanced prior.", "",
-                  *_group_table(fair["proxy"], {"faces": "faces", "accuracy": "accuracy",
-                                                "mean_class_recall": "mean class recall"})]
+                  *_group_table([{**r, "group": f"{r['grouping'].removeprefix('inferred ').replace('_', ' ')} {r['group']}"}
+                                 for r in fair["proxy"]],
+                                {"faces": "faces", "accuracy": "accuracy", "mean_class_recall": "mean class recall"})]
     return lines
 
 
