@@ -677,7 +677,7 @@ def serve(
     retain_uploads: bool = typer.Option(False, help="Keep uploaded files after processing (default: delete)."),
     blur_faces: bool = typer.Option(False, help="Blur faces in annotated images and heatmaps (anonymised output)."),
     rate_limit: int = typer.Option(600, help="Requests per minute per API key or client address; 0 = no limit."),
-    workers: int = typer.Option(1, min=1, help="Image pipelines kept loaded for concurrent requests (~150 MB each)."),
+    workers: int = typer.Option(1, min=1, help="Image pipelines kept loaded for concurrent requests (about 60 MB each beyond the first)."),
 ) -> None:
     """Web page, REST API (docs at /docs) and webcam mode: `mien serve`, then open http://127.0.0.1:8000."""
     import uvicorn

@@ -25,7 +25,7 @@ class ServerSettings:
         retain_uploads: keep uploaded files after processing (default: delete them).
         blur_faces: blur faces in annotated outputs (anonymised images and heatmaps).
         rate_limit: requests per minute per API key (or per client address without keys); 0 = off.
-        workers: image pipelines kept loaded for synchronous requests (each ~150 MB).
+        workers: image pipelines kept loaded for synchronous requests (each about 60 MB more; the server with one is about 500 MB).
         max_live: concurrent webcam (WebSocket) sessions.
     """
 
