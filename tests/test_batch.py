@@ -160,3 +160,15 @@ def test_query_command(single):
     assert row == {"n": summary.rows, "people": 3}
     bad = CliRunner().invoke(app, ["query", str(out), "SELECT nope FROM faces"])
     assert bad.exit_code == 2 and "query failed" in bad.output
+
+
+def test_unreachable_ray_cluster_is_one_clear_line(inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from mien.cli import app
+
+    result = CliRunner().invoke(app, ["batch", str(inputs / "one.mp4"), "-o", str(tmp_path / "out"), "--ray", "auto"],
+                                env={"RAY_ADDRESS": ""})
+    assert result.exit_code == 2
+    assert "cannot start or reach the Ray cluster (auto)" in result.output
+    assert not list((tmp_path / "out" / "parts").glob("*.parquet"))

@@ -574,13 +574,17 @@ def batch(
     are skipped on a re-run, so a crashed or killed run is resumed by running the same command.
     Query the result with `mien query OUT "SQL"`.
     """
-    from mien.batch import BatchOptions, run_batch
+    from mien.batch import BatchOptions, BatchSetupError, run_batch
 
     _check_choice("--mode", mode, ("fast", "thorough", "auto"))
     _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
     options = BatchOptions(mode=mode, every=every, landmarks=landmarks, smooth=not no_smooth, attributes=attributes)
-    summary = run_batch(inputs, output, options, workers=workers, ray=ray, shard_size=shard_size,
-                        chunk_s=chunk_s or None, retries=retries, console=errors)
+    try:
+        summary = run_batch(inputs, output, options, workers=workers, ray=ray, shard_size=shard_size,
+                            chunk_s=chunk_s or None, retries=retries, console=errors)
+    except BatchSetupError as exc:
+        errors.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_USAGE)
     for line in summary.errors:
         errors.print(f"error: {line}", highlight=False, markup=False)
     console.print(f"{summary.planned} tasks: {summary.done} done, {summary.skipped} already done, "

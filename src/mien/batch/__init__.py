@@ -6,7 +6,7 @@
 """
 
 from mien.batch.results import query, read_results, track_links
-from mien.batch.runner import BatchSummary, run_batch
+from mien.batch.runner import BatchSetupError, BatchSummary, run_batch
 from mien.batch.worker import BatchOptions
 
-__all__ = ["BatchOptions", "BatchSummary", "query", "read_results", "run_batch", "track_links"]
+__all__ = ["BatchOptions", "BatchSetupError", "BatchSummary", "query", "read_results", "run_batch", "track_links"]

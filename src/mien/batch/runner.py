@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import time
@@ -106,11 +107,22 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
     return summary
 
 
+class BatchSetupError(RuntimeError):
+    """The batch cannot start (Ray missing or unreachable); nothing was run."""
+
+
 def _executor(options: BatchOptions, workers: int | None, ray: str | None):
     from mien.batch import executors
 
     if ray:
-        return executors.RayExecutor(options, ray, workers)
+        if importlib.util.find_spec("ray") is None:
+            raise BatchSetupError("Ray is not installed: pip install 'mien[ray]'")
+        try:
+            return executors.RayExecutor(options, ray, workers)
+        except Exception as exc:  # ray.init's many ways of failing: one line for the user
+            lines = str(exc).strip().splitlines()
+            raise BatchSetupError(f"cannot start or reach the Ray cluster ({ray}): "
+                                  f"{lines[0] if lines else type(exc).__name__}") from None
     workers = workers or os.cpu_count() or 1
     if workers <= 1:
         return executors.InlineExecutor(options)
