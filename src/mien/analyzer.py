@@ -42,6 +42,8 @@ class AnalyzerOptions:
             `ExpressionClassifier`).
         attributes: also estimate apparent age and gender presentation (`mien.face.attributes`);
             off by default.
+        threads: CPU threads for the mesh and the classifier (None: up to two); 1 when several
+            pipelines share the cores (batch workers).
     """
 
     mode: DetectMode = "auto"
@@ -54,6 +56,7 @@ class AnalyzerOptions:
     expression: bool = True
     expression_prior: str = "natural"
     attributes: bool = False
+    threads: int | None = None
     detector: DetectorOptions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,9 +74,10 @@ class Analyzer:
     def __init__(self, options: AnalyzerOptions | None = None, **kwargs) -> None:
         self.options = options or AnalyzerOptions(**kwargs)
         self._detector = FaceDetector(self.options.detector)
-        self._mesh = MeshEstimator()
+        self._mesh = MeshEstimator(workers=self.options.threads)
         self._openset = openset.load_thresholds()
-        self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False)
+        self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False,
+                                                 threads=self.options.threads)
                             if self.options.expression else None)
         self._attributes = None
         if self.options.attributes:

@@ -28,6 +28,7 @@ class BatchOptions:
     landmarks: str = "none"
     smooth: bool = True
     attributes: bool = False
+    threads: int | None = None  # per worker; the runner sets 1 when workers fill the cores
 
 
 class BatchWorker:
@@ -43,7 +44,8 @@ class BatchWorker:
         if self._analyzer is None:
             from mien.analyzer import Analyzer, AnalyzerOptions
 
-            self._analyzer = Analyzer(AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes))
+            self._analyzer = Analyzer(AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes,
+                                                      threads=self.options.threads))
         return self._analyzer
 
     def video(self):
@@ -52,7 +54,8 @@ class BatchWorker:
         from mien.video.smoothing import SmoothingOptions
 
         if self._video is None:
-            options = VideoOptions(analyzer=AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes),
+            options = VideoOptions(analyzer=AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes,
+                                                            threads=self.options.threads),
                                    smoothing=SmoothingOptions() if self.options.smooth else None)
             self._video = VideoAnalyzer(options)
         else:
