@@ -148,6 +148,9 @@ def test_video_job_with_timeline(server, tmp_path):
         assert len(table) == 120 and set(table["track_id"]) == {0, 1}
         timeline = client.get(f"/api/jobs/{job['id']}/timeline").json()
         assert {s["track_id"] for s in timeline["segments"]} == {0, 1} and len(timeline["tracks"]) == 2
+        curves = timeline["curves"]
+        assert set(curves) == {"0", "1"} and len(curves["0"]["time_s"]) == 60
+        assert all(-1 <= v <= 1 for v in curves["1"]["valence"]) and curves["0"]["valence"][-1] > 0.5  # smiling
 
 
 def test_video_over_the_length_limit(server, tmp_path):

@@ -100,3 +100,19 @@ def test_webcam_mode(site, browser):
     assert "fps" in page.inner_text("#live-stats")
     page.click("#webcam-stop")
     context.close()
+
+
+def test_drop_a_video_and_see_timelines(site, browser, tmp_path):
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "two people.mp4", synthetic.frames(synthetic.faces_grid(2, side=150), 2.0))
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.goto(site)
+    page.set_input_files("#file-input", str(video))
+    page.wait_for_selector(".valence-curve", timeout=120_000)
+    assert page.locator(".valence-curve").count() == 2  # one curve per person
+    assert page.locator("rect.segment").count() >= 2
+    assert page.locator("table.tracks tr").count() == 3  # header + two people
+    assert "done" in page.inner_text("#status")
+    assert page.locator("button.download").count() == 6  # rows in 3 formats + segments, events, tracks
+    page.close()

@@ -212,9 +212,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/api/jobs/{job_id}/timeline", tags=["jobs"])
     def timeline(job_id: str, owner: Owner) -> dict:
-        """A video job's expression segments and per-person summary."""
+        """A video job's expression segments, per-person summary and valence/arousal curves
+        (smoothed, at most 300 points per person)."""
         job = job_or_404(job_id, owner)
-        out = {}
+        out: dict = {"curves": _curves(result_dir(settings, job.id) / RESULT_TABLE) if job.kind == "video" else {}}
         for part in ("segments", "tracks"):
             name = f"rows.{part}.csv"
             path = result_dir(settings, job.id) / name
@@ -283,6 +284,25 @@ def client(request: Request) -> str | None:
 
 
 Owner = Annotated[Optional[str], Depends(client)]
+
+
+def _curves(path, points: int = 300) -> dict:
+    """Per track: time, valence and arousal (smoothed when present), thinned to `points`."""
+    if not path.exists():
+        return {}
+    import pyarrow.parquet as pq
+
+    names = set(pq.ParquetFile(path).schema_arrow.names)
+    suffix = "_smooth" if "valence_smooth" in names else ""
+    table = pd.read_parquet(path, columns=["track_id", "time_s", f"valence{suffix}", f"arousal{suffix}"])
+    table = table[table["track_id"] >= 0].dropna()
+    curves = {}
+    for track, rows in table.groupby("track_id"):
+        rows = rows.sort_values("time_s").iloc[:: max(1, len(rows) // points)]
+        curves[str(int(track))] = {"time_s": rows["time_s"].round(3).tolist(),
+                                   "valence": rows[f"valence{suffix}"].round(3).tolist(),
+                                   "arousal": rows[f"arousal{suffix}"].round(3).tolist()}
+    return curves
 
 
 def _valid_id(job_id: str) -> bool:

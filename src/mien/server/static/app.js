@@ -211,6 +211,7 @@ async function showVideo(job) {
     legend.append(swatch);
   }
   body.append(legend);
+  if (Object.keys(data.curves || {}).length) body.append(el("h3", {text: "Valence over time, per person"}), curvesSvg(data.curves));
   const table = el("table", {class: "tracks"});
   table.append(el("tr", {}, ...["person", "from (s)", "to (s)", "frames", "most shown", "valence", "arousal"].map((h) => el("th", {text: h}))));
   for (const t of data.tracks) {
@@ -251,6 +252,34 @@ function timelineSvg(data) {
   axis.setAttribute("x", left); axis.setAttribute("y", height - 6); axis.setAttribute("font-size", "13");
   axis.textContent = `0 s … ${end.toFixed(1)} s`;
   svg.append(axis);
+  return el("div", {class: "timeline"}, svg);
+}
+
+function curvesSvg(curves) {
+  const ns = "http://www.w3.org/2000/svg";
+  const tracks = Object.keys(curves).sort((a, b) => a - b);
+  const end = Math.max(1e-6, ...tracks.map((t) => curves[t].time_s[curves[t].time_s.length - 1] || 0));
+  const width = 900, rowH = 70, left = 110, height = tracks.length * rowH + 10;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "valence (-1 to +1) over time for each person; the dashed line is 0");
+  const x = (t) => left + (t / end) * (width - left - 10);
+  tracks.forEach((track, row) => {
+    const top = row * rowH + 5, mid = top + (rowH - 10) / 2, scale = (rowH - 10) / 2;
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", 4); label.setAttribute("y", mid + 5); label.setAttribute("font-size", "14");
+    label.textContent = `person #${track}`;
+    const zero = document.createElementNS(ns, "line");
+    zero.setAttribute("x1", left); zero.setAttribute("x2", width - 10); zero.setAttribute("y1", mid); zero.setAttribute("y2", mid);
+    zero.setAttribute("stroke", "#bbb"); zero.setAttribute("stroke-dasharray", "4 4");
+    const line = document.createElementNS(ns, "polyline");
+    const c = curves[track];
+    line.setAttribute("points", c.time_s.map((t, i) => `${x(t).toFixed(1)},${(mid - c.valence[i] * scale).toFixed(1)}`).join(" "));
+    line.setAttribute("fill", "none"); line.setAttribute("stroke", "#1a5fb4"); line.setAttribute("stroke-width", "2");
+    line.setAttribute("class", "valence-curve");
+    svg.append(label, zero, line);
+  });
   return el("div", {class: "timeline"}, svg);
 }
 
