@@ -12,12 +12,9 @@ astronaut (512x512 JPEG, one face). Writes benchmarks/load_results.json unless -
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,36 +23,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_helpers import jpeg_bytes, running_server  # noqa: E402
 
 OUT = Path(__file__).with_name("load_results.json")
-
-
-def photo_bytes() -> bytes:
-    from skimage.data import astronaut
-
-    buffer = io.BytesIO()
-    Image.fromarray(astronaut()).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "mien", "serve", "--port", str(port), "--data-dir", str(data_dir),
-                                "--rate-limit", "0", "--workers", str(workers)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("server did not start")
 
 
 def run_load(url: str, clients: int, requests: int, payload: bytes, explain: bool) -> dict:
@@ -98,19 +70,17 @@ def main() -> None:
     parser.add_argument("--url", help="an already running server (its own --workers)")
     parser.add_argument("--json", type=Path, default=OUT)
     args = parser.parse_args()
-    payload = photo_bytes()
+    from skimage.data import astronaut
+
+    payload = jpeg_bytes(astronaut())
     runs = []
     for workers in ([None] if args.url else args.workers):
         if args.url:
             runs.append(run_load(args.url, args.clients, args.requests, payload, args.explain))
             continue
-        with tempfile.TemporaryDirectory() as data:
-            process, url = start_server(Path(data), workers)
-            try:
-                result = run_load(url, args.clients, args.requests, payload, args.explain)
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
+        with tempfile.TemporaryDirectory() as tmp, running_server(
+                Path(tmp) / "data", "--rate-limit", "0", "--workers", str(workers)) as url:
+            result = run_load(url, args.clients, args.requests, payload, args.explain)
         result["server_workers"] = workers
         runs.append(result)
         print(json.dumps(result))

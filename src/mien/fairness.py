@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import chi2_contingency
 
 from mien.expression.classes import EXPRESSIONS
+from mien.io.table import json_records
 
 AGE_BANDS = ((0, 2, "0-2"), (3, 9, "3-9"), (10, 19, "10-19"), (20, 29, "20-29"), (30, 39, "30-39"),
              (40, 49, "40-49"), (50, 59, "50-59"), (60, 69, "60-69"), (70, 200, "70+"))
@@ -253,7 +254,7 @@ def evaluate(data_dir, cache_dir=None, progress: bool = True) -> dict:
                     "gender_accuracy": float(((table.loc[table["attribute_eval"] & table["meshed"], "p_female"] >= 0.5)
                                               == (table.loc[table["attribute_eval"] & table["meshed"], "gender"]
                                                   == "female")).mean())},
-        "groups": {g: _records(f) for g, f in frames.items()},
+        "groups": {g: json_records(f) for g, f in frames.items()},
         "gaps": largest_gaps(frames),
     }
     affectnet = data_dir / "affectnet8" / "valid"
@@ -265,13 +266,8 @@ def evaluate(data_dir, cache_dir=None, progress: bool = True) -> dict:
             proxy = proxy_expression_accuracy(affectnet, progress)
             if proxy_cache is not None:
                 proxy.to_parquet(proxy_cache, index=False)
-        results["proxy_expression_accuracy"] = _records(proxy)
+        results["proxy_expression_accuracy"] = json_records(proxy)
     return results
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]
 
 
 def card_sections(results: dict, command: str) -> dict[str, dict]:

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from mien.batch.manifest import Manifest, partition_path
+from mien.face.detect import box_iou
 
 _LINK_IOU = 0.3
 
@@ -79,15 +80,7 @@ def _match(tail: pd.DataFrame, head: pd.DataFrame) -> dict[int, int]:
     """{track in head: track in tail} for boxes that overlap enough."""
     if tail is None or not len(tail) or not len(head):
         return {}
-    a = _xyxy(tail)
-    b = _xyxy(head)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda m: (m[:, 2] - m[:, 0]) * (m[:, 3] - m[:, 1])  # noqa: E731
-    iou = inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+    iou = box_iou(_xyxy(tail), _xyxy(head))
     rows, cols = linear_sum_assignment(-iou)
     tail_ids, head_ids = tail["track_id"].to_numpy(), head["track_id"].to_numpy()
     return {int(head_ids[c]): int(tail_ids[r]) for r, c in zip(rows, cols) if iou[r, c] >= _LINK_IOU}

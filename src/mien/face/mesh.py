@@ -83,10 +83,10 @@ class MeshEstimator:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+        self.forget_followers()
         with native_stderr_silenced():
-            for landmarker in self._landmarkers + self._spare + [f[0] for f in self._followers.values()]:
+            for landmarker in self._landmarkers:
                 landmarker.close()
-        self._followers, self._spare = {}, []
 
     def forget_followers(self) -> None:
         """Close every video-mode landmarker: what follows starts with no memory of earlier frames

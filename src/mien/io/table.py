@@ -265,8 +265,8 @@ class TableWriter:
         elif self.format == "jsonl":
             if self._file is None:
                 self._file = open(self.path, "w", encoding="utf-8")
-            for record in frame.to_dict(orient="records"):
-                self._file.write(json.dumps({k: json_value(v) for k, v in record.items()}) + "\n")
+            for record in json_records(frame):
+                self._file.write(json.dumps(record) + "\n")
             self._file.flush()
         else:
             raise ValueError(f"unknown table format {self.format!r}")
@@ -289,6 +289,11 @@ class TableWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """A frame's rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
+    return [{k: json_value(v) for k, v in record.items()} for record in frame.to_dict(orient="records")]
 
 
 def json_value(value):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import cv2
 import numpy as np
 
@@ -99,6 +101,22 @@ def blur_faces(rgb: np.ndarray, faces: Faces, scale_coords: float = 1.0, blocks:
         mosaic = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
         out[y1:y2, x1:x2] = cv2.GaussianBlur(mosaic, (0, 0), max(x2 - x1, y2 - y1) / (2 * blocks))
     return out
+
+
+def encode_image(rgb: np.ndarray, max_side: int | None = None, fmt: str = ".jpg", quality: int = 85) -> bytes:
+    """An RGB image encoded as JPEG (or PNG with fmt=".png"), shrunk to `max_side` first if larger."""
+    if max_side is not None and max(rgb.shape[:2]) > max_side:
+        scale = max_side / max(rgb.shape[:2])
+        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not encode the image as {fmt}")
+    return data.tobytes()
+
+
+def data_uri(data: bytes, mime: str = "image/jpeg") -> str:
+    """Encoded image bytes as a data: URI (for HTML and JSON that carry pictures inline)."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def save_rgb(path, rgb: np.ndarray) -> None:

@@ -10,13 +10,11 @@ key frame with its heatmap. Every report ends with "how to read this" and the li
 
 from __future__ import annotations
 
-import base64
 import html
 import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -30,7 +28,7 @@ from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
 from mien.expression.crop import expression_crop
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.report import plots
-from mien.report.annotate import annotate
+from mien.report.annotate import annotate, data_uri, encode_image
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -72,17 +70,12 @@ balanced prior; contempt and disgust are the weakest classes. Trained on web ima
 """
 
 
-def _data_uri(rgb: np.ndarray, max_side: int = 720, fmt: str = ".jpg") -> str:
-    scale = min(1.0, max_side / max(rgb.shape[:2]))
-    if scale < 1:
-        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-    mime = "image/jpeg" if fmt == ".jpg" else "image/png"
-    return f"data:{mime};base64,{base64.b64encode(data.tobytes()).decode()}"
+def _data_uri(rgb: np.ndarray, max_side: int = 720) -> str:
+    return data_uri(encode_image(rgb, max_side))
 
 
 def _figure_uri(fig) -> str:
-    return f"data:image/png;base64,{base64.b64encode(plots.png_bytes(fig)).decode()}"
+    return data_uri(plots.png_bytes(fig), "image/png")
 
 
 def _img(uri: str, alt: str, width: int | None = None, cls: str = "") -> str:

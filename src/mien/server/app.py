@@ -6,7 +6,6 @@ Interactive API docs at /docs (OpenAPI schema at /openapi.json).
 from __future__ import annotations
 
 import asyncio
-import base64
 import shutil
 import uuid
 from contextlib import asynccontextmanager
@@ -22,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from mien import __version__
+from mien.io.table import json_records
+from mien.report.annotate import data_uri
 from mien.server.live import LiveSession
 from mien.server.security import RateLimiter, key_matches, key_owner
 from mien.server.service import (RESULT_TABLE, AnalyzerPool, JobRunner, analyze_image, result_dir,
@@ -144,8 +145,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if not (store and settings.retain_uploads):
             shutil.rmtree(folder, ignore_errors=True)
         return {"job": job_id if store else None, "source": name, "width": result.width, "height": result.height,
-                "rows": result.rows, "annotated": _data_uri(result.annotated),
-                "heatmap": _data_uri(result.heatmap) if result.heatmap else None,
+                "rows": result.rows, "annotated": data_uri(result.annotated),
+                "heatmap": data_uri(result.heatmap) if result.heatmap else None,
                 "files": {f: f"/api/jobs/{job_id}/files/{f}" for f in files}}
 
     @app.post("/api/jobs", status_code=202, tags=["jobs"])
@@ -219,9 +220,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         for part in ("segments", "tracks"):
             name = f"rows.{part}.csv"
             path = result_dir(settings, job.id) / name
-            out[part] = (pd.read_csv(path).to_dict(orient="records") if name in job.files and path.exists()
+            out[part] = (json_records(pd.read_csv(path)) if name in job.files and path.exists()
                          and path.stat().st_size > 1 else [])
-        return _clean(out)
+        return out
 
     @app.delete("/api/jobs/{job_id}", tags=["jobs"])
     def delete(job_id: str, owner: Owner) -> dict:
@@ -318,21 +319,6 @@ def _job_json(job: Job) -> dict:
     if job.status == "done":
         out["urls"].update({f"rows.{fmt}": f"/api/jobs/{job.id}/results?format={fmt}" for fmt in ("csv", "parquet", "json")})
     return out
-
-
-def _data_uri(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
-
-
-def _clean(value):
-    """NaN -> None, recursively (JSON has no NaN)."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 __all__ = ["create_app", "ServerSettings"]

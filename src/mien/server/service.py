@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -27,8 +26,8 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import expression_crop
 from mien.faces import Faces
 from mien.io.images import ImageError, LoadedImage, load_image
-from mien.io.table import json_value, faces_to_frame
-from mien.report.annotate import annotate, blur_faces
+from mien.io.table import faces_to_frame, json_records
+from mien.report.annotate import annotate, blur_faces, encode_image
 from mien.server.settings import ServerSettings
 from mien.server.store import Job, JobStore
 
@@ -68,15 +67,9 @@ class ImageResult:
     height: int
 
 
-def jpeg(rgb: np.ndarray, quality: int = 88, max_side: int = 1600) -> bytes:
-    """JPEG bytes of an RGB image, shrunk to `max_side` (results are for looking at)."""
-    scale = max_side / max(rgb.shape[:2])
-    if scale < 1:
-        rgb = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("could not encode JPEG")
-    return data.tobytes()
+def jpeg(rgb: np.ndarray) -> bytes:
+    """JPEG bytes of a result picture (shrunk to 1600 px: results are for looking at)."""
+    return encode_image(rgb, max_side=1600, quality=88)
 
 
 def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True, blur: bool = False,
@@ -103,17 +96,12 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
     shown = blur_faces(rgb, faces, scale) if blur else rgb
     annotated = jpeg(annotate(shown, faces, scale_coords=scale, mesh=not blur))
     heat_jpeg = jpeg(overlay(shown, heat)) if heat is not None else None
-    rows = table_records(faces_to_frame([faces], landmarks=landmarks))
+    rows = json_records(faces_to_frame([faces], landmarks=landmarks))
     for row in rows:
         face = row["face_id"]
         row["rationale"] = reasons[face] if row["face_found"] and face < len(reasons) else None
     height, width = loaded.original_size
     return ImageResult(rows, annotated, heat_jpeg, width, height)
-
-
-def table_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows (NaN -> null)."""
-    return [{k: json_value(v) for k, v in record.items()} for record in frame.to_dict(orient="records")]
 
 
 class JobRunner:

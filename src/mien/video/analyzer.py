@@ -60,20 +60,15 @@ class VideoAnalyzer:
     def __init__(self, options: VideoOptions | None = None) -> None:
         self.options = options or VideoOptions()
         self.analyzer = Analyzer(self.options.analyzer)
-        self.tracker = FaceTracker(self.options.tracker)
-        self.smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing else None
-        self._box_from_mesh: dict[int, np.ndarray] = {}  # per track: detector box relative to mesh extent
-        self._scores: dict[int, float] = {}
-        self._frames = 0
-        self._detect_next = True
         self._locator = ThreadPoolExecutor(1)
+        self.reset()
 
     def reset(self) -> None:
         """Forget all tracks (a new, unrelated video or chunk follows); the models stay loaded."""
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing else None
-        self._box_from_mesh.clear()
-        self._scores.clear()
+        self._box_from_mesh: dict[int, np.ndarray] = {}  # per track: detector box relative to mesh extent
+        self._scores: dict[int, float] = {}
         self._frames = 0
         self._detect_next = True
         self.analyzer.mesh.forget_followers()
