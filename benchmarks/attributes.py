@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +36,11 @@ def fit_template(table, arrays) -> list[list[float]]:
 
 def chips(table, arrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """64x64 and 32x32 chips of the given rows, from the original images and their cached meshes."""
-    from mien.face.attributes import face_chip
+    from mien.face.attributes import attribute_chips
     from mien.io.images import load_image
 
-    big = np.stack([face_chip(load_image(table["path"].iloc[i]).rgb, arrays["landmarks"][i], 192) for i in rows])
-    c64 = np.stack([cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA) for c in big])
-    c32 = np.stack([cv2.resize(c, (32, 32), interpolation=cv2.INTER_AREA) for c in big])
-    return c64, c32
+    pairs = [attribute_chips(load_image(table["path"].iloc[i]).rgb, arrays["landmarks"][i]) for i in rows]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def fit_interval(age_probs: np.ndarray, ages: np.ndarray, target: float = 0.8) -> float:
@@ -57,11 +54,11 @@ def fit_interval(age_probs: np.ndarray, ages: np.ndarray, target: float = 0.8) -
 
 
 def metrics(age_probs: np.ndarray, p_female: np.ndarray, ages: np.ndarray, female: np.ndarray, q: float) -> dict:
-    from mien.face.attributes import AGE_BINS, age_summary
+    from mien.face.attributes import AGE_BINS, age_summary, interval_holds
 
     summary = age_summary(age_probs, q)
     error = np.abs(age_probs @ AGE_BINS - ages)
-    inside = (ages >= summary[:, 1] - 0.5) & (ages <= summary[:, 2] + 0.5)
+    inside = interval_holds(ages, summary[:, 1], summary[:, 2])
     return {"faces": int(len(ages)), "age_interval_q": q, "age_mae": round(float(error.mean()), 2),
             "age_median_abs_error": round(float(np.median(error)), 2),
             "age_interval_coverage": round(float(inside.mean()), 3),

@@ -74,3 +74,15 @@ def test_pipeline_reports_outcomes(analyzer, astronaut):
     row = analyzer.analyze(astronaut).to_pandas().iloc[0]
     assert row["expression_status"] == "known" and row["expression_blend"] is None
     assert row["expression_familiarity"] > openset.load_thresholds()["unknown_below"]
+
+
+def test_explain_face_ties_heatmap_regions_and_rationale(analyzer, astronaut):
+    from mien.explain.face import explain_face
+
+    faces = analyzer.analyze(astronaut)
+    why = explain_face(analyzer.classifier, astronaut, faces.landmarks[0], faces.blendshapes[0],
+                       faces.expression[0], faces.aus[0])
+    assert why.target == EXPRESSIONS.index("happy") and why.probability == pytest.approx(faces.expression[0].max())
+    assert max(why.regions, key=why.regions.get) == "mouth"
+    assert why.image_heat.shape == astronaut.shape[:2] and why.image_heat.max() > 0
+    assert why.text.startswith("happy (") and "mouth" in why.text

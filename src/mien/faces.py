@@ -123,6 +123,13 @@ class Faces:
         """Most probable expression per face (None where there are no probabilities)."""
         return [None if np.isnan(p).any() else EXPRESSIONS[int(p.argmax())] for p in self.expression]
 
+    def main_face(self) -> int | None:
+        """Index of the face a one-person photo is about: the most confident face with a mesh (the most
+        confident face when none has one); None without faces."""
+        if not len(self):
+            return None
+        return int(np.argmax(self.scores + self.has_mesh))  # scores are <= 1: a mesh outranks any score
+
     @property
     def has_mesh(self) -> np.ndarray:
         """(n,) True where the 478-point mesh was found."""

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import chi2_contingency
 
 from mien.expression.classes import EXPRESSIONS
+from mien.face.attributes import interval_holds
 from mien.io.table import json_records
 
 AGE_BANDS = ((0, 2, "0-2"), (3, 9, "3-9"), (10, 19, "10-19"), (20, 29, "20-29"), (30, 39, "30-39"),
@@ -91,8 +92,8 @@ def group_metrics(table: pd.DataFrame, grouping: str) -> pd.DataFrame:
             "attribute_faces": int(len(held)),
             "age_mae": float((held["apparent_age"] - held["age"]).abs().mean()) if len(held) else np.nan,
             "age_bias": float((held["apparent_age"] - held["age"]).mean()) if len(held) else np.nan,
-            "age_interval_coverage": float(((held["age"] >= held["apparent_age_low"] - 0.5)
-                                            & (held["age"] <= held["apparent_age_high"] + 0.5)).mean())
+            "age_interval_coverage": float(interval_holds(held["age"], held["apparent_age_low"],
+                                                          held["apparent_age_high"]).mean())
             if len(held) else np.nan,
             "gender_accuracy": float(((held["p_female"] >= 0.5) == (held["gender"] == "female")).mean())
             if len(held) else np.nan,
@@ -156,13 +157,12 @@ def collect_utkface(folder, progress: bool = True) -> pd.DataFrame:
             record = {"detected": bool(len(faces)), "meshed": False, "expression": None, "expression_status": None,
                       "apparent_age": np.nan, "apparent_age_low": np.nan, "apparent_age_high": np.nan,
                       "p_female": np.nan}
-            if len(faces):
-                best = int(np.argmax(faces.scores + faces.has_mesh))
-                if faces.has_mesh[best]:
-                    record.update(meshed=True, expression=faces.top_expression[best],
-                                  expression_status=faces.status[best], apparent_age=float(faces.age[best, 0]),
-                                  apparent_age_low=float(faces.age[best, 1]), apparent_age_high=float(faces.age[best, 2]),
-                                  p_female=float(faces.female[best]))
+            best = faces.main_face()
+            if best is not None and faces.has_mesh[best]:
+                record.update(meshed=True, expression=faces.top_expression[best],
+                              expression_status=faces.status[best], apparent_age=float(faces.age[best, 0]),
+                              apparent_age_low=float(faces.age[best, 1]), apparent_age_high=float(faces.age[best, 2]),
+                              p_female=float(faces.female[best]))
             records.append(record)
     out = pd.concat([table.reset_index(drop=True), pd.DataFrame(records)], axis=1)
     out["attribute_eval"] = out["split"] != "train"  # the chip template was fitted on train
@@ -182,16 +182,14 @@ def proxy_expression_accuracy(folder, progress: bool = True) -> pd.DataFrame:
     from mien.io.images import load_image
 
     files = sorted((c.name, p) for c in Path(folder).iterdir() if c.is_dir() for p in c.glob("*.jpg"))
-    names = {"happy": "happy", "neutral": "neutral", "surprise": "surprise", "sad": "sad", "anger": "anger",
-             "disgust": "disgust", "fear": "fear", "contempt": "contempt"}
     records = []
     with Analyzer(AnalyzerOptions(mode="fast", attributes=True, expression_prior="balanced")) as analyzer:
         for label, path in (track(files, description="AffectNet-8 valid") if progress else files):
             faces = analyzer.analyze_loaded(load_image(path))
-            if not len(faces) or not faces.has_mesh.any():
+            best = faces.main_face()
+            if best is None or not faces.has_mesh[best]:
                 continue
-            best = int(np.argmax(faces.scores))
-            records.append({"label": names[label], "predicted": faces.top_expression[best],
+            records.append({"label": label, "predicted": faces.top_expression[best],
                             "apparent_age": float(faces.age[best, 0]), "p_female": float(faces.female[best])})
     table = pd.DataFrame(records)
     table["age_band"] = [age_band(a) for a in table["apparent_age"]]
@@ -243,17 +241,12 @@ def evaluate(data_dir, cache_dir=None, progress: bool = True) -> dict:
     # Intervals from the shipped calibration (cached predictions stay valid if it is refitted).
     table["apparent_age_low"], table["apparent_age_high"] = age_interval(table["apparent_age"].to_numpy())
     frames = {g: group_metrics(table, g) for g in GROUPINGS}
+    everyone = json_records(group_metrics(table.assign(everyone="all"), "everyone"))[0]
     results = {
         "dataset": f"UTKFace subsample ({len(table)} faces; attribute errors on the {int(table['attribute_eval'].sum())} "
                    "valid+test faces not used to fit the chip template)",
         "min_group": MIN_GROUP,
-        "overall": {"faces": int(len(table)), "detection_rate": float(table["detected"].mean()),
-                    "mesh_rate": float(table["meshed"].mean()),
-                    "age_mae": float((table.loc[table["attribute_eval"], "apparent_age"]
-                                      - table.loc[table["attribute_eval"], "age"]).abs().mean()),
-                    "gender_accuracy": float(((table.loc[table["attribute_eval"] & table["meshed"], "p_female"] >= 0.5)
-                                              == (table.loc[table["attribute_eval"] & table["meshed"], "gender"]
-                                                  == "female")).mean())},
+        "overall": {k: everyone[k] for k in ("faces", "detection_rate", "mesh_rate", "age_mae", "gender_accuracy")},
         "groups": {g: json_records(f) for g, f in frames.items()},
         "gaps": largest_gaps(frames),
     }

@@ -28,6 +28,11 @@ class Task:
     end_s: float | None = None
     chunk: int = 0
 
+    def entry(self, **fields) -> dict:
+        """This task's manifest entry: what it was (input, range, checksum) plus `fields`."""
+        return {"task_id": self.task_id, "kind": self.kind, "paths": list(self.paths), "start_s": self.start_s,
+                "end_s": self.end_s, "chunk": self.chunk, "checksum": self.checksum, **fields}
+
     @property
     def label(self) -> str:
         if self.kind == "video":

@@ -85,10 +85,8 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
                             again.append(task)
                             continue
                         if entry is None:
-                            entry = {"task_id": task.task_id, "kind": task.kind, "paths": list(task.paths),
-                                     "start_s": task.start_s, "end_s": task.end_s, "chunk": task.chunk,
-                                     "checksum": task.checksum, "status": "failed", "rows": 0, "errors": [],
-                                     "error": f"{error} (after {attempts[task.task_id]} attempts)"}
+                            entry = task.entry(status="failed", rows=0, errors=[],
+                                               error=f"{error} (after {attempts[task.task_id]} attempts)")
                         entry["attempts"] = attempts[task.task_id]
                         manifest.record(entry)
                         if entry["status"] == "done":

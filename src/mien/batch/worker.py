@@ -69,9 +69,7 @@ class BatchWorker:
         began = time.perf_counter()
         tmp = out / PARTS / TMP / f"{task.task_id}-{uuid.uuid4().hex[:8]}.parquet"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        entry: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "paths": list(task.paths),
-                                 "start_s": task.start_s, "end_s": task.end_s, "chunk": task.chunk,
-                                 "checksum": task.checksum, "worker": self.name}
+        entry = task.entry(worker=self.name)
         try:
             if task.kind == "images":
                 rows, errors = self._images(task, tmp)

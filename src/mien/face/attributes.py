@@ -55,6 +55,18 @@ def face_chip(rgb: np.ndarray, landmarks: np.ndarray, size: int, work_size: int 
     return chip if work == size else cv2.resize(chip, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def attribute_chips(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The age network's 64x64 and the gender network's 32x32 chip of one face (both from one 192 px chip)."""
+    large = face_chip(rgb, landmarks, 192)
+    return (cv2.resize(large, (64, 64), interpolation=cv2.INTER_AREA),
+            cv2.resize(large, (32, 32), interpolation=cv2.INTER_AREA))
+
+
+def interval_holds(age: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Whether whole-year labelled ages lie in the intervals (half a year of slack for rounding)."""
+    return (age >= low - 0.5) & (age <= high + 0.5)
+
+
 def _blob(chips: np.ndarray) -> np.ndarray:
     return ((chips.astype(np.float32) - _MEAN) / 256.0).transpose(0, 3, 1, 2).copy()
 
@@ -105,9 +117,9 @@ class AttributeEstimator:
         female = np.full(n, np.nan, np.float32)
         ok = [i for i in range(n) if not np.isnan(landmarks[i]).any()]
         if ok:
-            large = [face_chip(rgb, landmarks[i], 192) for i in ok]
-            chips64 = np.stack([cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA) for c in large])
-            chips32 = np.stack([cv2.resize(c, (32, 32), interpolation=cv2.INTER_AREA) for c in large])
+            pairs = [attribute_chips(rgb, landmarks[i]) for i in ok]
+            chips64 = np.stack([p[0] for p in pairs])
+            chips32 = np.stack([p[1] for p in pairs])
             ages[ok] = age_summary(self.age_probabilities(chips64))
             female[ok] = self.female_probability(chips32)
         return ages, female

@@ -22,10 +22,9 @@ from mien import __version__
 from mien.analysis import summarize
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
+from mien.explain.face import explain_face
 from mien.explain.rationale import rationale
-from mien.explain.regions import region_map, region_shares
-from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
-from mien.expression.crop import expression_crop
+from mien.explain.saliency import overlay
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.report import plots
 from mien.report.annotate import annotate, data_uri, encode_image
@@ -65,7 +64,8 @@ Micro-expression <i>candidates</i> are brief spikes worth a human look, not veri
 <li>Expression model: 87.3% on FER+ test (majority protocol), about 60% on in-the-wild AffectNet faces with the
 balanced prior; contempt and disgust are the weakest classes. Trained on web images of mostly frontal adults.</li>
 <li>Faces smaller than about 40 px, strongly turned, blurred or covered give unreliable numbers (see the flags).</li>
-<li>Performance across age, gender and skin tone has not yet been measured.</li>
+<li>How well each model works per age band, gender and race label (UTKFace) is in its model card
+(<code>mien card expression</code>); for example, the model predicts "happy" far less often for babies than for adults.</li>
 </ul>
 """
 
@@ -97,20 +97,18 @@ def _page(title: str, body: list[str]) -> str:
             "computed offline; it loads nothing from the network.</p>" + "\n".join(body) + HOW_TO_READ + "</body></html>")
 
 
-def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> str:
-    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh."""
+def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str, scale: float = 1.0) -> str:
+    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh. `scale`
+    maps `faces` coordinates to `rgb`'s pixels (the `LoadedImage.scale` of a shrunk image)."""
     if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
         return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
-    landmarks = faces.landmarks[i]
-    crop = expression_crop(rgb, landmarks)
-    heat, target = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[i])
-    shares = region_shares(heat, region_map(landmarks))
-    full = heatmap_to_image(heat, landmarks, rgb.shape[:2])
-    x1, y1, x2, y2 = faces.boxes[i].astype(int)
+    landmarks = faces.landmarks[i] * scale
+    why = explain_face(analyzer.classifier, rgb, landmarks, faces.blendshapes[i], faces.expression[i], faces.aus[i])
+    target, probability, full = why.target, why.probability, why.image_heat
+    x1, y1, x2, y2 = (faces.boxes[i] * scale).astype(int)
     pad = int(0.25 * (x2 - x1))
     y0, y3, x0, x3 = max(y1 - pad, 0), min(y2 + pad, rgb.shape[0]), max(x1 - pad, 0), min(x2 + pad, rgb.shape[1])
     face = overlay(rgb[y0:y3, x0:x3], full[y0:y3, x0:x3])
-    probability = float(faces.expression[i, target])
     status = faces.status[i] or "known"
     tags = f'<span class="tag {status}">{status}</span>'
     if faces.blend[i]:
@@ -119,12 +117,11 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> st
     tags += "".join(f'<span class="tag">{name}</span>' for name in flags)
     probs = " · ".join(f"{c} {faces.expression[i, k]:.2f}" for k, c in sorted(
         enumerate(EXPRESSIONS), key=lambda kc: -faces.expression[i, kc[0]])[:4])
-    why = rationale(EXPRESSIONS[target], probability, faces.aus[i], shares)
     mesh = _figure_uri(plots.aus_on_mesh(landmarks[:, :2], faces.aus[i]))
     valence, arousal = faces.affect[i]
     return (f'<div class="face">{_img(_data_uri(face, 240), f"{label} heatmap", 200)}'
             f'<div><h3>{html.escape(label)}: {EXPRESSIONS[target]} ({probability:.2f})</h3><p>{tags}</p>'
-            f'<p class="why">{html.escape(why)}</p><p class="muted">{probs}; valence {valence:+.2f}, arousal '
+            f'<p class="why">{html.escape(why.text)}</p><p class="muted">{probs}; valence {valence:+.2f}, arousal '
             f'{arousal:+.2f} (derived)</p></div>{_img(mesh, f"{label} AUs on the mesh", 190)}</div>')
 
 
@@ -143,14 +140,15 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         faces = analyzer.analyze_loaded(loaded)
         tables.append(faces_to_frame([faces], landmarks="none"))
         section = [f"<h2>{html.escape(Path(path).name)}</h2>",
-                   _img(_data_uri(annotate(loaded.rgb, faces)), f"{Path(path).name} annotated", cls="wide")]
+                   _img(_data_uri(annotate(loaded.rgb, faces, scale_coords=loaded.scale)), f"{Path(path).name} annotated",
+                        cls="wide")]
         if not len(faces):
             section.append('<p class="muted">no face found</p>')
         for i in range(len(faces)):
             if shown >= max_faces:
                 section.append(f'<p class="muted">(face details stop after {max_faces} faces)</p>')
                 break
-            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face {i}"))
+            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face {i}", loaded.scale))
             shown += 1
         body += section
         if progress is not None:

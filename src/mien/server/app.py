@@ -26,7 +26,7 @@ from mien.report.annotate import data_uri
 from mien.server.live import LiveSession
 from mien.server.security import RateLimiter, key_matches, key_owner
 from mien.server.service import (RESULT_TABLE, AnalyzerPool, JobRunner, analyze_image, result_dir,
-                                 upload_dir)
+                                 save_pictures, upload_dir)
 from mien.server.settings import ServerSettings
 from mien.server.store import Job, JobStore, new_job_id
 from mien.server.uploads import UploadError, check_image, check_video, display_name, receive
@@ -134,11 +134,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             out = result_dir(settings, job_id)
             out.mkdir(parents=True)
             pd.DataFrame(result.rows).to_parquet(out / RESULT_TABLE, index=False)
-            (out / "annotated_0000.jpg").write_bytes(result.annotated)
-            files = [RESULT_TABLE, "annotated_0000.jpg"]
-            if result.heatmap is not None:
-                (out / "heatmap_0000.jpg").write_bytes(result.heatmap)
-                files.append("heatmap_0000.jpg")
+            files = [RESULT_TABLE, *save_pictures(result, out, 0)]
             state.store.add(Job(id=job_id, kind="image", status="done", progress=1.0, inputs=[item],
                                 files=files, rows=len(result.rows), owner=owner, message="finished",
                                 options={"explain": explain}))

@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from mien.analyzer import Analyzer, AnalyzerOptions
+from mien.explain.face import explain_face
 from mien.explain.rationale import rationale
-from mien.explain.regions import region_map, region_shares
-from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
+from mien.explain.saliency import overlay
 from mien.expression.classes import EXPRESSIONS
-from mien.expression.crop import expression_crop
 from mien.faces import Faces
 from mien.io.images import ImageError, LoadedImage, load_image
 from mien.io.table import faces_to_frame, json_records
@@ -83,16 +82,14 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
     for i in range(len(faces)):
         if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
             reasons.append(None)
-            continue
-        points = faces.landmarks[i] * scale
-        shares = None
-        target = int(np.argmax(faces.expression[i]))
-        if explain and analyzer.classifier is not None:
-            face_heat, target = occlusion_heatmap(analyzer.classifier, expression_crop(rgb, points),
-                                                  faces.blendshapes[i])
-            shares = region_shares(face_heat, region_map(points))
-            heat = np.maximum(heat, heatmap_to_image(face_heat, points, rgb.shape[:2]))
-        reasons.append(rationale(EXPRESSIONS[target], float(faces.expression[i, target]), faces.aus[i], shares))
+        elif explain and analyzer.classifier is not None:
+            why = explain_face(analyzer.classifier, rgb, faces.landmarks[i] * scale, faces.blendshapes[i],
+                               faces.expression[i], faces.aus[i])
+            heat = np.maximum(heat, why.image_heat)
+            reasons.append(why.text)
+        else:
+            top = int(np.argmax(faces.expression[i]))
+            reasons.append(rationale(EXPRESSIONS[top], float(faces.expression[i, top]), faces.aus[i]))
     shown = blur_faces(rgb, faces, scale) if blur else rgb
     annotated = jpeg(annotate(shown, faces, scale_coords=scale, mesh=not blur))
     heat_jpeg = jpeg(overlay(shown, heat)) if heat is not None else None
@@ -102,6 +99,15 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
         row["rationale"] = reasons[face] if row["face_found"] and face < len(reasons) else None
     height, width = loaded.original_size
     return ImageResult(rows, annotated, heat_jpeg, width, height)
+
+
+def save_pictures(result: ImageResult, folder: Path, index: int) -> list[str]:
+    """Write the annotated picture (and heatmap) of the `index`-th image of a job; returns the file names."""
+    names = {f"annotated_{index:04d}.jpg": result.annotated, f"heatmap_{index:04d}.jpg": result.heatmap}
+    for name, data in names.items():
+        if data is not None:
+            (folder / name).write_bytes(data)
+    return [name for name, data in names.items() if data is not None]
 
 
 class JobRunner:
@@ -160,12 +166,7 @@ class JobRunner:
                 with self.pool.analyzer() as analyzer:
                     result = analyze_image(analyzer, loaded, explain=explain, blur=self.settings.blur_faces)
                 frames.append(pd.DataFrame(result.rows))
-                name = f"annotated_{k:04d}.jpg"
-                (out / name).write_bytes(result.annotated)
-                files.append(name)
-                if result.heatmap is not None:
-                    (out / f"heatmap_{k:04d}.jpg").write_bytes(result.heatmap)
-                    files.append(f"heatmap_{k:04d}.jpg")
+                files += save_pictures(result, out, k)
             except ImageError as exc:
                 errors.append(f"{item['name']}: {exc}")
             self.store.update(job.id, progress=(k + 1) / len(job.inputs), message=f"{k + 1}/{len(job.inputs)} images")

@@ -77,10 +77,10 @@ def mesh_cache(folder: str | Path, cache: str | Path) -> pd.DataFrame:
     with Analyzer(AnalyzerOptions(mode="auto", require_mesh=False)) as analyzer:
         for i, path in enumerate(track(table["path"], description="UTKFace mesh")):
             faces = analyzer.analyze_loaded(load_image(path))
-            if not len(faces):
+            best = faces.main_face()
+            if best is None:
                 continue
             detected[i] = True
-            best = int(np.argmax(faces.scores + faces.has_mesh))  # a meshed face first, then the most confident
             if faces.has_mesh[best]:
                 meshed[i] = True
                 landmarks[i], blendshapes[i] = faces.landmarks[best], faces.blendshapes[best]

@@ -1,0 +1,36 @@
+"""One face's explanation: heatmap, the face regions it falls on, and the rationale sentence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.classifier import ExpressionClassifier
+from mien.expression.crop import expression_crop
+from mien.explain.rationale import rationale
+from mien.explain.regions import region_map, region_shares
+from mien.explain.saliency import heatmap_to_image, occlusion_heatmap
+
+
+@dataclass
+class FaceExplanation:
+    """Why the classifier chose `EXPRESSIONS[target]` for one face."""
+
+    target: int
+    probability: float
+    regions: dict[str, float]  # share of the heatmap in each face region
+    image_heat: np.ndarray  # (H, W) heatmap on the image, zero outside the face
+    text: str  # the rationale sentence
+
+
+def explain_face(classifier: ExpressionClassifier, rgb: np.ndarray, landmarks: np.ndarray,
+                 blendshapes: np.ndarray, probabilities: np.ndarray, aus: np.ndarray) -> FaceExplanation:
+    """Occlusion heatmap of the predicted class, its region shares and the rationale, for a face whose
+    `landmarks` are in `rgb`'s pixels."""
+    heat, target = occlusion_heatmap(classifier, expression_crop(rgb, landmarks), blendshapes)
+    regions = region_shares(heat, region_map(landmarks))
+    probability = float(probabilities[target])
+    return FaceExplanation(target, probability, regions, heatmap_to_image(heat, landmarks, rgb.shape[:2]),
+                           rationale(EXPRESSIONS[target], probability, aus, regions))
