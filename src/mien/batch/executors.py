@@ -18,7 +18,7 @@ from mien.batch.worker import BatchOptions, BatchWorker, init_process, run_in_pr
 Outcome = tuple[Task, "dict[str, Any] | None", "str | None"]
 
 
-def _one_line(error: BaseException | str) -> str:
+def one_line(error: BaseException | str) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
 
@@ -36,7 +36,7 @@ class InlineExecutor:
             try:
                 yield task, self.worker.run(task, out_dir), None
             except Exception as exc:
-                yield task, None, f"{type(exc).__name__}: {_one_line(exc)}"
+                yield task, None, f"{type(exc).__name__}: {one_line(exc)}"
 
     def close(self) -> None:
         self.worker.close()
@@ -64,7 +64,7 @@ class ProcessExecutor:
                 try:
                     yield task, future.result(), None
                 except Exception as exc:
-                    yield task, None, _one_line(exc)
+                    yield task, None, one_line(exc)
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -117,11 +117,11 @@ class RayExecutor:
                     replacement = self._actor_class.remote(self._options)
                     self.actors.append(replacement)
                     idle.append(replacement)
-                    yield task, None, f"worker died: {_one_line(exc)}"
+                    yield task, None, f"worker died: {one_line(exc)}"
                 except RayError as exc:
                     idle.append(actor)
                     cause = getattr(exc, "cause", None) or exc
-                    yield task, None, f"{type(cause).__name__}: {_one_line(cause)}"
+                    yield task, None, f"{type(cause).__name__}: {one_line(cause)}"
 
     def close(self) -> None:
         for actor in self.actors:

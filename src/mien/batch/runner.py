@@ -118,9 +118,7 @@ def _executor(options: BatchOptions, workers: int | None, ray: str | None):
         try:
             return executors.RayExecutor(options, ray, workers)
         except Exception as exc:  # ray.init's many ways of failing: one line for the user
-            lines = str(exc).strip().splitlines()
-            raise BatchSetupError(f"cannot start or reach the Ray cluster ({ray}): "
-                                  f"{lines[0] if lines else type(exc).__name__}") from None
+            raise BatchSetupError(f"cannot start or reach the Ray cluster ({ray}): {executors.one_line(exc)}") from None
     workers = workers or os.cpu_count() or 1
     if workers <= 1:
         return executors.InlineExecutor(options)
