@@ -172,3 +172,48 @@ def test_unreachable_ray_cluster_is_one_clear_line(inputs, tmp_path):
     assert result.exit_code == 2
     assert "cannot start or reach the Ray cluster (auto)" in result.output
     assert not list((tmp_path / "out" / "parts").glob("*.parquet"))
+
+
+def test_rerun_after_adding_a_file_or_resharding_never_duplicates(inputs, tmp_path):
+    """Exactly once per dataset: new files are added, other shard/chunk sizes redo nothing, a removed file leaves."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("p0.jpg", "p1.jpg"):
+        (folder / name).write_bytes((inputs / "photos" / name).read_bytes())
+    video = inputs / "one.mp4"
+    out = tmp_path / "out"
+    first = run_batch([folder, video], out, workers=1, shard_size=2, chunk_s=1.0, progress=False)
+    assert (first.done, first.skipped) == (3, 0)  # one shard + two chunks
+    (folder / "p2.jpg").write_bytes((inputs / "photos" / "p2.jpg").read_bytes())
+    second = run_batch([folder, video], out, workers=1, shard_size=5, chunk_s=0.7, progress=False)
+    assert (second.done, second.skipped) == (1, 3)  # only the new photo; old shard and chunks kept
+    table = read_results(out)
+    assert len(table) == 3 + 60 and not table.duplicated(KEY).any()
+    assert sorted(table.loc[table["source"].str.endswith(".jpg"), "source"].map(lambda s: s[-6:])) == \
+        ["p0.jpg", "p1.jpg", "p2.jpg"]
+    (folder / "p0.jpg").unlink()
+    third = run_batch([folder, video], out, workers=1, shard_size=1, chunk_s=None, progress=False)
+    assert third.done == 0
+    table = read_results(out)
+    assert len(table) == 2 + 60 and not table["source"].str.endswith("p0.jpg").any()
+    from mien.batch import query
+
+    assert query(out, "SELECT count(*) AS n FROM faces")["n"].tolist() == [62]
+
+
+def test_rerun_with_other_options_is_refused(inputs, tmp_path):
+    from typer.testing import CliRunner
+
+    from mien.cli import app
+    from mien.io.writer import read_provenance
+
+    out = tmp_path / "out"
+    run_batch([inputs / "photos" / "p0.jpg"], out, workers=1, progress=False)
+    result = CliRunner().invoke(app, ["batch", str(inputs / "photos" / "p0.jpg"), "-o", str(out), "--mode", "fast",
+                                      "--workers", "1"])
+    assert result.exit_code == 2
+    assert "other options or models (analyzer.mode: auto -> fast)" in result.output.replace("\n", " ")
+    part = next((out / "parts").glob("*.parquet"))
+    record = read_provenance(part)
+    assert record["options"]["analyzer"]["mode"] == "auto" and record["models"]["expression"]["sha256"]
+    assert record["inputs"][0]["source"].endswith("p0.jpg") and len(record["inputs"][0]["sha256"]) == 64

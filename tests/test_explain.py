@@ -80,8 +80,7 @@ def test_explain_face_ties_heatmap_regions_and_rationale(analyzer, astronaut):
     from mien.explain.face import explain_face
 
     faces = analyzer.analyze(astronaut)
-    why = explain_face(analyzer.classifier, astronaut, faces.landmarks[0], faces.blendshapes[0],
-                       faces.expression[0], faces.aus[0])
+    why = explain_face(analyzer.classifier, astronaut, faces, 0)
     assert why.target == EXPRESSIONS.index("happy") and why.probability == pytest.approx(faces.expression[0].max())
     assert max(why.regions, key=why.regions.get) == "mouth"
     assert why.image_heat.shape == astronaut.shape[:2] and why.image_heat.max() > 0

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mien.io.table import TableWriter, columns, faces_to_frame, read_table
+from mien.io.table import columns, faces_to_frame, read_table
+from mien.io.writer import TableWriter
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_truncated_avi_keeps_the_frames_before_the_damage(tmp_path, clip):
     reader = open_video(tmp_path / "cut.avi")
     frames = list(reader)
     assert 10 < len(frames) < 60
-    assert reader.truncated and reader.warnings and "ended after" in reader.warnings[0]
+    assert reader.truncated and reader.warnings and "truncated or damaged" in reader.warnings[0]
 
 
 def test_track_ids_survive_crossing_paths():
@@ -136,12 +136,12 @@ def test_smoothing_lowers_jitter_on_a_still_face():
 
 
 def test_streaming_writer_merges_parts_and_keeps_rows(tmp_path):
-    from mien.io.stream import StreamingTableWriter, parts_dir
+    from mien.io.writer import TableWriter, parts_dir
 
     out = tmp_path / "rows.parquet"
     frames = [pd.DataFrame({"frame": np.arange(i * 10, i * 10 + 10), "expression": [None] * 10 if i == 0 else ["happy"] * 10})
               for i in range(5)]
-    with StreamingTableWriter(out, flush_rows=15) as writer:
+    with TableWriter(out, flush_rows=15) as writer:
         for frame in frames:
             writer.write(frame)
             if writer.rows >= 30:

@@ -16,7 +16,7 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.expression.crop import expression_crop
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
-from mien.face.detect import DetectMode, DetectorOptions, FaceDetector, box_iou
+from mien.face.detect import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions, FaceDetector, box_iou
 from mien.face.mesh import MeshEstimator
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
@@ -47,7 +47,7 @@ class AnalyzerOptions:
     """
 
     mode: DetectMode = "auto"
-    min_score: float = 0.5
+    min_score: float = DEFAULT_MIN_SCORE
     min_face_size: int = 0
     max_faces: int | None = None
     require_mesh: bool = True

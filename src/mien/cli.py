@@ -84,7 +84,9 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
 
     from mien.analyzer import Analyzer, AnalyzerOptions
     from mien.io.images import ImageError, expand_inputs, load_image
-    from mien.io.table import TableWriter, faces_to_frame, resolve_format
+    from mien.io.table import faces_to_frame, resolve_format
+    from mien.io.writer import TableWriteError, TableWriter
+    from mien.provenance import file_sha256, models_used, options_dict, provenance
     from mien.report.annotate import annotate, save_rgb
 
     inputs = list(expand_inputs(paths))
@@ -101,9 +103,14 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
         annotate_dir.mkdir(parents=True, exist_ok=True)
     options = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
                               require_mesh=require_mesh, expression_prior=prior, attributes=attributes)
+    record = provenance("images", {**options_dict(options), "landmarks": landmarks},
+                        models_used(options.expression, attributes))
+    checksums: list[dict[str, str]] = []
     failed, shown, used_names = 0, [], set()
-    writer = TableWriter(output, fmt) if output is not None else None
+    writer = None
     try:
+        if output is not None:
+            writer = TableWriter(output, fmt, landmarks=landmarks, attributes=attributes, provenance=record)
         with Analyzer(options) as analyzer, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=errors, transient=True, disable=len(inputs) < 2,
@@ -118,18 +125,26 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
                     progress.console.print(f"[red]error[/red] {path}: {exc}", highlight=False, soft_wrap=True)
                     progress.advance(task)
                     continue
-                frame = faces_to_frame([faces], landmarks=landmarks)
+                checksums.append({"source": str(path), "sha256": file_sha256(path)})
                 if writer is not None:
-                    writer.write(frame)
+                    writer.write_faces([faces])
                 if annotate_dir is not None:
-                    drawn = annotate(loaded.rgb, faces, scale_coords=loaded.scale)
-                    save_rgb(_annotated_path(annotate_dir, Path(path), used_names), drawn)
+                    save_rgb(_annotated_path(annotate_dir, Path(path), used_names), annotate(loaded.rgb, faces))
                 if show_table and sum(len(f) for f in shown) < 50:
-                    shown.append(frame)
+                    shown.append(faces_to_frame([faces], landmarks="none"))
                 progress.advance(task)
+        if writer is not None:
+            writer.set_provenance({**record, "inputs": checksums})
+            writer.close()
+    except TableWriteError as exc:
+        errors.print(f"error: {exc}; rows written before it are kept", soft_wrap=True, highlight=False, markup=False)
+        return EXIT_FAILED_INPUTS
     finally:
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except TableWriteError:
+                pass
     if show_table and shown:
         console.print(_summary(pd.concat(shown, ignore_index=True)))
     ok = len(inputs) - failed
@@ -154,7 +169,7 @@ def analyze(
     mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
-    min_score: float = typer.Option(0.5, help="Minimum detector confidence (0-1)."),
+    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need the mesh model's face-presence check."),
     landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
     keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
@@ -243,7 +258,7 @@ def video(
     mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per frame."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
-    min_score: float = typer.Option(0.5, help="Minimum detector confidence (0-1)."),
+    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need the mesh model's face-presence check."),
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
     prior: str = typer.Option("natural", help=_PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
@@ -362,7 +377,7 @@ def demo(
 
     photo = Path(str(files("mien") / "data" / "astronaut.jpg"))
     table = out_dir / "astronaut.csv"
-    code = run_analysis([str(photo)], table, "auto", "auto", None, 0, 0.5, "2d", out_dir)
+    code = run_analysis([str(photo)], table, "auto", "auto", None, 0, 0.6, "2d", out_dir)
     if code == EXIT_OK:
         console.print(f"annotated image: {out_dir / 'astronaut_annotated.jpg'}", soft_wrap=True)
     raise typer.Exit(code)
@@ -567,23 +582,28 @@ def batch(
     no_smooth: bool = typer.Option(False, "--no-smooth", help="No temporal smoothing columns for videos."),
     retries: int = typer.Option(2, min=0, help="Retries of a task that fails for a reason other than its input."),
     attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
+    prior: str = typer.Option("natural", help=_PRIOR_HELP),
 ) -> None:
     """Analyse many images and videos into a Parquet dataset, locally or on Ray; re-run to resume.
 
-    Each image shard or video chunk is a task; finished tasks (same input checksum, intact partition)
-    are skipped on a re-run, so a crashed or killed run is resumed by running the same command.
+    Each image shard or video chunk is a task. The folder is one dataset, exactly once: a re-run
+    (after a crash or kill -9, or with files added or removed, or another --shard-size/--chunk-s)
+    runs only what its finished tasks do not already cover, and readers return each input's rows
+    once. A re-run with other analysis options or models is refused: use another output folder.
     Query the result with `mien query OUT "SQL"`.
     """
     from mien.batch import BatchOptions, BatchSetupError, run_batch
 
     _check_choice("--mode", mode, ("fast", "thorough", "auto"))
     _check_choice("--landmarks", landmarks, ("none", "2d", "3d"))
-    options = BatchOptions(mode=mode, every=every, landmarks=landmarks, smooth=not no_smooth, attributes=attributes)
+    _check_choice("--prior", prior, PRIORS)
+    options = BatchOptions(mode=mode, every=every, landmarks=landmarks, smooth=not no_smooth, attributes=attributes,
+                           prior=prior)
     try:
         summary = run_batch(inputs, output, options, workers=workers, ray=ray, shard_size=shard_size,
                             chunk_s=chunk_s or None, retries=retries, console=errors)
     except BatchSetupError as exc:
-        errors.print(f"error: {exc}", highlight=False, markup=False)
+        errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     for line in summary.errors:
         errors.print(f"error: {line}", highlight=False, markup=False)

@@ -1,13 +1,15 @@
 """`Faces`: the one data type that flows through the pipeline (one image or video frame).
 
 Parallel numpy arrays, one entry per face, filled in stage by stage (detection, mesh, pose,
-action units, later expression and tracking). Coordinates are pixels of the source image,
-x to the right and y down. Turn it into table rows with `mien.io.table.faces_to_frame`.
+action units, later expression and tracking). Coordinates are pixels of the **upright original**
+image (EXIF orientation applied, full stored resolution; see `mien.io.images.LoadedImage`),
+x to the right and y down; `image_size` is its (H, W). To draw on a resized copy, use
+`Faces.scaled_to`. Turn it into table rows with `mien.io.table.faces_to_frame`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -129,6 +131,24 @@ class Faces:
         if not len(self):
             return None
         return int(np.argmax(self.scores + self.has_mesh))  # scores are <= 1: a mesh outranks any score
+
+    def scaled_to(self, size: tuple[int, int]) -> "Faces":
+        """These faces in the pixels of a resized copy of their image, of `size` (H, W) (the analysed,
+        shrunk `LoadedImage.rgb`, a thumbnail): the one place coordinates change frame. Returns
+        `self` when the size already matches; other arrays are shared, not copied."""
+        height, width = size
+        if (height, width) == tuple(self.image_size):
+            return self
+        sx, sy = width / self.image_size[1], height / self.image_size[0]
+        box_scale = np.array([sx, sy, sx, sy], np.float32)
+        point_scale = np.array([sx, sy, (sx + sy) / 2], np.float32)
+        smoothed = dict(self.smoothed)
+        if "boxes" in smoothed:
+            smoothed["boxes"] = smoothed["boxes"] * box_scale
+        if "landmarks" in smoothed:
+            smoothed["landmarks"] = smoothed["landmarks"] * point_scale
+        return replace(self, boxes=self.boxes * box_scale, landmarks=self.landmarks * point_scale,
+                       image_size=(height, width), smoothed=smoothed)
 
     @property
     def has_mesh(self) -> np.ndarray:

@@ -58,15 +58,22 @@ class Manifest:
     def is_done(self, task: Task) -> bool:
         """True when `task` finished before on the same input and its partition is intact."""
         entry = self.entries.get(task.task_id)
-        if not entry or entry.get("status") != "done" or entry.get("checksum") != task.checksum:
+        return bool(entry) and entry.get("checksum") == task.checksum and self._intact(entry)
+
+    def _intact(self, entry: dict[str, Any]) -> bool:
+        if entry.get("status") != "done":
             return False
-        path = partition_path(self.out_dir, task.task_id)
+        path = partition_path(self.out_dir, entry["task_id"])
         if not entry.get("rows"):
             return not path.exists()
         try:
             return pq.ParquetFile(path).metadata.num_rows == entry["rows"]
         except (OSError, ValueError):
             return False
+
+    def done_entries(self) -> list[dict[str, Any]]:
+        """Entries of finished tasks whose partition is intact (with its recorded rows), in record order."""
+        return [e for e in self.entries.values() if self._intact(e)]
 
     def done(self) -> list[dict[str, Any]]:
         """Entries of finished tasks whose partition exists (with rows), in task order."""

@@ -14,22 +14,37 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from mien.batch.dataset import owned_sources
 from mien.batch.manifest import Manifest, partition_path
 from mien.face.detect import box_iou
 
 _LINK_IOU = 0.3
 
 
-def _partitions(out_dir: Path) -> list[tuple[dict, Path]]:
-    return [(e, partition_path(out_dir, e["task_id"])) for e in Manifest(out_dir).done()]
+def _partitions(out_dir: Path) -> list[tuple[dict, Path, set[str] | None]]:
+    """(entry, partition, sources it owns) of each finished task holding rows of the dataset: with a
+    `dataset.json`, only the owners of the latest run's inputs (sources None: all rows)."""
+    owners = owned_sources(out_dir)
+    parts = []
+    for entry in Manifest(out_dir).done():
+        if owners is None:
+            parts.append((entry, partition_path(out_dir, entry["task_id"]), None))
+        elif entry["task_id"] in owners:
+            parts.append((entry, partition_path(out_dir, entry["task_id"]), owners[entry["task_id"]]))
+    return parts
 
 
 def read_results(out_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Every finished task's rows, with `task_id`, `chunk` and (for videos) `video_track_id`."""
+    """Every input's rows exactly once, with `task_id`, `chunk` and (for videos) `video_track_id`."""
     out = Path(out_dir)
     frames = []
-    for entry, path in _partitions(out):
-        frame = pd.read_parquet(path, columns=columns)
+    for entry, path, sources in _partitions(out):
+        wanted = columns if columns is None or "source" in columns else list(columns) + ["source"]
+        frame = pd.read_parquet(path, columns=wanted)
+        if sources is not None:
+            frame = frame[frame["source"].isin(sources)].reset_index(drop=True)
+            if columns is not None and "source" not in columns:
+                frame = frame.drop(columns="source")
         frame.insert(0, "task_id", entry["task_id"])
         frame.insert(1, "chunk", entry.get("chunk", 0))
         frames.append(frame)
@@ -48,11 +63,11 @@ def track_links(out_dir: str | Path) -> pd.DataFrame:
     out = Path(out_dir)
     cols = ["source", "frame", "track_id", "box_x", "box_y", "box_w", "box_h", "face_found"]
     chunks: dict[str, list[tuple[int, str, pd.DataFrame]]] = {}
-    for entry, path in _partitions(out):
+    for entry, path, _ in _partitions(out):
         if entry.get("kind") == "video":
             frame = pd.read_parquet(path, columns=cols)
             frame = frame[frame["face_found"] & (frame["track_id"] >= 0)]
-            chunks.setdefault(entry["paths"][0], []).append((entry.get("chunk", 0), entry["task_id"], frame))
+            chunks.setdefault(entry["paths"][0], []).append((entry.get("start_s", 0.0), entry["task_id"], frame))
     rows = []
     next_id = 0
     for video in sorted(chunks):
@@ -100,18 +115,26 @@ def query(out_dir: str | Path, sql: str) -> pd.DataFrame:
     con = duckdb.connect()
     parts = _partitions(out)
     manifest = pd.DataFrame(list(Manifest(out).entries.values()))
-    if "paths" in manifest.columns:
-        manifest["paths"] = manifest["paths"].map(lambda p: ";".join(p))
+    for column in ("paths", "members"):
+        if column in manifest.columns:
+            manifest[column] = manifest[column].map(lambda p: ";".join(m if isinstance(m, str) else m[0] for m in p)
+                                                    if isinstance(p, list) else p)
     con.register("manifest_frame", manifest)
     con.execute("CREATE VIEW manifest AS SELECT * FROM manifest_frame")
     if parts:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for _, p in parts)
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for _, p, _ in parts)
+        owned = pd.DataFrame([(e["task_id"], s) for e, _, sources in parts for s in (sources or [])],
+                             columns=["task_id", "source"])
         con.register("links_frame", track_links(out))
+        con.register("owned_frame", owned)
         task = r"regexp_extract(f.filename, '([^/\\]+)\.parquet$', 1)"
+        only_owned = ("" if all(sources is None for _, _, sources in parts) else
+                      f" WHERE EXISTS (SELECT 1 FROM owned_frame o WHERE o.task_id = {task} AND o.source = f.source)")
         con.execute(
             f"CREATE VIEW faces AS SELECT {task} AS task_id, f.* EXCLUDE (filename), "
             f"coalesce(l.video_track_id, -1) AS video_track_id FROM read_parquet([{files}], union_by_name = true, "
-            f"filename = true) f LEFT JOIN links_frame l ON l.task_id = {task} AND l.track_id = f.track_id")
+            f"filename = true) f LEFT JOIN links_frame l ON l.task_id = {task} AND l.track_id = f.track_id"
+            + only_owned)
     else:
         con.execute("CREATE VIEW faces AS SELECT NULL AS task_id WHERE false")
     try:

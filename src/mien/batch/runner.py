@@ -13,9 +13,11 @@ from typing import Iterable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mien.batch.dataset import ConfigurationMismatch, check_configuration, write_dataset
 from mien.batch.manifest import PARTS, Manifest
-from mien.batch.plan import plan_tasks
-from mien.batch.worker import TMP, BatchOptions
+from mien.batch.plan import plan_tasks, scan_inputs
+from mien.batch.worker import TMP, BatchOptions, batch_provenance
+from mien.provenance import fingerprint
 
 
 @dataclass
@@ -43,7 +45,10 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
     """Analyse `inputs` (image files/folders/globs and videos) into Parquet partitions under
     `out_dir/parts/`, recording each task in `out_dir/manifest.jsonl`.
 
-    Re-running the same call skips finished tasks and redoes the rest. `ray` runs on a Ray cluster
+    Exactly once per dataset: re-running skips what finished tasks already cover (by input checksum and
+    time range, whatever the shard or chunk size) and runs only what is new; the folder's
+    `dataset.json` then names which task owns each input's rows, and readers return only those. A run
+    with other options or models than the folder's raises `BatchSetupError`. `ray` runs on a Ray cluster
     ("local", "auto" or an address) with `workers` actors (None: one per CPU of the cluster);
     otherwise a pool of `workers` local processes (None: one per CPU; 1: in this process).
     A task that raises is retried up to `retries` times; bad inputs fail at once with a reason.
@@ -51,19 +56,23 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
     console = console or Console(stderr=True)
     options = options or BatchOptions()
     out = Path(out_dir)
+    record = batch_provenance(options)
+    try:
+        check_configuration(out, record)
+    except ConfigurationMismatch as exc:
+        raise BatchSetupError(str(exc)) from None
     (out / PARTS).mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / PARTS / TMP, ignore_errors=True)  # half-written partitions of a killed run
     manifest = Manifest(out)
-    plan = plan_tasks(inputs, shard_size=shard_size, chunk_s=chunk_s)
-    summary = BatchSummary(planned=len(plan.tasks))
+    scan = scan_inputs(inputs)
+    plan = plan_tasks(scan, fingerprint(record), manifest.done_entries(), shard_size=shard_size, chunk_s=chunk_s)
+    todo = plan.tasks
+    summary = BatchSummary(planned=len(plan.tasks) + len(plan.kept), skipped=len(plan.kept))
     for source, reason in plan.problems:
         summary.errors.append(f"{source}: {reason}")
-    todo = [t for t in plan.tasks if not manifest.is_done(t)]
-    summary.skipped = len(plan.tasks) - len(todo)
-    for task in plan.tasks:
-        if task not in todo:
-            summary.rows += manifest.entries[task.task_id]["rows"]
-            summary.errors += manifest.entries[task.task_id].get("errors", [])
+    for task_id in plan.kept:
+        summary.rows += manifest.entries[task_id]["rows"]
+        summary.errors += manifest.entries[task_id].get("errors", [])
     started = time.perf_counter()
     if todo:
         executor = _executor(options, workers, ray)
@@ -101,8 +110,32 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
         finally:
             executor.close()
             shutil.rmtree(out / PARTS / TMP, ignore_errors=True)
+            _record_owners(out, record, scan, manifest)
+    else:
+        _record_owners(out, record, scan, manifest)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _record_owners(out: Path, record: dict, scan, manifest: Manifest) -> None:
+    """Write dataset.json: for each live input, the finished task(s) holding its rows."""
+    images: dict[str, tuple[str, str]] = {}
+    videos: dict[str, tuple[str, list[str]]] = {}
+    by_member: dict[tuple[str, str], str] = {}
+    by_video: dict[str, list[tuple[float, str]]] = {}
+    for entry in manifest.done_entries():
+        if entry["kind"] == "images":
+            for path, sha in entry.get("members", []):
+                by_member[(path, sha)] = entry["task_id"]  # the latest finished task wins
+        else:
+            by_video.setdefault(entry["checksum"], []).append((entry["start_s"], entry["task_id"]))
+    for path, sha in scan.images:
+        if (path, sha) in by_member:
+            images[path] = (sha, by_member[(path, sha)])
+    for path, sha, _ in scan.videos:
+        if sha in by_video:
+            videos[path] = (sha, [task_id for _, task_id in sorted(by_video[sha])])
+    write_dataset(out, record, images, videos)
 
 
 class BatchSetupError(RuntimeError):

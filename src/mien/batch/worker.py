@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from mien.batch.manifest import PARTS, partition_path
 from mien.batch.plan import Task
 
@@ -28,7 +26,23 @@ class BatchOptions:
     landmarks: str = "none"
     smooth: bool = True
     attributes: bool = False
+    prior: str = "natural"
     threads: int | None = None  # per worker; the runner sets 1 when workers fill the cores
+
+    def analyzer_options(self):
+        from mien.analyzer import AnalyzerOptions
+
+        return AnalyzerOptions(mode=self.mode, attributes=self.attributes, expression_prior=self.prior,
+                               threads=self.threads)
+
+
+def batch_provenance(options: BatchOptions) -> dict[str, Any]:
+    """The configuration record of a batch dataset (what decides its numbers; threads do not)."""
+    from mien.provenance import models_used, options_dict, provenance
+
+    analysis = {k: v for k, v in options_dict(options.analyzer_options()).items() if k != "threads"}
+    settings = {k: v for k, v in options_dict(options).items() if k in ("every", "landmarks", "smooth")}
+    return provenance("batch", {**settings, "analyzer": analysis}, models_used(True, options.attributes))
 
 
 class BatchWorker:
@@ -42,20 +56,17 @@ class BatchWorker:
 
     def analyzer(self):
         if self._analyzer is None:
-            from mien.analyzer import Analyzer, AnalyzerOptions
+            from mien.analyzer import Analyzer
 
-            self._analyzer = Analyzer(AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes,
-                                                      threads=self.options.threads))
+            self._analyzer = Analyzer(self.options.analyzer_options())
         return self._analyzer
 
     def video(self):
-        from mien.analyzer import AnalyzerOptions
         from mien.video.analyzer import VideoAnalyzer, VideoOptions
         from mien.video.smoothing import SmoothingOptions
 
         if self._video is None:
-            options = VideoOptions(analyzer=AnalyzerOptions(mode=self.options.mode, attributes=self.options.attributes,
-                                                            threads=self.options.threads),
+            options = VideoOptions(analyzer=self.options.analyzer_options(),
                                    smoothing=SmoothingOptions() if self.options.smooth else None)
             self._video = VideoAnalyzer(options)
         else:
@@ -93,22 +104,24 @@ class BatchWorker:
 
     def _images(self, task: Task, tmp: Path) -> tuple[int, list[str]]:
         from mien.io.images import ImageError
-        from mien.io.table import faces_to_frame
+        from mien.io.writer import TableWriter
 
         frames, errors = [], []
         analyzer = self.analyzer()
         for path in task.paths:
             try:
-                frames.append(faces_to_frame([analyzer.analyze(path)], landmarks=self.options.landmarks))
+                frames.append(analyzer.analyze(path))
             except ImageError as exc:
                 errors.append(f"{path}: {exc}")
         if not frames:
             if errors:
                 raise _InputError("; ".join(errors))
             return 0, errors
-        table = pd.concat(frames, ignore_index=True)
-        table.to_parquet(tmp, index=False)
-        return len(table), errors
+        record = {**batch_provenance(self.options), "inputs": [{"source": p, "sha256": s} for p, s in task.members]}
+        with TableWriter(tmp, landmarks=self.options.landmarks, attributes=self.options.attributes,
+                         provenance=record, flush_rows=10**9, flush_s=1e9) as writer:
+            rows = writer.write_faces(frames)
+        return rows, errors
 
     def _video_chunk(self, task: Task, tmp: Path) -> tuple[int, list[str]]:
         from mien.video.reader import VideoError, open_video

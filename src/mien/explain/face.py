@@ -12,6 +12,7 @@ from mien.expression.crop import expression_crop
 from mien.explain.rationale import rationale
 from mien.explain.regions import region_map, region_shares
 from mien.explain.saliency import heatmap_to_image, occlusion_heatmap
+from mien.faces import Faces
 
 
 @dataclass
@@ -25,12 +26,12 @@ class FaceExplanation:
     text: str  # the rationale sentence
 
 
-def explain_face(classifier: ExpressionClassifier, rgb: np.ndarray, landmarks: np.ndarray,
-                 blendshapes: np.ndarray, probabilities: np.ndarray, aus: np.ndarray) -> FaceExplanation:
-    """Occlusion heatmap of the predicted class, its region shares and the rationale, for a face whose
-    `landmarks` are in `rgb`'s pixels."""
-    heat, target = occlusion_heatmap(classifier, expression_crop(rgb, landmarks), blendshapes)
+def explain_face(classifier: ExpressionClassifier, rgb: np.ndarray, faces: Faces, i: int) -> FaceExplanation:
+    """Occlusion heatmap of the predicted class, its region shares and the rationale for face `i` of
+    `faces`; `rgb` is their image at any size (the heatmap is in its pixels)."""
+    landmarks = faces.scaled_to(rgb.shape[:2]).landmarks[i]
+    heat, target = occlusion_heatmap(classifier, expression_crop(rgb, landmarks), faces.blendshapes[i])
     regions = region_shares(heat, region_map(landmarks))
-    probability = float(probabilities[target])
+    probability = float(faces.expression[i, target])
     return FaceExplanation(target, probability, regions, heatmap_to_image(heat, landmarks, rgb.shape[:2]),
-                           rationale(EXPRESSIONS[target], probability, aus, regions))
+                           rationale(EXPRESSIONS[target], probability, faces.aus[i], regions))

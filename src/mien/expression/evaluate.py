@@ -39,7 +39,7 @@ def collect_crops(paths: list[Path], crops: bool, progress: bool = True):
     from mien.analyzer import Analyzer
     from mien.face.mesh import MeshEstimator
 
-    tool = MeshEstimator() if crops else Analyzer(mode="auto", expression=False)
+    tool = MeshEstimator(min_presence=0.3) if crops else Analyzer(mode="auto", expression=False)
     try:
         for i, path in enumerate(track(paths, description="faces", disable=not progress)):
             try:
@@ -57,7 +57,7 @@ def collect_crops(paths: list[Path], crops: bool, progress: bool = True):
                 continue
             areas = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
             j = int(areas.argmax())
-            yield i, expression_crop(loaded.rgb, faces.landmarks[j] * loaded.scale), faces.blendshapes[j], True, None
+            yield i, expression_crop(loaded.rgb, faces.scaled_to(loaded.rgb.shape[:2]).landmarks[j]), faces.blendshapes[j], True, None
     finally:
         tool.close()
 

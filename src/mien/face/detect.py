@@ -24,6 +24,8 @@ from mien.models.quiet import blank_image, native_stderr_silenced
 
 DetectMode = Literal["fast", "thorough", "auto"]
 
+# Default detector confidence for a row (with the mesh's FACE_PRESENCE check; see mien.face.mesh).
+DEFAULT_MIN_SCORE = 0.6
 # A face must span at least this share of a tile's longer side to be found reliably there.
 _MIN_FACE_SHARE = 0.08
 # BlazeFace boxes are about 1.2x wider than WIDER FACE's hand-drawn ones (measured on
@@ -44,7 +46,7 @@ class DetectorOptions:
     """
 
     mode: DetectMode = "auto"
-    min_score: float = 0.5
+    min_score: float = DEFAULT_MIN_SCORE
     min_face_size: int = 0
     max_faces: int | None = None
     nms_iou: float = 0.3

@@ -37,10 +37,13 @@ class ImageError(ValueError):
 
 @dataclass
 class LoadedImage:
-    """A decoded RGB image, with the scale between analysed and original pixels.
+    """A decoded, upright RGB image and how its pixels relate to the original's.
 
-    `rgb` is (H, W, 3) uint8. `scale` < 1 when a huge image was shrunk; boxes and landmarks
-    are reported in the analysed image's pixels (`rgb`), and `original_size` is (H, W) as stored.
+    The coordinate frame of every mien output is the **upright original**: the image as a viewer
+    shows it (EXIF orientation applied), at its full stored resolution; `original_size` is its
+    (H, W). `rgb` (H', W', 3) uint8 is what is analysed: the same picture, shrunk by `scale`
+    (< 1) when it was huge. `Analyzer` reports `Faces` in the upright original's pixels; to draw
+    them on `rgb` (or any resized copy) use `Faces.scaled_to(rgb.shape[:2])`.
     """
 
     rgb: np.ndarray
@@ -60,8 +63,9 @@ def load_image(image: ImageLike, color: str = "rgb", source: str | None = None) 
     if isinstance(image, np.ndarray):
         return _limit_side(_array_to_rgb(image, color), source or "<array>", image.shape[:2])
     if isinstance(image, Image.Image):
-        rgb = _pil_to_rgb(ImageOps.exif_transpose(image))
-        return _limit_side(rgb, source or "<PIL image>", (image.height, image.width))
+        stored = (image.height, image.width)
+        upright = ImageOps.exif_transpose(image)
+        return _limit_side(_pil_to_rgb(upright), source or "<PIL image>", _upright_size(stored, image.size, upright.size))
     return _load_file(Path(image), source or str(image))
 
 
@@ -76,9 +80,11 @@ def _load_file(path: Path, source: str) -> LoadedImage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
-                original = (img.height, img.width)
+                stored = (img.height, img.width)  # before a JPEG draft shrinks it
                 _check_size(img)
+                decoded = img.size
                 img = ImageOps.exif_transpose(img)
+                original = _upright_size(stored, decoded, img.size)
                 rgb = _pil_to_rgb(img)
     except ImageError:
         raise
@@ -89,6 +95,13 @@ def _load_file(path: Path, source: str) -> LoadedImage:
     except MemoryError:
         raise ImageError("image too large to decode in memory") from None
     return _limit_side(rgb, source, original)
+
+
+def _upright_size(stored: tuple[int, int], before: tuple[int, int], after: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the upright original: the stored (H, W), sides swapped when applying the EXIF
+    orientation turned the decoded (W, H) `before` into `after` by 90 or 270 degrees."""
+    turned = before != after
+    return (stored[1], stored[0]) if turned else stored
 
 
 def _check_size(img: Image.Image) -> None:

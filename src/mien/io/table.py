@@ -14,7 +14,6 @@ Columns (in order):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -61,129 +60,177 @@ def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attribute
             + ["sharpness"] + FLAG_COLUMNS + (SMOOTH_COLUMNS if smoothed else []) + landmark_columns(landmarks))
 
 
-def _smooth_block(faces: Faces) -> dict[str, np.ndarray]:
-    n = len(faces)
-    sm = faces.smoothed
-    nan = np.full((n, 40), np.nan, np.float32)
-    pose = np.concatenate([sm.get("pose", nan[:, :3]), sm.get("gaze", nan[:, :2])], 1)
-    expression, aus, affect = sm.get("expression", nan[:, :8]), sm.get("aus", nan[:, :20]), sm.get("affect", nan[:, :2])
-    cols = {f"{c}_smooth": pose[:, i] for i, c in enumerate(POSE_COLUMNS)}
-    cols.update({f"expr_{name}_smooth": expression[:, i] for i, name in enumerate(EXPRESSIONS)})
-    cols["expression_smooth"] = np.array([None if np.isnan(p).any() else EXPRESSIONS[int(p.argmax())]
-                                          for p in expression], dtype=object)
-    cols["valence_smooth"], cols["arousal_smooth"] = affect[:, 0], affect[:, 1]
-    cols.update({f"{au}_smooth": aus[:, i] for i, au in enumerate(AU_NAMES)})
-    return cols
+# Column types, declared once: every writer and reader of mien tables uses this schema.
+STRING_COLUMNS = frozenset({"source", "expression", "expression_smooth", "expression_status", "expression_blend",
+                            "gender_presentation"})
+INT_COLUMNS = frozenset({"frame", "face_id", "track_id", "image_width", "image_height"})
 
 
-def _face_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False) -> dict[str, np.ndarray]:
+def _is_bool(name: str) -> bool:
+    return name == "face_found" or name.startswith("flag_")
+
+
+def arrow_type(name: str):
+    """The declared Arrow type of a tidy-table column (strings nullable; floats float32 but `time_s`)."""
+    import pyarrow as pa
+
+    if name in STRING_COLUMNS:
+        return pa.string()
+    if name in INT_COLUMNS:
+        return pa.int64()
+    if _is_bool(name):
+        return pa.bool_()
+    return pa.float64() if name == "time_s" else pa.float32()
+
+
+def table_schema(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attributes: bool = False):
+    """The pyarrow schema of a tidy table with these optional column groups."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, arrow_type(name)) for name in columns(landmarks, smoothed, attributes)])
+
+
+def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -> np.ndarray:
+    """(n, k) float32 of every float column of `faces`, in `columns()` order."""
     n = len(faces)
     boxes = faces.boxes
-    cols: dict[str, np.ndarray] = {
-        "source": np.full(n, faces.source, dtype=object),
-        "frame": np.full(n, faces.frame, dtype=np.int64),
-        "time_s": np.full(n, np.nan if faces.time_s is None else faces.time_s, dtype=np.float64),
-        "face_id": np.arange(n, dtype=np.int64),
-        "track_id": faces.track_ids.astype(np.int64),
-        "image_width": np.full(n, faces.image_size[1], dtype=np.int64),
-        "image_height": np.full(n, faces.image_size[0], dtype=np.int64),
-        "face_found": np.ones(n, dtype=bool),
-        "box_x": boxes[:, 0], "box_y": boxes[:, 1],
-        "box_w": boxes[:, 2] - boxes[:, 0], "box_h": boxes[:, 3] - boxes[:, 1],
-        "box_score": faces.scores,
-        "pose_yaw": faces.pose[:, 0], "pose_pitch": faces.pose[:, 1], "pose_roll": faces.pose[:, 2],
-        "gaze_yaw": faces.gaze[:, 0], "gaze_pitch": faces.gaze[:, 1],
-    }
-    cols.update({f"expr_{name}": faces.expression[:, i] for i, name in enumerate(EXPRESSIONS)})
-    cols["expression"] = np.array(faces.top_expression, dtype=object)
-    confidence = np.nan_to_num(faces.expression, nan=-1.0).max(1, initial=-1.0)
-    cols["expression_confidence"] = np.where(confidence < 0, np.nan, confidence).astype(np.float32)
-    cols["expression_status"], cols["expression_blend"] = faces.status, faces.blend
-    cols["expression_familiarity"] = faces.familiarity
-    cols["valence"], cols["arousal"] = faces.affect[:, 0], faces.affect[:, 1]
-    cols.update({name: faces.aus[:, i] for i, name in enumerate(AU_COLUMNS)})
-    cols.update({name: faces.blendshapes[:, i] for i, name in enumerate(BLENDSHAPE_COLUMNS)})
-    cols["sharpness"] = faces.blur
-    cols.update({name: faces.flags[:, i] for i, name in enumerate(FLAG_COLUMNS)})
+    expression = faces.expression
+    with np.errstate(invalid="ignore"):
+        confidence = np.where(np.isnan(expression).any(1), np.nan, np.nan_to_num(expression, nan=-1.0).max(1, initial=-1.0))
+    pieces = [boxes[:, :2], boxes[:, 2:] - boxes[:, :2], faces.scores[:, None], faces.pose, faces.gaze, expression,
+              confidence[:, None], faces.familiarity[:, None], faces.affect]
+    if attributes:
+        age = faces.age if faces.age is not None else np.full((n, 3), np.nan, np.float32)
+        female = faces.female if faces.female is not None else np.full(n, np.nan, np.float32)
+        pieces += [age, female[:, None]]
+    pieces += [faces.aus, faces.blendshapes, faces.blur[:, None]]
     if smoothed:
-        cols.update(_smooth_block(faces))
-    if faces.age is not None:
-        cols.update(_attribute_block(faces.age, faces.female))
-    axes = {"none": "", "2d": "xy", "3d": "xyz"}[landmarks]
-    for a in axes:
-        values = faces.landmarks[:, :, "xyz".index(a)]
-        cols.update({f"lm_{a}_{i}": values[:, i] for i in range(N_LANDMARKS)})
-    return cols
+        sm = faces.smoothed
+        nan = np.full((n, 20), np.nan, np.float32)
+        affect = sm.get("affect", nan[:, :2])
+        pieces += [sm.get("pose", nan[:, :3]), sm.get("gaze", nan[:, :2]), sm.get("expression", nan[:, :8]),
+                   affect, sm.get("aus", nan)]
+    axes = {"none": (), "2d": (0, 1), "3d": (0, 1, 2)}[landmarks]
+    pieces += [faces.landmarks[:, :, a] for a in axes]
+    return np.concatenate([np.asarray(p, np.float32).reshape(n, -1) for p in pieces], 1)
 
 
-def _attribute_block(age: np.ndarray, female: np.ndarray) -> dict[str, np.ndarray]:
-    label = np.where(np.isnan(female), None, np.where(female >= 0.5, "female", "male")).astype(object)
-    return {"apparent_age": age[:, 0], "apparent_age_low": age[:, 1], "apparent_age_high": age[:, 2],
-            "gender_presentation": label, "gender_presentation_p_female": female.astype(np.float32)}
-
-
-def _empty_row(faces: Faces, landmarks: LandmarkColumns, smoothed: bool = False) -> dict[str, np.ndarray]:
-    row = {name: np.array([np.nan], dtype=np.float32) for name in columns(landmarks, smoothed)}
-    row.update({
-        "source": np.array([faces.source], dtype=object),
-        "frame": np.array([faces.frame], dtype=np.int64),
-        "time_s": np.array([np.nan if faces.time_s is None else faces.time_s]),
-        "face_id": np.array([-1], dtype=np.int64), "track_id": np.array([-1], dtype=np.int64),
-        "image_width": np.array([faces.image_size[1]], dtype=np.int64),
-        "image_height": np.array([faces.image_size[0]], dtype=np.int64),
-        "face_found": np.array([False]),
-        "expression": np.array([None], dtype=object),
-        "expression_status": np.array([None], dtype=object),
-        "expression_blend": np.array([None], dtype=object),
-    })
+def _float_names(landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -> list[str]:
+    names = (BOX_COLUMNS + POSE_COLUMNS + [f"expr_{e}" for e in EXPRESSIONS]
+             + ["expression_confidence", "expression_familiarity", "valence", "arousal"])
+    if attributes:
+        names += ["apparent_age", "apparent_age_low", "apparent_age_high", "gender_presentation_p_female"]
+    names += AU_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
     if smoothed:
-        row["expression_smooth"] = np.array([None], dtype=object)
-    if faces.age is not None:
-        row.update(_attribute_block(np.full((1, 3), np.nan, np.float32), np.full(1, np.nan, np.float32)))
-    row.update({name: np.array([False]) for name in FLAG_COLUMNS})
-    return row
+        names += ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{e}_smooth" for e in EXPRESSIONS]
+                  + ["valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])
+    return names + landmark_columns(landmarks)
 
 
-def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
-                   empty_rows: bool = True, smoothed: bool = False) -> pd.DataFrame:
-    """Tidy DataFrame, one row per face, from one or more `Faces`.
+def _top_labels(probs: np.ndarray) -> list[str | None]:
+    missing = np.isnan(probs).any(1)
+    top = np.nan_to_num(probs, nan=-1.0).argmax(1)
+    return [None if m else EXPRESSIONS[t] for m, t in zip(missing, top)]
+
+
+def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", empty_rows: bool = True,
+                   smoothed: bool = False, attributes: bool | None = None):
+    """Tidy pyarrow Table (schema `table_schema`), one row per face, built column-wise from `Faces` arrays.
 
     Args:
         frames: Faces of each image or video frame.
         landmarks: "none", "2d" (x, y) or "3d" (x, y, z) landmark columns.
         empty_rows: write one `face_found=False` row for frames without faces.
         smoothed: add the `*_smooth` columns (video mode).
+        attributes: add the apparent-attribute columns (None: when any frame has them).
     """
-    blocks = []
-    for faces in frames:
-        if len(faces):
-            blocks.append(_face_block(faces, landmarks, smoothed))
-        elif empty_rows:
-            blocks.append(_empty_row(faces, landmarks, smoothed))
-    attributes = any("apparent_age" in b for b in blocks)
-    for b in blocks:
-        if attributes and "apparent_age" not in b:
-            n = len(b["source"])
-            b.update(_attribute_block(np.full((n, 3), np.nan, np.float32), np.full(n, np.nan, np.float32)))
-    names = columns(landmarks, smoothed, attributes)
-    if not blocks:
-        return pd.DataFrame({name: pd.Series(dtype=_dtype(name)) for name in names})
-    data = {name: np.concatenate([b[name] for b in blocks]) for name in names}
-    frame = pd.DataFrame(data, columns=names)
-    return frame.astype({name: _dtype(name) for name in names})
+    import pyarrow as pa
+
+    frames = [f for f in frames if len(f) or empty_rows]
+    if attributes is None:
+        attributes = any(f.age is not None for f in frames)
+    schema = table_schema(landmarks, smoothed, attributes)
+    if not frames:
+        return schema.empty_table()
+    float_names = _float_names(landmarks, smoothed, attributes)
+    counts = np.array([max(len(f), 1) for f in frames])
+    floats, flags, face_ids, tracks = [], [], [], []
+    strings: dict[str, list] = {name: [] for name in STRING_COLUMNS if name in schema.names}
+    for f in frames:
+        n = len(f)
+        if n:
+            floats.append(_float_block(f, landmarks, smoothed, attributes))
+            flags.append(f.flags)
+            face_ids.append(np.arange(n))
+            tracks.append(f.track_ids)
+            labels = _top_labels(f.expression)
+            status, blend = list(f.status), list(f.blend)
+            gender = (None if f.female is None else
+                      [None if np.isnan(p) else ("female" if p >= 0.5 else "male") for p in f.female])
+            smooth = _top_labels(f.smoothed["expression"]) if smoothed and "expression" in f.smoothed else [None] * n
+        else:
+            floats.append(np.full((1, len(float_names)), np.nan, np.float32))
+            flags.append(np.zeros((1, len(QUALITY_FLAGS)), bool))
+            face_ids.append(np.array([-1]))
+            tracks.append(np.array([-1]))
+            labels = status = blend = smooth = [None]
+            gender = None
+        strings["source"] += [f.source] * max(n, 1)
+        strings["expression"] += labels
+        strings["expression_status"] += status
+        strings["expression_blend"] += blend
+        if "expression_smooth" in strings:
+            strings["expression_smooth"] += smooth
+        if "gender_presentation" in strings:
+            strings["gender_presentation"] += gender if gender is not None else [None] * max(n, 1)
+    block = np.ascontiguousarray(np.concatenate(floats).T)  # one contiguous row per column
+    flag_block = np.ascontiguousarray(np.concatenate(flags).T)
+    arrays = {name: block[k] for k, name in enumerate(float_names)}
+    arrays.update({name: flag_block[k] for k, name in enumerate(FLAG_COLUMNS)})
+    arrays.update({
+        "frame": np.repeat([f.frame for f in frames], counts).astype(np.int64),
+        "time_s": np.repeat([np.nan if f.time_s is None else f.time_s for f in frames], counts).astype(np.float64),
+        "face_id": np.concatenate(face_ids).astype(np.int64),
+        "track_id": np.concatenate(tracks).astype(np.int64),
+        "image_width": np.repeat([f.image_size[1] for f in frames], counts).astype(np.int64),
+        "image_height": np.repeat([f.image_size[0] for f in frames], counts).astype(np.int64),
+        "face_found": np.repeat([len(f) > 0 for f in frames], counts),
+    })
+    columns_out = []
+    for field in schema:
+        values = strings[field.name] if field.name in strings else arrays[field.name]
+        columns_out.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(columns_out, schema=schema)
 
 
-def _dtype(name: str) -> str:
-    if name in ("source", "expression", "expression_smooth", "expression_status", "expression_blend",
-                "gender_presentation"):
-        return "object"
-    if name in ("frame", "face_id", "track_id", "image_width", "image_height"):
-        return "int64"
-    if name == "face_found" or name.startswith("flag_"):
-        return "bool"
-    if name == "time_s":
-        return "float64"
-    return "float32"
+def arrow_to_frame(table) -> pd.DataFrame:
+    """A tidy Arrow table as pandas: declared dtypes, strings as objects with None for missing."""
+    frame = table.to_pandas()
+    for name in table.schema.names:
+        if name in STRING_COLUMNS:
+            frame[name] = pd.Series(table.column(name).to_numpy(zero_copy_only=False), index=frame.index, dtype=object)
+    return frame
+
+
+def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
+                   empty_rows: bool = True, smoothed: bool = False) -> pd.DataFrame:
+    """Tidy DataFrame, one row per face, from one or more `Faces` (see `faces_to_arrow`)."""
+    return arrow_to_frame(faces_to_arrow(frames, landmarks, empty_rows, smoothed))
+
+
+def frame_to_arrow(frame: pd.DataFrame):
+    """A tidy DataFrame (any subset of mien's columns, or extra ones) as Arrow with the declared types."""
+    import pyarrow as pa
+
+    known = set(columns("3d", smoothed=True, attributes=True))
+    fields = []
+    for name in frame.columns:
+        if name in known:
+            fields.append(pa.field(name, arrow_type(name)))
+        else:
+            fields.append(pa.Schema.from_pandas(frame[[name]], preserve_index=False).field(name))
+    fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in fields]
+    return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
 
 
 def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
@@ -212,6 +259,21 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """A frame's rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
+    return [{k: json_value(v) for k, v in record.items()} for record in frame.to_dict(orient="records")]
+
+
+def json_value(value):
+    if isinstance(value, (np.floating, float)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
 TableFormat = Literal["auto", "parquet", "csv", "jsonl", "openface"]
 _SUFFIX_FORMAT = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -226,84 +288,6 @@ def resolve_format(path: Path, fmt: TableFormat) -> tuple[str, bool]:
             raise ValueError(f"{path}: unknown table suffix; use .parquet, .csv or .jsonl, or --format")
         return by_suffix, False
     return fmt, False
-
-
-class TableWriter:
-    """Appends tidy rows to a Parquet, CSV or JSON Lines file as they are produced.
-
-    Rows written before an error elsewhere stay in the file; Parquet is finalised on `close()`
-    (use as a context manager), CSV and JSON Lines are flushed after each write.
-    """
-
-    def __init__(self, path: str | Path, fmt: TableFormat = "auto") -> None:
-        self.path = Path(path)
-        self.format, self.openface = resolve_format(self.path, fmt)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows = 0
-        self._parquet = None
-        self._schema = None
-        self._file = None
-
-    def __enter__(self) -> "TableWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if self.openface:
-            frame = to_openface(frame)
-        if self.format == "parquet":
-            self._write_parquet(frame)
-        elif self.format == "csv":
-            if self._file is None:
-                self._file = open(self.path, "w", newline="", encoding="utf-8")
-                frame.to_csv(self._file, index=False)
-            else:
-                frame.to_csv(self._file, index=False, header=False)
-            self._file.flush()
-        elif self.format == "jsonl":
-            if self._file is None:
-                self._file = open(self.path, "w", encoding="utf-8")
-            for record in json_records(frame):
-                self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
-        else:
-            raise ValueError(f"unknown table format {self.format!r}")
-        self.rows += len(frame)
-
-    def _write_parquet(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
-        if self._parquet is None:
-            self._schema = table.schema
-            self._parquet = pq.ParquetWriter(self.path, self._schema)
-        self._parquet.write_table(table)
-
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-def json_records(frame: pd.DataFrame) -> list[dict]:
-    """A frame's rows as JSON-ready dicts (NaN -> None, numpy scalars -> Python)."""
-    return [{k: json_value(v) for k, v in record.items()} for record in frame.to_dict(orient="records")]
-
-
-def json_value(value):
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

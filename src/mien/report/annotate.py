@@ -17,18 +17,20 @@ _MESH = (230, 230, 230)
 _IRIS = (60, 160, 255)
 
 
-def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: float = 1.0,
-             mesh: bool = True) -> np.ndarray:
+def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, mesh: bool = True) -> np.ndarray:
     """Copy of an RGB image with each face's box, mesh, pose axes and label drawn on it.
 
-    `scale_coords` maps `faces` coordinates to this image's pixels (the `LoadedImage.scale` of
-    a shrunk image; 1.0 when they already match). `mesh=False` leaves the mesh points out (for
-    anonymised images, where the mesh would redraw the face's shape).
+    `rgb` is the faces' image at any size (the upright original or a shrunk copy: coordinates
+    follow through `Faces.scaled_to`). `mesh=False` leaves the mesh points out (for anonymised
+    images, where the mesh would redraw the face's shape).
     """
     out, scale, thick = _canvas(rgb)
-    boxes, landmarks = faces.boxes * scale_coords, faces.landmarks * scale_coords
+    faces = faces.scaled_to(rgb.shape[:2])
+    boxes, landmarks = faces.boxes, faces.landmarks
+    colours = []
     for i in range(len(faces)):
         x1, y1, x2, y2, colour = _draw_box(out, boxes[i], faces.flags[i], thick)
+        colours.append(colour)
         if faces.has_mesh[i] and mesh:
             pts = landmarks[i, :, :2]
             for x, y in pts[:468]:
@@ -36,11 +38,100 @@ def annotate(rgb: np.ndarray, faces: Faces, top_aus: int = 3, scale_coords: floa
             for x, y in pts[468:]:
                 cv2.circle(out, (int(x), int(y)), max(1, thick // 2), _IRIS, -1)
             _pose_axes(out, pts[1], faces.pose[i], (x2 - x1) * 0.5, thick)
-        for line_no, text in enumerate(_label(faces, i, top_aus)):
-            y = max(12, y1 - 6 - 16 * scale * line_no)
-            cv2.putText(out, text, (x1, int(y)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale,
-                        colour, max(1, thick // 2), cv2.LINE_AA)
+    labels = [_label(faces, i, top_aus) for i in range(len(faces))]
+    return place_labels(out, boxes, labels, colours, 0.45 * scale)
+
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_LABEL_BG = (20, 20, 20)
+
+
+def _text_size(lines: list[str], font_scale: float) -> tuple[int, int, int]:
+    """(width, height, line height) in pixels of a block of text lines."""
+    line_h = cv2.getTextSize("Ag", _FONT, font_scale, 1)[0][1] + max(3, int(7 * font_scale))
+    width = max(cv2.getTextSize(t, _FONT, font_scale, 1)[0][0] for t in lines) + 6
+    return width, line_h * len(lines) + 4, line_h
+
+
+def _overlaps(rect, rects) -> bool:
+    x1, y1, x2, y2 = rect
+    return any(x1 < b[2] and b[0] < x2 and y1 < b[3] and b[1] < y2 for b in rects)
+
+
+def _candidates(box, width: int, height: int) -> list[tuple[int, int]]:
+    """Top-left corners to try for a label of `width` x `height` next to `box`: above, below, right, left, inside."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return [(x1, y1 - height - 2), (x1, y2 + 2), (x2 + 3, y1), (x1 - width - 3, y1), (x1 + 2, y1 + 2)]
+
+
+def place_labels(out: np.ndarray, boxes: np.ndarray, labels: list[list[str]], colours: list, font_scale: float,
+                 min_scale: float = 0.3) -> np.ndarray:
+    """Draw each face's label block where it overlaps no other label and stays on the image.
+
+    Tries beside the box (above, below, right, left, inside), then at smaller text sizes; a face
+    whose label still fits nowhere gets only its number (`#i`, the table's `face_id`) on the box and
+    its full label in a legend added below the image. Returns the image (taller with a legend).
+    """
+    height, width = out.shape[:2]
+    placed: list[tuple[int, int, int, int]] = []
+    legend: list[tuple[list[str], tuple]] = []
+    for i, lines in enumerate(labels):
+        others = [tuple(b) for k, b in enumerate(boxes) if k != i]
+        # First beside the box without covering other faces, then covering them if need be; smaller text last.
+        spot = _find_spot(boxes[i], lines, font_scale, min_scale, placed + others, width, height) or \
+            _find_spot(boxes[i], lines, font_scale, min_scale, placed, width, height)
+        if spot is None:  # only the number on the image, the whole label in the legend
+            legend.append((lines, colours[i]))
+            lines = [lines[-1].split(" ")[0]]
+            spot = _find_spot(boxes[i], lines, min_scale, min_scale, placed, width, height, inside_first=True)
+            if spot is None:
+                w, h, line_h = _text_size(lines, min_scale)
+                x, y = int(np.clip(boxes[i][0], 0, max(width - w, 0))), int(np.clip(boxes[i][1], 0, max(height - h, 0)))
+                spot = ((x, y, x + w, y + h), min_scale, line_h)
+        rect, size, line_h = spot
+        placed.append(rect)
+        _text_block(out, rect, lines, size, line_h, colours[i])
+    if legend:
+        out = _with_legend(out, legend, font_scale)
     return out
+
+
+def _find_spot(box, lines: list[str], font_scale: float, min_scale: float, obstacles, width: int, height: int,
+               inside_first: bool = False):
+    """(rect, font scale, line height) of the first free place for a label block, or None."""
+    size = font_scale
+    while size >= min_scale * 0.999:
+        w, h, line_h = _text_size(lines, size)
+        spots = _candidates(box, w, h)
+        for x, y in (spots[-1:] + spots[:-1]) if inside_first else spots:
+            rect = (x, y, x + w, y + h)
+            if x >= 0 and y >= 0 and x + w <= width and y + h <= height and not _overlaps(rect, obstacles):
+                return rect, size, line_h
+        size *= 0.8
+    return None
+
+
+def _text_block(out: np.ndarray, rect, lines: list[str], size: float, line_h: int, colour) -> None:
+    x1, y1, x2, y2 = rect
+    region = out[y1:y2, x1:x2]
+    region[:] = (region * 0.35 + np.array(_LABEL_BG) * 0.65).astype(np.uint8)  # shaded, still see-through
+    for k, text in enumerate(lines):
+        cv2.putText(out, text, (x1 + 3, y1 + 2 + line_h * (k + 1) - 4), _FONT, size, colour, 1, cv2.LINE_AA)
+
+
+def _with_legend(out: np.ndarray, legend: list[tuple[list[str], tuple]], font_scale: float) -> np.ndarray:
+    """The image with a strip below listing labels that did not fit beside their faces."""
+    width = out.shape[1]
+    entries = [(" | ".join(lines[::-1]), colour) for lines, colour in legend]
+    size = font_scale
+    while size > 0.3 and max(cv2.getTextSize(t, _FONT, size, 1)[0][0] for t, _ in entries) > width - 8:
+        size *= 0.9
+    line_h = cv2.getTextSize("Ag", _FONT, size, 1)[0][1] + max(4, int(8 * size))
+    strip = np.full((line_h * len(entries) + 8, width, 3), 245, np.uint8)
+    for k, (text, colour) in enumerate(entries):
+        cv2.putText(strip, text, (4, 4 + line_h * (k + 1) - 4), _FONT, size, tuple(int(c * 0.7) for c in colour), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([out, strip], 0)
 
 
 def _canvas(rgb: np.ndarray) -> tuple[np.ndarray, float, int]:
@@ -84,12 +175,12 @@ def _pose_axes(img: np.ndarray, origin: np.ndarray, pose: np.ndarray, length: fl
     cv2.arrowedLine(img, start, (int(origin[0] + dx), int(origin[1] + dy)), (255, 60, 60), thick, tipLength=0.2)
 
 
-def blur_faces(rgb: np.ndarray, faces: Faces, scale_coords: float = 1.0, blocks: int = 8) -> np.ndarray:
-    """Copy of an RGB image with every face box (plus a 15% margin) pixelated to `blocks` x `blocks`
-    cells and then blurred, so that faces cannot be recognised (anonymised outputs)."""
+def blur_faces(rgb: np.ndarray, faces: Faces, blocks: int = 8) -> np.ndarray:
+    """Copy of an RGB image (the faces' image at any size) with every face box (plus a 15% margin)
+    pixelated to `blocks` x `blocks` cells and then blurred, so that faces cannot be recognised."""
     out = np.ascontiguousarray(rgb.copy())
     height, width = out.shape[:2]
-    for box in faces.boxes * scale_coords:
+    for box in faces.scaled_to((height, width)).boxes:
         x1, y1, x2, y2 = box
         mx, my = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
         x1, y1 = int(max(x1 - mx, 0)), int(max(y1 - my, 0))

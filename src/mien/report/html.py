@@ -97,15 +97,16 @@ def _page(title: str, body: list[str]) -> str:
             "computed offline; it loads nothing from the network.</p>" + "\n".join(body) + HOW_TO_READ + "</body></html>")
 
 
-def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str, scale: float = 1.0) -> str:
-    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh. `scale`
-    maps `faces` coordinates to `rgb`'s pixels (the `LoadedImage.scale` of a shrunk image)."""
+def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> str:
+    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh; `rgb` is
+    the faces' image at any size."""
     if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
         return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
-    landmarks = faces.landmarks[i] * scale
-    why = explain_face(analyzer.classifier, rgb, landmarks, faces.blendshapes[i], faces.expression[i], faces.aus[i])
+    why = explain_face(analyzer.classifier, rgb, faces, i)
+    faces = faces.scaled_to(rgb.shape[:2])
+    landmarks = faces.landmarks[i]
     target, probability, full = why.target, why.probability, why.image_heat
-    x1, y1, x2, y2 = (faces.boxes[i] * scale).astype(int)
+    x1, y1, x2, y2 = faces.boxes[i].astype(int)
     pad = int(0.25 * (x2 - x1))
     y0, y3, x0, x3 = max(y1 - pad, 0), min(y2 + pad, rgb.shape[0]), max(x1 - pad, 0), min(x2 + pad, rgb.shape[1])
     face = overlay(rgb[y0:y3, x0:x3], full[y0:y3, x0:x3])
@@ -140,7 +141,7 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         faces = analyzer.analyze_loaded(loaded)
         tables.append(faces_to_frame([faces], landmarks="none"))
         section = [f"<h2>{html.escape(Path(path).name)}</h2>",
-                   _img(_data_uri(annotate(loaded.rgb, faces, scale_coords=loaded.scale)), f"{Path(path).name} annotated",
+                   _img(_data_uri(annotate(loaded.rgb, faces)), f"{Path(path).name} annotated",
                         cls="wide")]
         if not len(faces):
             section.append('<p class="muted">no face found</p>')
@@ -148,7 +149,7 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
             if shown >= max_faces:
                 section.append(f'<p class="muted">(face details stop after {max_faces} faces)</p>')
                 break
-            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face {i}", loaded.scale))
+            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face #{i}"))
             shown += 1
         body += section
         if progress is not None:

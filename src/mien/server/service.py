@@ -75,23 +75,21 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
                   landmarks: str = "none") -> ImageResult:
     """Analyse one decoded image: table rows (each with a `rationale`), annotated picture and heatmap."""
     faces = analyzer.analyze_loaded(loaded)
-    rgb = loaded.rgb
-    scale = loaded.scale  # faces are in original pixels; `rgb` may be shrunk
+    rgb = loaded.rgb  # may be a shrunk copy: drawing and explaining map coordinates through Faces.scaled_to
     heat = np.zeros(rgb.shape[:2], np.float32) if explain else None
     reasons: list[str | None] = []
     for i in range(len(faces)):
         if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
             reasons.append(None)
         elif explain and analyzer.classifier is not None:
-            why = explain_face(analyzer.classifier, rgb, faces.landmarks[i] * scale, faces.blendshapes[i],
-                               faces.expression[i], faces.aus[i])
+            why = explain_face(analyzer.classifier, rgb, faces, i)
             heat = np.maximum(heat, why.image_heat)
             reasons.append(why.text)
         else:
             top = int(np.argmax(faces.expression[i]))
             reasons.append(rationale(EXPRESSIONS[top], float(faces.expression[i, top]), faces.aus[i]))
-    shown = blur_faces(rgb, faces, scale) if blur else rgb
-    annotated = jpeg(annotate(shown, faces, scale_coords=scale, mesh=not blur))
+    shown = blur_faces(rgb, faces) if blur else rgb
+    annotated = jpeg(annotate(shown, faces, mesh=not blur))
     heat_jpeg = jpeg(overlay(shown, heat)) if heat is not None else None
     rows = json_records(faces_to_frame([faces], landmarks=landmarks))
     for row in rows:

@@ -28,7 +28,7 @@ def _init_worker() -> None:
     global _worker_mesh
     from mien.face.mesh import MeshEstimator
 
-    _worker_mesh = MeshEstimator(workers=1)  # one process per core already
+    _worker_mesh = MeshEstimator(workers=1, min_presence=0.3)  # one process per core already; crops hold faces
 
 
 def _process(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:

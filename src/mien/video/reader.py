@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -58,7 +59,9 @@ class VideoInfo:
 
 @dataclass
 class VideoFrame:
-    """One decoded frame: `index` counts source frames from 0, `time_s` = index / fps."""
+    """One decoded frame: `index` counts source frames from 0 (after a seek, from OpenCV's estimate of
+    the seek point); `time_s` is the frame's own timestamp in seconds (the container's, so variable
+    frame rates are exact)."""
 
     index: int
     time_s: float
@@ -68,9 +71,11 @@ class VideoFrame:
 class VideoReader:
     """Iterates the sampled frames of a source; use `open_video` to make one.
 
-    Sampling: `every` keeps every Nth frame; `fps` keeps about that many frames per second
-    (never more than the source has); `start_s`/`end_s` bound the time range.
-    After iteration, `warnings` lists anything odd and `truncated` says whether a file ended early.
+    Sampling: `every` keeps every Nth frame; `fps` keeps about that many frames per second of
+    timestamps (never more than the source has); `start_s`/`end_s` bound the time range, as
+    [start_s, end_s) of frame timestamps, so consecutive ranges share no frame.
+    After iteration, `warnings` lists anything odd and `truncated` says whether a file ended well
+    before its stated duration (frame counts in containers are estimates; a few short is normal).
     """
 
     def __init__(self, info: VideoInfo, capture: cv2.VideoCapture | None, images: list[Path] | None,
@@ -96,10 +101,10 @@ class VideoReader:
             self._capture.release()
             self._capture = None
 
-    def _wanted(self, index: int, time_s: float, next_sample: list[float]) -> bool:
+    def _wanted(self, position: int, time_s: float, next_sample: list[float]) -> bool:
+        """Sampling: `position` counts frames from the first one at or after `start_s`."""
         if time_s < self.start_s - 1e-9:
             return False
-        position = index - round(self.start_s * self.info.fps)
         if self.fps is not None:
             if time_s + 1e-9 < next_sample[0]:
                 return False
@@ -108,24 +113,64 @@ class VideoReader:
         return position % self.every == 0
 
     def __iter__(self) -> Iterator[VideoFrame]:
-        fps = self.info.fps
         next_sample = [self.start_s]
         index = self._seek_to_start()
+        seeked = index > 0
+        position = 0  # frames at or after start_s
+        last_time: float | None = None
+        started = time.monotonic()
         while True:
-            time_s = index / fps
-            if self.end_s is not None and time_s >= self.end_s:
+            if not self._grab(index):
                 break
-            wanted = self._wanted(index, time_s, next_sample)
-            rgb = self._next(index, decode=wanted)
-            if rgb is None:
+            time_s = self._timestamp(index, last_time, started)
+            if seeked:  # a seek that landed after start_s would lose frames: read from the start instead
+                seeked = False
+                if time_s > self.start_s + 0.5 / self.info.fps:
+                    self._reopen()
+                    index, last_time = 0, None
+                    continue
+            last_time = time_s
+            if self.end_s is not None and time_s >= self.end_s - 1e-9:
                 break
-            if wanted and rgb is not False:
-                yield VideoFrame(index, time_s, rgb)
+            wanted = time_s >= self.start_s - 1e-9 and self._wanted(position, time_s, next_sample)
+            if time_s >= self.start_s - 1e-9:
+                position += 1
+            if wanted:
+                rgb = self._retrieve(index)
+                if rgb is None:
+                    break
+                if rgb is not False:
+                    yield VideoFrame(index, time_s, rgb)
             index += 1
-        expected = self.info.frame_count
-        if self.info.kind == "file" and expected and self.end_s is None and index < expected - 1:
+        self._check_end(last_time)
+
+    def _timestamp(self, index: int, last: float | None, started: float) -> float:
+        """Seconds of the frame just grabbed: the container's timestamp for files and streams (exact for
+        variable frame rates), the clock for cameras, index / fps for image sequences; never going back."""
+        step = 1.0 / self.info.fps
+        if self._capture is None:
+            return index * step
+        if self.info.kind == "camera":
+            value = time.monotonic() - started
+        else:
+            value = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if not np.isfinite(value) or value < 0 or (last is not None and value <= last):
+            value = index * step if last is None else last + step  # the demuxer gave no usable time
+        return float(value)
+
+    def _check_end(self, last_time: float | None) -> None:
+        """Frame counts in containers are estimates (duration x fps): an intact file often holds a few
+        frames fewer. A file is reported truncated only when its frames stop well before its stated
+        duration (more than 10% and a frame short)."""
+        info = self.info
+        if info.kind != "file" or not info.frame_count or self.end_s is not None:
+            return
+        stated = info.frame_count / info.fps
+        read = 0.0 if last_time is None else last_time + 1.0 / info.fps
+        if read < 0.9 * stated - 1.0 / info.fps:
             self.truncated = True
-            self.warnings.append(f"{self.info.source}: ended after {index} of {expected} frames (truncated or damaged)")
+            self.warnings.append(f"{info.source}: frames end at {read:.2f} s of the {stated:.2f} s the container "
+                                 "states (truncated or damaged)")
 
     def _seek_to_start(self) -> int:
         """Jump a file to the first frame at or after `start_s` (so a late start does not decode
@@ -137,31 +182,31 @@ class VideoReader:
             moved = self._capture.set(cv2.CAP_PROP_POS_FRAMES, first)
         if moved and int(round(self._capture.get(cv2.CAP_PROP_POS_FRAMES))) == first:
             return first
-        # The container cannot seek exactly: start again from the first frame and skip forward.
-        self._capture.release()
-        self._capture = cv2.VideoCapture(self.info.source, cv2.CAP_FFMPEG)
+        self._reopen()  # the container cannot seek exactly: start again from the first frame and skip forward
         return 0
 
-    def _next(self, index: int, decode: bool):
-        """RGB frame, False for a skipped (or unreadable image-sequence) frame, None at the end."""
+    def _reopen(self) -> None:
+        self._capture.release()
+        self._capture = cv2.VideoCapture(self.info.source, cv2.CAP_FFMPEG)
+
+    def _grab(self, index: int) -> bool:
+        """Advance to frame `index`; False at the end."""
         if self._images is not None:
-            if index >= len(self._images):
-                return None
-            if not decode:
-                return False
+            return index < len(self._images)
+        if self._capture is None:
+            return False
+        with native_stderr_silenced():  # FFmpeg's own lines about damaged frames; we warn once instead
+            return bool(self._capture.grab())
+
+    def _retrieve(self, index: int):
+        """RGB of the grabbed frame; False for an unreadable image of a sequence (skipped), None when
+        a video's frame cannot be decoded (the end)."""
+        if self._images is not None:
             try:
                 return load_image(self._images[index]).rgb
             except ImageError as exc:
                 self.warnings.append(f"{self._images[index]}: {exc}; frame skipped")
                 return False
-        if self._capture is None:
-            return None
-        with native_stderr_silenced():  # FFmpeg's own lines about damaged frames; we warn once instead
-            grabbed = self._capture.grab()
-        if not grabbed:
-            return None
-        if not decode:
-            return False
         ok, bgr = self._capture.retrieve()
         if not ok or bgr is None:
             return None

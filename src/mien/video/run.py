@@ -16,8 +16,9 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mien.io.stream import StreamingTableWriter
-from mien.io.table import faces_to_frame, read_table
+from mien.io.table import read_table
+from mien.io.writer import TableWriter
+from mien.provenance import file_sha256, models_used, options_dict, provenance
 from mien.report.annotate import annotate_frame
 from mien.video.analyzer import VideoAnalyzer, VideoOptions
 from mien.video.reader import VideoReader
@@ -67,7 +68,13 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
     options = options or VideoOptions()
     run = VideoRun()
     smoothed = options.smoothing is not None
-    writer = StreamingTableWriter(output, fmt, flush_s=flush_s) if output is not None else None
+    writer = None
+    if output is not None:
+        attributes = video.options.analyzer.attributes if video is not None else options.analyzer.attributes
+        writer = TableWriter(output, fmt, landmarks=landmarks, smoothed=smoothed, attributes=attributes,
+                             provenance=video_provenance(reader, video.options if video is not None else options,
+                                                         landmarks),
+                             flush_s=flush_s)
     recorder = None
     pending: list = []
     total = _expected_frames(reader)
@@ -129,13 +136,23 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
     return run
 
 
-def _write(writer: StreamingTableWriter, pending: list, landmarks: str, smoothed: bool) -> int:
+def _write(writer: TableWriter, pending: list, landmarks: str, smoothed: bool) -> int:
     if not pending:
         return 0
-    rows = faces_to_frame(pending, landmarks=landmarks, smoothed=smoothed)
-    writer.write(rows)
+    rows = writer.write_faces(pending)
     pending.clear()
-    return len(rows)
+    return rows
+
+
+def video_provenance(reader: VideoReader, options: VideoOptions, landmarks: str) -> dict:
+    """The provenance record of a video table: options, sampling, models and the file's checksum."""
+    info = reader.info
+    inputs = []
+    if info.kind == "file":
+        inputs.append({"source": info.source, "sha256": file_sha256(info.source)})
+    sampling = {"every": reader.every, "fps": reader.fps, "start_s": reader.start_s, "end_s": reader.end_s}
+    return provenance("video", {**options_dict(options), "landmarks": landmarks, "sampling": sampling},
+                      models_used(options.analyzer.expression, options.analyzer.attributes), inputs)
 
 
 def write_timelines(output: Path, smoothed: bool = True) -> list[Path]:

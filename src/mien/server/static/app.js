@@ -167,8 +167,8 @@ function bars(entries, colour) {
 
 function faceCard(row) {
   const card = el("article", {class: "face-card"});
-  const title = row.expression ? `Face ${row.face_id + 1}: ${row.expression} ${row.expression_confidence.toFixed(2)}`
-                               : `Face ${row.face_id + 1}: no measurement`;
+  const title = row.expression ? `Face #${row.face_id}: ${row.expression} ${row.expression_confidence.toFixed(2)}`
+                               : `Face #${row.face_id}: no measurement`;
   card.append(el("h3", {text: title}));
   const tags = el("p");
   if (row.expression_status) tags.append(el("span", {class: `tag ${row.expression_status}`, text: row.expression_status}));
