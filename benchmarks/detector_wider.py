@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mien.analyzer import Analyzer, AnalyzerOptions
-from mien.face.detect import DetectorOptions, FaceDetector, box_iou
+from mien.analyzer import WEAK_SCORE, Analyzer, AnalyzerOptions
+from mien.face.detect import DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector, box_iou
 from mien.io.images import load_image
 
 LEVEL_SETS = {"easy": {"e"}, "medium": {"e", "m"}, "hard": {"e", "m", "h"}}
@@ -35,12 +35,17 @@ def load_boxes(path: Path) -> dict[str, list[tuple[np.ndarray, str]]]:
     return faces
 
 
-def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float = 0.5) -> dict:
-    """Run one configuration: the detector alone, or the pipeline (detections the mesh confirms)."""
+def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float = 0.5, legacy: bool = False) -> dict:
+    """Run one configuration: the detector alone, or the pipeline (detections the mesh confirms).
+    `legacy`: the rows of mien before the real-media work (detector 0.5, detector boxes, no presence check)."""
     gt = load_boxes(data / "boxes.txt")
     names = sorted(gt)[:limit]
     if confirm:
-        analyzer = Analyzer(AnalyzerOptions(mode=mode))
+        analyzer = Analyzer(AnalyzerOptions(mode=mode, min_score=0.5 if legacy else DEFAULT_MIN_SCORE))
+        import mien.analyzer as pipeline
+
+        analyzer.mesh_boxes = not legacy
+        pipeline.WEAK_SCORE = 0.0 if legacy else WEAK_SCORE  # legacy: no presence check for weak detections
         find = lambda rgb: analyzer.analyze(rgb).boxes  # noqa: E731
     else:
         detector = FaceDetector(DetectorOptions(mode=mode))
@@ -67,7 +72,8 @@ def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float
     (analyzer if confirm else detector).close()
     return {
         "mode": mode,
-        "what": "pipeline (mesh-confirmed)" if confirm else "detector only",
+        "what": ("pipeline rows as before (detector 0.5, detector boxes)" if legacy else
+                 "pipeline rows (mesh-confirmed)") if confirm else "detector only",
         "images": len(names),
         "recall": {k: round(found[k] / max(total[k], 1), 3) for k in LEVEL_SETS},
         "faces": total,
@@ -85,6 +91,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = [evaluate(args.data, mode, args.limit, confirm) for confirm in (False, True) for mode in args.modes]
+    if "auto" in args.modes:
+        results.append(evaluate(args.data, "auto", args.limit, True, legacy=True))
     for r in results:
         print(json.dumps(r))
     if args.json:

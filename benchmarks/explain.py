@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     labelled = read_builtin("ferplus-test-majority", args.datasets)
     classifier = ExpressionClassifier()
-    mesh = MeshEstimator(workers=1, min_presence=0.3)
+    mesh = MeshEstimator(workers=1)
     counts = {c: 0 for c in EXPRESSIONS}
     shares = {c: [] for c in EXPRESSIONS}
     areas = {c: [] for c in EXPRESSIONS}

@@ -8,7 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-import mien
+import os
+
+# Ray started by the tests stays on loopback (single-machine mode), set before anything imports ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import mien  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 

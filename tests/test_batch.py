@@ -217,3 +217,59 @@ def test_rerun_with_other_options_is_refused(inputs, tmp_path):
     record = read_provenance(part)
     assert record["options"]["analyzer"]["mode"] == "auto" and record["models"]["expression"]["sha256"]
     assert record["inputs"][0]["source"].endswith("p0.jpg") and len(record["inputs"][0]["sha256"]) == 64
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_batch_joins_a_ray_start_cluster_with_token_auth(inputs, tmp_path):
+    """The path a cluster user takes: `ray start --head` (token authentication, Ray >= 2.59), then
+    `mien batch --ray auto` with RAY_ADDRESS. Loopback only: the head is bound to 127.0.0.1."""
+    pytest.importorskip("ray")
+    import shutil
+    import tempfile
+
+    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
+    if ray_bin is None:
+        pytest.skip("the `ray` command is not installed")
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="mray", dir="/tmp")  # Ray's socket paths must stay short
+    token = tmp_path / "auth_token"
+    token.write_text(os.urandom(32).hex())
+    # Ray maps 127.0.0.1 to the machine's outward address unless told it is a single-machine cluster.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_TOKEN_PATH=str(token))
+    head = subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                           "--temp-dir", temp, "--num-cpus", "2", "--include-dashboard", "false",
+                           "--disable-usage-stats"], env={**env, "RAY_AUTH_MODE": "token"},
+                          capture_output=True, text=True, timeout=180)
+    try:
+        assert head.returncode == 0, head.stderr[-2000:]
+        address = f"127.0.0.1:{port}"
+        probe = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='" + address + "', "
+                                "log_to_driver=False, configure_logging=False); "
+                                "print(sorted({n['NodeManagerAddress'] for n in ray.nodes()}))"],
+                               env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=120)
+        if probe.returncode != 0 or probe.stdout.strip().splitlines()[-1:] != ["['127.0.0.1']"]:
+            pytest.skip(f"the Ray head does not report 127.0.0.1 ({probe.stdout.strip()[-200:]}); "
+                        "tests send traffic to loopback only")
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        for name in ("p0.jpg", "p1.jpg"):
+            (photos / name).write_bytes((inputs / "photos" / name).read_bytes())
+        out = tmp_path / "out"
+        result = subprocess.run([sys.executable, "-m", "mien", "batch", str(photos), "-o", str(out), "--ray", "auto",
+                                 "--workers", "2", "--shard-size", "1"],
+                                env={**env, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+        assert "2 done" in result.stdout and len(read_results(out)) == 2
+        workers = {e["worker"] for e in Manifest(out).entries.values()}
+        assert all(int(w.split(":")[1]) != os.getpid() for w in workers)
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)

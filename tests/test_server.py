@@ -64,6 +64,8 @@ def test_analyse_image_now(server, photo):
     annotated = Image.open(io.BytesIO(_decode(result["annotated"])))
     assert annotated.size == (512, 512)
     assert result["heatmap"].startswith("data:image/jpeg;base64,")
+    assert result["provenance"]["options"]["expression_prior"] == "natural"
+    assert result["provenance"]["models"]["expression"]["sha256"]
     assert not any((data / "uploads").iterdir())  # the upload is gone
 
 
@@ -71,12 +73,18 @@ def test_stored_image_results_download(server, photo):
     url, data = server
     with httpx.Client(base_url=url, timeout=60) as client:
         result = client.post("/api/images?store=true&explain=false",
-                             files={"file": ("../../etc/evil name.jpg", photo, "image/jpeg")}).json()
+                             files={"file": ("../../etc/+evil name.jpg", photo, "image/jpeg")}).json()
         job = client.get(f"/api/jobs/{result['job']}").json()
         assert job["status"] == "done" and job["rows"] == 1
-        assert job["inputs"][0]["name"] == "evil name.jpg"  # display only; stored under mien's own name
+        assert job["inputs"][0]["name"] == "+evil name.jpg"  # display only; stored under mien's own name
         csv = pd.read_csv(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=csv").content))
-        parquet = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
+        assert csv.loc[0, "source"] == "'+evil name.jpg"  # a spreadsheet would run "+..." as a formula
+        download = client.get(f"/api/jobs/{job['id']}/results?format=parquet").content
+        parquet = pd.read_parquet(io.BytesIO(download))
+        import pyarrow.parquet as pq
+
+        record = json.loads(pq.read_schema(io.BytesIO(download)).metadata[b"mien"])
+        assert record["kind"] == "images" and record["options"]["mode"] == "auto"
         records = client.get(f"/api/jobs/{job['id']}/results?format=json").json()
         assert len(csv) == len(parquet) == len(records) == 1
         assert parquet.loc[0, "expression"] == records[0]["expression"] == "happy"

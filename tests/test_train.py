@@ -286,3 +286,39 @@ def test_classifier_applies_the_chosen_class_prior(tmp_path):
     assert (natural.temperature, balanced.temperature) == (1.5, 0.8)
     with pytest.raises(ValueError, match="no class prior 'uniform'"):
         ExpressionClassifier(path, prior="uniform")
+
+
+def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astronaut):
+    """A colour model at another input size, trained on FER+ (grey), AffectNet and RAF-DB (no contempt)."""
+    import json
+    import subprocess
+    import sys
+
+    from mien.expression.classifier import ExpressionClassifier
+    from mien.train.datasets import read_builtin
+    from mien.train.loop import DOMAINS, absent_mask
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    face = astronaut[40:230, 130:320]
+    for cls in ("happy", "sad"):
+        (data / "rafdb" / "train" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.roll(face, i * 3, axis=1)).resize((100, 100)).save(data / "rafdb" / "train" / cls / f"r{i}.jpg")
+    train, valid = read_builtin("rafdb-train", data), read_builtin("rafdb-valid", data)
+    assert (len(train), len(valid)) == (18, 2) and not set(train.paths) & set(valid.paths)
+    mask = absent_mask()
+    assert mask[DOMAINS.index("rafdb"), EXPRESSIONS.index("contempt")] and mask.sum() == 1
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--cache", str(tmp_path / "cache"),
+            "--threads", "1", "--colour", "--input-size", "32", "--grey-prob", "0.3", "--no-test-flip",
+            "--sets", "ferplus-train,affectnet8-train,rafdb-train", "--valid-sets", "ferplus-valid,rafdb-valid"]
+    result = subprocess.run([sys.executable, "-m", "mien", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert info["config"]["colour"] and info["config"]["input_size"] == 32
+    assert set(info["valid_accuracy"]) == {"ferplus-valid", "rafdb-valid"}
+    classifier = ExpressionClassifier(tmp_path / "run" / "expression.onnx")
+    assert classifier.colour and classifier.input_size == 32
+    crop = classifier.crop(astronaut, np.tile([[256.0, 256.0, 0.0]], (478, 1)) + np.random.default_rng(0).normal(0, 40, (478, 3)))
+    assert crop.shape == (32, 32, 3)
+    probs = classifier.predict(np.stack([crop, crop]), np.full((2, 52), np.nan, np.float32))
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)

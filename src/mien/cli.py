@@ -83,7 +83,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     import pandas as pd
 
     from mien.analyzer import Analyzer, AnalyzerOptions
-    from mien.io.images import ImageError, expand_inputs, load_image
+    from mien.io.images import ImageError, expand_inputs, load_ahead
     from mien.io.table import faces_to_frame, resolve_format
     from mien.io.writer import TableWriteError, TableWriter
     from mien.provenance import file_sha256, models_used, options_dict, provenance
@@ -116,9 +116,10 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
             console=errors, transient=True, disable=len(inputs) < 2,
         ) as progress:
             task = progress.add_task("analysing", total=len(inputs))
-            for path in inputs:
+            for path, loaded in load_ahead(inputs):
                 try:
-                    loaded = load_image(path)
+                    if isinstance(loaded, ImageError):
+                        raise loaded
                     faces = analyzer.analyze_loaded(loaded)
                 except ImageError as exc:
                     failed += 1
@@ -169,7 +170,7 @@ def analyze(
     mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
-    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need the mesh model's face-presence check."),
+    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
     landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
     keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
@@ -258,7 +259,7 @@ def video(
     mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per frame."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
-    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need the mesh model's face-presence check."),
+    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
     prior: str = typer.Option("natural", help=_PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
@@ -424,6 +425,12 @@ def train(
     balance: float = typer.Option(0.3, min=0.0, max=1.0, help="Class-balanced sampling: a face is drawn with weight "
                                   "(1 / its class frequency) ** BALANCE; 0 samples as the data come, 1 balances fully."),
     exclude: str = typer.Option("", help="Comma-separated classes to leave out of training (open-set experiments)."),
+    valid_sets: str = typer.Option("ferplus-valid,affectnet8-valid", "--valid-sets",
+                                   help="Comma-separated validation sets (selection and calibration), e.g. add rafdb-valid."),
+    input_size: int = typer.Option(48, help="Side in pixels of the crop the model reads (48, 64, 80, 96...; divisible by 16)."),
+    colour: bool = typer.Option(False, "--colour/--grey", help="RGB crops (cached at 96 px) instead of grey 48 px ones."),
+    grey_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="With --colour: share of training faces turned grey "
+                                    "(keeps grey inputs such as FER+ familiar)."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -446,11 +453,18 @@ def train(
     excluded = tuple(c.strip() for c in exclude.split(",") if c.strip())
     if any(c not in EXPRESSIONS for c in excluded):
         raise typer.BadParameter(f"--exclude takes classes of {', '.join(EXPRESSIONS)}")
+    valid = tuple(name.strip() for name in valid_sets.split(",") if name.strip())
+    unknown = [name for name in valid if name not in BUILTIN]
+    if unknown:
+        raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}", param_hint="--valid-sets")
+    if input_size % 16:
+        raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
-                         train_sets=train_sets, select_on=select_on, init_share=init_share if init else 0.0,
+                         train_sets=train_sets, valid_sets=valid, select_on=select_on,
+                         init_share=init_share if init else 0.0,
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
                          domain_bias=domain_bias, balance_power=balance,
-                         exclude=excluded)
+                         exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
@@ -460,7 +474,7 @@ def train(
 
 @app.command("eval")
 def eval_command(
-    dataset: str = typer.Argument(..., help="ferplus-test-majority (FER+ authors' protocol), ferplus-test (all faces), ferplus-valid[-majority], "
+    dataset: str = typer.Argument(..., help="ferplus-test-majority (FER+ authors' protocol), ferplus-test (all faces), ferplus-valid[-majority], rafdb-test (RAF-DB basic, 7 classes), rafdb-valid, "
                                  "affectnet8-valid, or a folder DIR/<class>/*.jpg|png."),
     crops: Optional[bool] = typer.Option(None, "--crops/--detect", help="Images are face crops (default for built-in sets) or need face detection (default for folders)."),
     datasets: Path = typer.Option(Path("../shared/datasets"), envvar="MIEN_DATASETS", help="Folder of the built-in datasets."),
@@ -525,7 +539,7 @@ def _print_eval(report: dict, out_dir: Path) -> None:
     console.print(f"[bold]{report['dataset']}[/bold] ({report['mode']}): {report['evaluated']} of {report['images']} "
                   f"images evaluated, {report['no_face']} without a face, {len(report['errors'])} unreadable", soft_wrap=True)
     console.print(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
-                  f"balanced accuracy {report['balanced_accuracy']:.4f}  ECE {report['ece']:.4f}", soft_wrap=True)
+                  f"mean class accuracy {report['balanced_accuracy']:.4f}  ECE {report['ece']:.4f}", soft_wrap=True)
     console.print(f"speed: {report['images_per_s']:.1f} images/s end to end; classifier {speed['faces_per_s']:.0f} "
                   f"faces/s batched ({speed['batch']}), {speed['latency_ms']:.2f} ms for one face", soft_wrap=True)
     per_class = Table(title="per class")
@@ -543,6 +557,53 @@ def _print_eval(report: dict, out_dir: Path) -> None:
         confusion.add_row(name, *map(str, row))
     console.print(confusion)
     console.print(f"wrote {out_dir / 'eval.json'}, confusion.png, reliability.png", soft_wrap=True)
+
+
+@app.command()
+def info(
+    path: Path = typer.Argument(..., help="A table (.parquet, .csv, .jsonl), an HTML report or a batch output folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole record as JSON."),
+) -> None:
+    """How an output was made: mien version, model checksums, analysis options, prior, input checksums."""
+    import json
+
+    from mien.provenance import flat_options, read_provenance
+
+    if not path.exists():
+        errors.print(f"error: {path}: no such file or folder", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        record = read_provenance(path)
+    except (OSError, ValueError) as exc:
+        errors.print(f"error: {path}: cannot read its provenance ({exc})", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+    if record is None:
+        errors.print(f"error: {path}: no provenance found (not written by mien, or by a version before 0.2)",
+                     soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+    if as_json:
+        sys.stdout.write(json.dumps(record, indent=1) + "\n")
+        return
+    console.print(f"[bold]{path}[/bold]: {record.get('kind', '?')} made by {record.get('made_by')} "
+                  f"at {record.get('created_utc')}", soft_wrap=True, highlight=False)
+    table = Table(title="models", show_lines=False)
+    for col in ("model", "file", "SHA-256"):
+        table.add_column(col)
+    for name, model in record.get("models", {}).items():
+        table.add_row(name, model["file"], model["sha256"])
+    console.print(table)
+    options = Table(title="options", show_lines=False)
+    options.add_column("option")
+    options.add_column("value")
+    for key, value in flat_options(record.get("options", {})).items():
+        options.add_row(key, str(value))
+    console.print(options)
+    inputs = record.get("inputs", [])
+    console.print(f"{len(inputs)} inputs" + (":" if inputs else ""), highlight=False)
+    for item in inputs[:20]:
+        console.print(f"  {item.get('sha256') or '-'}  {item.get('source')}", soft_wrap=True, highlight=False)
+    if len(inputs) > 20:
+        console.print(f"  ... and {len(inputs) - 20} more (--json lists them all)", highlight=False)
 
 
 @app.command()

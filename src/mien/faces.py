@@ -30,7 +30,8 @@ class Faces:
     """Faces found in one image or frame.
 
     Attributes:
-        boxes: (n, 4) float32 face boxes as x1, y1, x2, y2 in pixels.
+        boxes: (n, 4) float32 face boxes as x1, y1, x2, y2 in pixels: the extent of the face's mesh
+            (the detector's box for faces without a mesh).
         scores: (n,) detector confidence in [0, 1].
         landmarks: (n, 478, 3) mesh points; x, y in pixels, z in pixels relative to the face
             centre (smaller is closer to the camera). NaN where the mesh failed.

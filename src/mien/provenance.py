@@ -19,6 +19,9 @@ from typing import Any
 
 from mien.models.sources import SOURCES
 
+METADATA_KEY = b"mien"  # Parquet key-value metadata entry holding the record
+HTML_ID = "mien-provenance"  # <pre id=...> holding the record's JSON in HTML reports (no scripts)
+
 
 def mien_version() -> str:
     try:
@@ -80,11 +83,11 @@ def fingerprint(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _flat(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_options(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in options.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_options(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -93,7 +96,7 @@ def _flat(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Human-readable 'name: old -> new' lines between two records' options and models."""
     lines = []
-    before, after = _flat(old.get("options", {})), _flat(new.get("options", {}))
+    before, after = flat_options(old.get("options", {})), flat_options(new.get("options", {}))
     for key in sorted(set(before) | set(after)):
         a, b = before.get(key), after.get(key)
         if a != b:
@@ -106,3 +109,45 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if old.get("openset_thresholds_sha256") != new.get("openset_thresholds_sha256"):
         lines.append("open-set thresholds changed")
     return lines
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """`OUT.meta.json`: where the record of a CSV or JSON Lines table is kept."""
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def html_block(record: dict[str, Any]) -> str:
+    """The record as an HTML fragment for a report: a summary line that opens to the full JSON (which
+    `read_provenance` reads back); plain HTML, no script."""
+    import html
+
+    text = json.dumps(record, indent=1, default=str)
+    models = ", ".join(f"{name} {m['sha256'][:12]}" for name, m in record.get("models", {}).items())
+    return (f"<details><summary>How this was made: {html.escape(record.get('made_by', 'mien'))}, models "
+            f'{html.escape(models)}</summary><pre id="{HTML_ID}">{html.escape(text)}</pre></details>')
+
+
+def read_provenance(path: str | Path) -> dict[str, Any] | None:
+    """The record of anything mien wrote: a Parquet table (key-value metadata), a CSV/JSONL table
+    (`OUT.meta.json`), an HTML report, or a batch folder (`dataset.json`); None if it has none."""
+    import re
+
+    path = Path(path)
+    if path.is_dir():
+        dataset = path / "dataset.json"
+        return json.loads(dataset.read_text())["provenance"] if dataset.exists() else None
+    if sidecar_path(path).exists():
+        return json.loads(sidecar_path(path).read_text())
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq") and path.is_file():
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else None
+    if suffix in (".html", ".htm") and path.is_file():
+        import html
+
+        found = re.search(rf'<pre id="{HTML_ID}">(.*?)</pre>', path.read_text(), re.S)
+        return json.loads(html.unescape(found.group(1))) if found else None
+    return None

@@ -76,9 +76,15 @@ class RayExecutor:
     `address`: "local" starts a Ray instance on this machine with `workers` CPUs; "auto" joins the
     cluster this machine belongs to (RAY_ADDRESS or a running `ray start`); anything else is a
     cluster address ("ray://head:10001" or "head:6379"). mien must be installed on every node.
+    Clusters started with `ray start` use token authentication (Ray >= 2.59): the token is taken
+    from Ray's own places (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).
     """
 
     def __init__(self, options: BatchOptions, address: str, workers: int | None) -> None:
+        if address != "local":
+            use_cluster_token()
+        else:  # a one-machine instance: keep Ray on the loopback address (it picks the outward one otherwise)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
         self.ray = ray
@@ -127,6 +133,19 @@ class RayExecutor:
         for actor in self.actors:
             self.ray.kill(actor)
         self.actors = []
+
+
+def use_cluster_token() -> bool:
+    """Turn Ray's token authentication on for this driver when a token is at hand and the mode is not
+    set: a driver defaults to no token, which a `ray start` cluster (token auth by default since Ray
+    2.59) refuses. A cluster without authentication accepts a driver that sends one. True if set."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return False
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(path):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        return True
+    return False
 
 
 class _RayWorker:

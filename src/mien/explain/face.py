@@ -8,7 +8,6 @@ import numpy as np
 
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.classifier import ExpressionClassifier
-from mien.expression.crop import expression_crop
 from mien.explain.rationale import rationale
 from mien.explain.regions import region_map, region_shares
 from mien.explain.saliency import heatmap_to_image, occlusion_heatmap
@@ -30,8 +29,8 @@ def explain_face(classifier: ExpressionClassifier, rgb: np.ndarray, faces: Faces
     """Occlusion heatmap of the predicted class, its region shares and the rationale for face `i` of
     `faces`; `rgb` is their image at any size (the heatmap is in its pixels)."""
     landmarks = faces.scaled_to(rgb.shape[:2]).landmarks[i]
-    heat, target = occlusion_heatmap(classifier, expression_crop(rgb, landmarks), faces.blendshapes[i])
-    regions = region_shares(heat, region_map(landmarks))
+    heat, target = occlusion_heatmap(classifier, classifier.crop(rgb, landmarks), faces.blendshapes[i])
+    regions = region_shares(heat, region_map(landmarks, heat.shape[0]))
     probability = float(faces.expression[i, target])
     return FaceExplanation(target, probability, regions, heatmap_to_image(heat, landmarks, rgb.shape[:2]),
                            rationale(EXPRESSIONS[target], probability, faces.aus[i], regions))

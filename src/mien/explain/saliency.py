@@ -21,12 +21,14 @@ STRIDE = 4
 
 def occlusion_heatmap(classifier: ExpressionClassifier, crop: np.ndarray, blendshapes: np.ndarray,
                       target: int | None = None, patch: int = PATCH, stride: int = STRIDE) -> tuple[np.ndarray, int]:
-    """(heatmap (48, 48) float32 >= 0, explained class index) for one (48, 48) uint8 expression crop.
+    """(heatmap (S, S) float32 >= 0, explained class index) for one (S, S) grey or (S, S, 3) RGB uint8
+    expression crop. Patch and stride are given for 48 px crops and scale with S.
 
     `target` is the class to explain (default: the predicted one). The blendshapes stay as they
     are, so the heatmap shows what the image path adds.
     """
     size = crop.shape[0]
+    patch, stride = max(2, round(patch * size / 48)), max(1, round(stride * size / 48))
     blurred = cv2.GaussianBlur(crop, (0, 0), 4)
     starts = range(0, size - patch + 1, stride)
     boxes = [(y, x) for y in starts for x in starts]

@@ -1,8 +1,9 @@
 """mien's expression classifier: the committed ONNX model run with onnxruntime on CPU.
 
-Input: 48x48 grayscale aligned crops (`expression_crop`) and the face's 52 blendshapes (NaN
-when no mesh was found). Output: calibrated probabilities over `EXPRESSIONS`
-(temperature-scaled; the temperature is stored in the ONNX file's metadata).
+Input: aligned face crops (`expression_crop`: grey 48x48 for the FER+-era models, RGB of the size
+the model's metadata names for colour models; `ExpressionClassifier.crop` makes the right one) and
+the face's 52 blendshapes (NaN when no mesh was found). Output: calibrated probabilities over
+`EXPRESSIONS` (temperature-scaled; the temperature is stored in the ONNX file's metadata).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from mien.expression.calibration import softmax
 from mien.expression.classes import EXPRESSIONS
-from mien.expression.crop import CROP_FRAMING
+from mien.expression.crop import CROP_FRAMING, crop_from_face_image, expression_crop
 from mien.models import resolve
 
 
@@ -68,22 +69,34 @@ class ExpressionClassifier:
         self._shift = np.asarray(priors[prior]["shift"], np.float32)
         self.temperature = float(priors[prior]["temperature"])
         self.input_size = int(meta.get("input_size", 48))
+        self.colour = bool(meta.get("colour", False))
         framing = {"input_size": self.input_size, "align_margin": float(meta.get("align_margin", 0.0)),
                    "align_shift": float(meta.get("align_shift", 0.0))}
-        if not np.allclose(list(framing.values()), list(CROP_FRAMING.values())):
+        expected = {**CROP_FRAMING, "input_size": self.input_size}  # any size; the framing must match
+        if not np.allclose(list(framing.values()), list(expected.values())):
             raise ValueError(f"{path}: made for {_describe(framing)}, but this mien crops faces at "
                              f"{_describe(CROP_FRAMING)}; use a model exported by this version")
         self.batch_size = batch_size
 
+    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The crop this model reads, from an (H, W, 3) RGB image and a face's (478, 3) landmarks in its pixels."""
+        return expression_crop(rgb, landmarks, self.input_size, self.colour)
+
+    def crop_face_image(self, mesh, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(crop, blendshapes, mesh found) for an image that already is a face crop (datasets)."""
+        return crop_from_face_image(mesh, rgb, self.input_size, self.colour)
+
     def logits(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
-        """(n, 8) uncalibrated logits (under the chosen prior) for (n, 48, 48) uint8 crops."""
+        """(n, 8) uncalibrated logits (under the chosen prior) for uint8 crops as `crop` makes them
+        ((n, S, S) grey or (n, S, S, 3) RGB)."""
         n = len(crops)
         if n == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         blend = blend_input(blendshapes)
         out = []
         for i in range(0, n, self.batch_size):
-            images = crops[i:i + self.batch_size, None].astype(np.float32) / 255.0
+            chunk = crops[i:i + self.batch_size].astype(np.float32) / 255.0
+            images = chunk.transpose(0, 3, 1, 2) if chunk.ndim == 4 else chunk[:, None]
             out.append(self._session.run(None, {"image": images, "blendshapes": blend[i:i + self.batch_size]})[0])
         return np.concatenate(out) + self._shift
 

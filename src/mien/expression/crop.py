@@ -21,17 +21,21 @@ EXPR_SHIFT = -0.09  # and move the face up by 9% of the crop
 CROP_FRAMING = {"input_size": EXPR_SIZE, "align_margin": EXPR_MARGIN, "align_shift": EXPR_SHIFT}
 
 
-def expression_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
-    """(size, size) uint8 grayscale aligned crop from an (H, W, 3) RGB image and (478, 3) landmarks."""
+def expression_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = EXPR_SIZE, colour: bool = False) -> np.ndarray:
+    """(size, size) uint8 grayscale (or, with `colour`, (size, size, 3) RGB) aligned crop from an
+    (H, W, 3) RGB image and (478, 3) landmarks, framed like FER+ faces."""
     aligned = align_face(rgb, landmarks, size * 2, EXPR_MARGIN, EXPR_SHIFT)
-    gray = cv2.cvtColor(aligned, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    if not colour:
+        aligned = cv2.cvtColor(aligned, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(aligned, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def fallback_crop(rgb: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
+def fallback_crop(rgb: np.ndarray, size: int = EXPR_SIZE, colour: bool = False) -> np.ndarray:
     """Crop for an image that already is a tight face crop but has no mesh: resized whole image."""
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, 2)
+    image = rgb if colour else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 MIN_MESH_INPUT = 96
@@ -46,13 +50,14 @@ def mesh_face_image(mesh, rgb: np.ndarray):
     return big, mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float64))
 
 
-def crop_from_face_image(mesh, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Expression crop and blendshapes for an image that already is a face crop (FER+, AffectNet).
+def crop_from_face_image(mesh, rgb: np.ndarray, size: int = EXPR_SIZE,
+                         colour: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Expression crop and blendshapes for an image that already is a face crop (FER+, AffectNet, RAF-DB).
 
     The mesh runs on the whole image (small images are upscaled to 96 px first, as the mesh
     needs some resolution). Returns (crop, blendshapes (52,) NaN when no mesh, found).
     """
     big, result = mesh_face_image(mesh, rgb)
     if not result.found[0]:
-        return fallback_crop(rgb), result.blendshapes[0], False
-    return expression_crop(big, result.landmarks[0]), result.blendshapes[0], True
+        return fallback_crop(rgb, size, colour), result.blendshapes[0], False
+    return expression_crop(big, result.landmarks[0], size, colour), result.blendshapes[0], True

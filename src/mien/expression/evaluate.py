@@ -34,12 +34,13 @@ class EvalRun:
     classifier_seconds: float = 0.0
 
 
-def collect_crops(paths: list[Path], crops: bool, progress: bool = True):
-    """Yields (index, crop, blendshapes, mesh_found, error) per image; crop is None for no face or an error."""
+def collect_crops(paths: list[Path], crops: bool, progress: bool = True, classifier: ExpressionClassifier | None = None):
+    """Yields (index, crop, blendshapes, mesh_found, error) per image, crops as `classifier` reads them;
+    crop is None for no face or an error."""
     from mien.analyzer import Analyzer
     from mien.face.mesh import MeshEstimator
 
-    tool = MeshEstimator(min_presence=0.3) if crops else Analyzer(mode="auto", expression=False)
+    tool = MeshEstimator() if crops else Analyzer(mode="auto", expression=False)
     try:
         for i, path in enumerate(track(paths, description="faces", disable=not progress)):
             try:
@@ -48,7 +49,8 @@ def collect_crops(paths: list[Path], crops: bool, progress: bool = True):
                 yield i, None, None, False, f"{path}: {error}"
                 continue
             if crops:
-                crop, blend, found = crop_from_face_image(tool, loaded.rgb)
+                crop, blend, found = (classifier.crop_face_image(tool, loaded.rgb) if classifier is not None
+                                      else crop_from_face_image(tool, loaded.rgb))
                 yield i, crop, blend, found, None
                 continue
             faces = tool.analyze_loaded(loaded)
@@ -57,7 +59,9 @@ def collect_crops(paths: list[Path], crops: bool, progress: bool = True):
                 continue
             areas = (faces.boxes[:, 2] - faces.boxes[:, 0]) * (faces.boxes[:, 3] - faces.boxes[:, 1])
             j = int(areas.argmax())
-            yield i, expression_crop(loaded.rgb, faces.scaled_to(loaded.rgb.shape[:2]).landmarks[j]), faces.blendshapes[j], True, None
+            landmarks = faces.scaled_to(loaded.rgb.shape[:2]).landmarks[j]
+            crop = classifier.crop(loaded.rgb, landmarks) if classifier is not None else expression_crop(loaded.rgb, landmarks)
+            yield i, crop, faces.blendshapes[j], True, None
     finally:
         tool.close()
 
@@ -68,7 +72,7 @@ def run_eval(paths: list[Path], labels: np.ndarray, crops: bool, classifier: Exp
     classifier = classifier or ExpressionClassifier()
     started = time.perf_counter()
     kept, images, blends, no_face, errors, missing = [], [], [], [], [], 0
-    for i, crop, blend, found, error in collect_crops(paths, crops, progress):
+    for i, crop, blend, found, error in collect_crops(paths, crops, progress, classifier):
         if error:
             errors.append(error)
         if crop is None:
@@ -89,7 +93,8 @@ def run_eval(paths: list[Path], labels: np.ndarray, crops: bool, classifier: Exp
 def classifier_speed(classifier: ExpressionClassifier, batch: int = 256, repeats: int = 20) -> dict:
     """Batched throughput (faces/s) and single-face latency (ms, median) on random crops."""
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 255, (batch, 48, 48), dtype=np.uint8)
+    side = classifier.input_size
+    crops = rng.integers(0, 255, (batch, side, side, 3) if classifier.colour else (batch, side, side), dtype=np.uint8)
     blend = rng.random((batch, 52), dtype=np.float32)
     classifier.predict(crops, blend)
     tick = time.perf_counter()

@@ -2,8 +2,8 @@
 
 - **unknown**: the face's expression fits none of the eight classes. Scored by the energy of the
   logits (logsumexp, Liu et al. 2020): low energy = unlike anything seen in training. The
-  threshold keeps 95% of in-distribution FER+ valid faces (`benchmarks/openset.py` fits it and
-  reports AUROC on held-out data).
+  threshold keeps 95% of in-distribution FER+ valid faces under the same class prior
+  (`benchmarks/openset.py` fits one per prior and reports AUROC on held-out data).
 - **uncertain**: the model is not confident (top probability under `UNCERTAIN_BELOW`) or the face's
   numbers are not to be trusted (quality flags: small, strong pose, blurry, occluded, no mesh).
 - **blend**: two expressions both strong (second probability at least `BLEND_MIN`), named as in
@@ -72,10 +72,14 @@ def blends(probs: np.ndarray, min_second: float = BLEND_MIN) -> list[str | None]
     return out
 
 
-def load_thresholds() -> dict:
-    """The shipped open-set thresholds (fitted by `benchmarks/openset.py --fit`)."""
+def load_thresholds(prior: str = "natural") -> dict:
+    """The shipped open-set thresholds for a class prior (`unknown_below`, `blend_min`), fitted under that
+    prior by `benchmarks/openset.py --fit`: the prior shifts the logits, so each prior has its own."""
     path = Path(str(files("mien") / "data" / "openset.json"))
-    return json.loads(path.read_text())
+    fitted = json.loads(path.read_text())["priors"]
+    if prior not in fitted:
+        raise ValueError(f"no open-set thresholds for prior {prior!r}; fitted: {', '.join(fitted)}")
+    return fitted[prior]
 
 
 def statuses(probs: np.ndarray, familiarity: np.ndarray, untrusted: np.ndarray,

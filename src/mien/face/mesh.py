@@ -24,10 +24,9 @@ from mien.models.quiet import blank_image, native_stderr_silenced
 
 CROP_SIZE = 256
 CROP_SCALE = 1.9
-# The landmarker's face-presence score a detection must reach to become a row. At 0.8 (with the
-# detector's 0.6) rows on WIDER-mini are faces 93% of the time, against 88% at MediaPipe's 0.3
-# (`benchmarks/detector_wider.py`); sky, cloth and drawings that BlazeFace scores ~0.5 fail it.
-FACE_PRESENCE = 0.8
+# Face presence the landmarker must see in the crop of a weak detection (see `estimate(strict=...)`);
+# MediaPipe's own default, used for the others, is `min_confidence` (0.3).
+STRICT_PRESENCE = 0.8
 
 
 @dataclass
@@ -52,26 +51,22 @@ class MeshEstimator:
     """Runs MediaPipe's FaceLandmarker (mesh + blendshapes) on face crops.
 
     Args:
-        min_confidence: minimum face detection confidence inside a crop (and presence for the
-            video-mode landmarkers that follow an already confirmed face).
-        min_presence: minimum face presence for a new face (image mode); `FACE_PRESENCE` by
-            default, lower for crops known to hold a face (dataset crops).
+        min_confidence: minimum face detection/presence confidence inside a crop.
         workers: landmarkers run in parallel on frames with several faces (default: up to 2 cores).
         max_tracked: most faces followed at once in video mode (see `estimate`).
     """
 
-    def __init__(self, min_confidence: float = 0.3, workers: int | None = None, max_tracked: int = 16,
-                 min_presence: float = FACE_PRESENCE) -> None:
+    def __init__(self, min_confidence: float = 0.3, workers: int | None = None, max_tracked: int = 16) -> None:
         self._min_confidence = min_confidence
-        self._min_presence = min_presence
         count = workers or max(1, min(2, os.cpu_count() or 1))
         self._landmarkers = [self._create(video=False) for _ in range(count)]
         self._pool = ThreadPoolExecutor(count) if count > 1 else None
+        self._strict = None  # image-mode landmarker demanding STRICT_PRESENCE, made when first needed
         self._followers: dict[int, list] = {}  # track key -> [VIDEO-mode landmarker, last timestamp ms]
         self._spare: list = []
         self._max_tracked = max_tracked
 
-    def _create(self, video: bool):
+    def _create(self, video: bool, presence: float | None = None):
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(
@@ -79,14 +74,14 @@ class MeshEstimator:
             running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
             num_faces=1 if video else 2,
             min_face_detection_confidence=self._min_confidence,
-            min_face_presence_confidence=self._min_confidence if video else self._min_presence,
+            min_face_presence_confidence=presence or self._min_confidence,
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
         with native_stderr_silenced():
             landmarker = vision.FaceLandmarker.create_from_options(options)
             if not video:
-                landmarker.detect(blank_image())  # first call logs too
+                landmarker.detect(blank_image(CROP_SIZE))  # first call logs too
         return landmarker
 
     def close(self) -> None:
@@ -94,7 +89,7 @@ class MeshEstimator:
             self._pool.shutdown()
         self.forget_followers()
         with native_stderr_silenced():
-            for landmarker in self._landmarkers:
+            for landmarker in self._landmarkers + ([self._strict] if self._strict is not None else []):
                 landmarker.close()
 
     def forget_followers(self) -> None:
@@ -114,13 +109,15 @@ class MeshEstimator:
                 self._spare.append(follower[0])
 
     def estimate(self, rgb: np.ndarray, boxes: np.ndarray, keys: np.ndarray | None = None,
-                 time_s: float | None = None) -> MeshResult:
+                 time_s: float | None = None, strict: np.ndarray | None = None) -> MeshResult:
         """Mesh for each xyxy box of an (H, W, 3) uint8 RGB image.
 
         Video mode: with `keys` (a track id per box, -1 for none) and the frame's `time_s`, each
         tracked face keeps its own landmarker in MediaPipe's video mode, which follows the face
         from the previous frame's landmarks instead of detecting it again in the crop (~1.7 ms
         less per face). Boxes without a key use the image-mode landmarkers.
+        `strict` (bool per box): boxes without a key whose mesh must show a clear face (landmarker
+        presence >= `STRICT_PRESENCE`), for weak detections.
         """
         n = len(boxes)
         out = MeshResult(
@@ -132,10 +129,11 @@ class MeshEstimator:
         # Work per landmarker: a landmarker is used by one thread at a time.
         work: dict[int, tuple[object, list[int], int | None]] = {}
         stateless = []
+        strict_rows = []
         for i in range(n):
             follower = self._follower(int(keys[i])) if keys is not None and keys[i] >= 0 and time_s is not None else None
             if follower is None:
-                stateless.append(i)
+                (strict_rows if strict is not None and strict[i] else stateless).append(i)
                 continue
             stamp = max(int(time_s * 1000), follower[1] + 1)  # strictly increasing per landmarker
             follower[1] = stamp
@@ -144,6 +142,10 @@ class MeshEstimator:
             rows = stateless[k::len(self._landmarkers)]
             if rows:
                 work[id(landmarker)] = (landmarker, rows, None)
+        if strict_rows:
+            if self._strict is None:
+                self._strict = self._create(video=False, presence=STRICT_PRESENCE)
+            work[id(self._strict)] = (self._strict, strict_rows, None)
         jobs = list(work.values())
         if self._pool is None or len(jobs) < 2:
             for landmarker, rows, stamp in jobs:
@@ -191,6 +193,17 @@ class MeshEstimator:
             out.blendshapes[i] = [c.score for c in result.face_blendshapes[pick]]
             out.transforms[i] = np.asarray(result.facial_transformation_matrixes[pick], np.float32)
             out.found[i] = True
+
+
+def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """(n, 4) float32 xyxy extent of each (478, 3) mesh: mien's face box (NaN rows where no mesh).
+
+    The mesh's extent follows the face more closely than the detector's box: on WIDER-mini it
+    matches the hand-drawn boxes at IoU >= 0.5 for 92% of detections against 89% (mean IoU 0.75
+    against 0.66; `benchmarks/detector_wider.py`).
+    """
+    x, y = landmarks[:, :, 0], landmarks[:, :, 1]
+    return np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], 1).reshape(-1, 4).astype(np.float32)
 
 
 def _central_face(faces) -> int | None:

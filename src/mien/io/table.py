@@ -229,7 +229,9 @@ def frame_to_arrow(frame: pd.DataFrame):
             fields.append(pa.field(name, arrow_type(name)))
         else:
             fields.append(pa.Schema.from_pandas(frame[[name]], preserve_index=False).field(name))
-    fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in fields]
+    # All-missing columns would be typed null, pandas strings large_string: both become plain strings.
+    fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) or pa.types.is_large_string(f.type) else f
+              for f in fields]
     return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
 
 

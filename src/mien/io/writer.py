@@ -21,9 +21,9 @@ from typing import Iterable
 import pandas as pd
 
 from mien.faces import Faces
+from mien.provenance import METADATA_KEY, read_provenance, sidecar_path  # noqa: F401 (read_provenance re-exported)
 from mien.io.table import (LandmarkColumns, TableFormat, arrow_to_frame, faces_to_arrow, frame_to_arrow, resolve_format, table_schema, to_openface)
 
-METADATA_KEY = b"mien"
 _FORMULA_START = r"^[=+\-@\t\r]"
 
 
@@ -36,11 +36,6 @@ def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
 
-def sidecar_path(path: Path) -> Path:
-    """`OUT.meta.json`: the provenance of a CSV or JSON Lines table."""
-    return path.with_name(path.name + ".meta.json")
-
-
 def escape_formulas(table):
     """String columns with formula-looking cells prefixed by an apostrophe (CSV injection)."""
     import pyarrow as pa
@@ -49,10 +44,35 @@ def escape_formulas(table):
     columns = []
     for column, field in zip(table.columns, table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = column.cast(pa.string())
             risky = pc.fill_null(pc.match_substring_regex(column, _FORMULA_START), False)
             column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
         columns.append(column)
-    return pa.Table.from_arrays(columns, schema=table.schema)
+    return pa.Table.from_arrays(columns, names=table.schema.names)
+
+
+def csv_bytes(rows) -> bytes:
+    """A table (Arrow or DataFrame) as CSV bytes, formula cells escaped as in every CSV mien writes."""
+    import io
+
+    import pyarrow.csv as pcsv
+
+    table = frame_to_arrow(rows) if isinstance(rows, pd.DataFrame) else rows
+    sink = io.BytesIO()
+    pcsv.write_csv(escape_formulas(table), sink)
+    return sink.getvalue()
+
+
+def write_parquet(rows, path: str | Path, provenance: dict | None = None) -> None:
+    """Write a whole table (Arrow or DataFrame) to one Parquet file at once, with its provenance."""
+    import pyarrow.parquet as pq
+
+    table = frame_to_arrow(rows) if isinstance(rows, pd.DataFrame) else rows
+    if provenance is not None:
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(provenance, default=str).encode()})
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
 
 
 class TableWriter:
@@ -65,6 +85,8 @@ class TableWriter:
         provenance: how the table was made (`mien.provenance.provenance`); None writes none.
         flush_rows, flush_s: write buffered rows at least this often.
     """
+
+    BATCH_FRAMES = 64
 
     def __init__(self, path: str | Path, fmt: TableFormat = "auto", landmarks: LandmarkColumns = "2d",
                  smoothed: bool = False, attributes: bool = False, provenance: dict | None = None,
@@ -79,6 +101,7 @@ class TableWriter:
         self.rows = 0  # rows accepted (written or buffered)
         self.written = 0  # rows on disk
         self.schema = self._schema()
+        self._faces: list[Faces] = []
         self._buffer: list = []
         self._buffered = 0
         self._last_flush = time.monotonic()
@@ -96,8 +119,27 @@ class TableWriter:
         self.close()
 
     def write_faces(self, frames: Iterable[Faces]) -> int:
-        """Queue the rows of these frames; returns how many rows they made."""
-        return self.write(faces_to_arrow(frames, self.landmarks, smoothed=self.smoothed, attributes=self.attributes))
+        """Queue the rows of these frames (one per face, one for a frame without faces); returns how many.
+        Frames are turned into columns `BATCH_FRAMES` at a time: one conversion for many images."""
+        frames = list(frames)
+        count = sum(max(len(f), 1) for f in frames)
+        self._faces += frames
+        self._buffered += count
+        self.rows += count
+        if len(self._faces) >= self.BATCH_FRAMES:
+            self._convert()
+        self._maybe_flush()
+        return count
+
+    def _convert(self) -> None:
+        if self._faces:
+            table = faces_to_arrow(self._faces, self.landmarks, smoothed=self.smoothed, attributes=self.attributes)
+            self._faces = []
+            self._buffer.append(table)
+
+    def _maybe_flush(self) -> None:
+        if self._buffered >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
 
     def write(self, rows) -> int:
         """Queue rows (a pyarrow Table or a DataFrame of tidy columns); they reach the disk at the next flush."""
@@ -109,16 +151,17 @@ class TableWriter:
             raise TypeError(f"rows must be a pyarrow Table or a DataFrame, not {type(rows).__name__}")
         if not rows.num_rows:
             return 0
+        self._convert()  # keep the order of rows given as Faces before
         self._buffer.append(rows)
         self._buffered += rows.num_rows
         self.rows += rows.num_rows
-        if self._buffered >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+        self._maybe_flush()
         return rows.num_rows
 
     def flush(self) -> None:
         """Write the queued rows to disk now."""
         self._last_flush = time.monotonic()
+        self._convert()
         if not self._buffer:
             return
         import pyarrow as pa
@@ -254,19 +297,3 @@ class TableWriter:
                 writer.write_table(schema.empty_table())
         tmp.replace(self.path)
         shutil.rmtree(parts_dir(self.path))
-
-
-def read_provenance(path: str | Path) -> dict | None:
-    """The provenance stored with a table mien wrote (Parquet metadata or `OUT.meta.json`), or None."""
-    path = Path(path)
-    sidecar = sidecar_path(path)
-    if sidecar.exists():
-        return json.loads(sidecar.read_text())
-    if path.suffix.lower() in (".parquet", ".pq") and path.is_file():
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        if METADATA_KEY in meta:
-            return json.loads(meta[METADATA_KEY])
-    return None
-

@@ -26,9 +26,10 @@ def native_stderr_silenced():
         os.close(devnull)
 
 
-def blank_image():
-    """A small grey MediaPipe image, for a silent warm-up call."""
+def blank_image(side: int = 64):
+    """A grey MediaPipe image, for a silent warm-up call (at the size real inputs will have, so that
+    the one-time native messages of that size are silenced too)."""
     import mediapipe as mp
     import numpy as np
 
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.full((64, 64, 3), 128, np.uint8))
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.full((side, side, 3), 128, np.uint8))

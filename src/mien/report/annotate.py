@@ -64,35 +64,43 @@ def _candidates(box, width: int, height: int) -> list[tuple[int, int]]:
     return [(x1, y1 - height - 2), (x1, y2 + 2), (x2 + 3, y1), (x1 - width - 3, y1), (x1 + 2, y1 + 2)]
 
 
-def place_labels(out: np.ndarray, boxes: np.ndarray, labels: list[list[str]], colours: list, font_scale: float,
-                 min_scale: float = 0.3) -> np.ndarray:
-    """Draw each face's label block where it overlaps no other label and stays on the image.
+def layout_labels(boxes: np.ndarray, labels: list[list[str]], font_scale: float, width: int, height: int,
+                  min_scale: float = 0.3) -> tuple[list[tuple], list[int]]:
+    """Where each face's label block goes: ([(rect, font scale, line height, lines)], faces sent to the legend).
 
-    Tries beside the box (above, below, right, left, inside), then at smaller text sizes; a face
-    whose label still fits nowhere gets only its number (`#i`, the table's `face_id`) on the box and
-    its full label in a legend added below the image. Returns the image (taller with a legend).
+    Tries beside the box (above, below, right, left, inside) without covering other faces, then
+    covering them, then at smaller text sizes; a face whose label still fits nowhere gets only its
+    number (`#i`, the table's `face_id`) on the image and its full label in the legend. No two
+    blocks overlap and every block lies on the image.
     """
-    height, width = out.shape[:2]
     placed: list[tuple[int, int, int, int]] = []
-    legend: list[tuple[list[str], tuple]] = []
+    spots, legend = [], []
     for i, lines in enumerate(labels):
         others = [tuple(b) for k, b in enumerate(boxes) if k != i]
-        # First beside the box without covering other faces, then covering them if need be; smaller text last.
         spot = _find_spot(boxes[i], lines, font_scale, min_scale, placed + others, width, height) or \
             _find_spot(boxes[i], lines, font_scale, min_scale, placed, width, height)
         if spot is None:  # only the number on the image, the whole label in the legend
-            legend.append((lines, colours[i]))
+            legend.append(i)
             lines = [lines[-1].split(" ")[0]]
             spot = _find_spot(boxes[i], lines, min_scale, min_scale, placed, width, height, inside_first=True)
             if spot is None:
                 w, h, line_h = _text_size(lines, min_scale)
                 x, y = int(np.clip(boxes[i][0], 0, max(width - w, 0))), int(np.clip(boxes[i][1], 0, max(height - h, 0)))
                 spot = ((x, y, x + w, y + h), min_scale, line_h)
-        rect, size, line_h = spot
-        placed.append(rect)
-        _text_block(out, rect, lines, size, line_h, colours[i])
+        placed.append(spot[0])
+        spots.append((*spot, lines))
+    return spots, legend
+
+
+def place_labels(out: np.ndarray, boxes: np.ndarray, labels: list[list[str]], colours: list, font_scale: float,
+                 min_scale: float = 0.3) -> np.ndarray:
+    """Draw the label blocks laid out by `layout_labels`; returns the image (taller with a legend)."""
+    height, width = out.shape[:2]
+    spots, legend = layout_labels(boxes, labels, font_scale, width, height, min_scale)
+    for (rect, size, line_h, lines), colour in zip(spots, colours):
+        _text_block(out, rect, lines, size, line_h, colour)
     if legend:
-        out = _with_legend(out, legend, font_scale)
+        out = _with_legend(out, [(labels[i], colours[i]) for i in legend], font_scale)
     return out
 
 

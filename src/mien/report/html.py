@@ -26,6 +26,7 @@ from mien.explain.face import explain_face
 from mien.explain.rationale import rationale
 from mien.explain.saliency import overlay
 from mien.faces import QUALITY_FLAGS, Faces
+from mien.provenance import file_sha256, html_block, models_used, options_dict, provenance
 from mien.report import plots
 from mien.report.annotate import annotate, data_uri, encode_image
 
@@ -89,12 +90,14 @@ def _table(frame: pd.DataFrame, digits: int = 2) -> str:
 
 
 
-def _page(title: str, body: list[str]) -> str:
+def _page(title: str, body: list[str], record: dict | None = None) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M")
+    made = html_block(record) if record is not None else ""
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class=\"muted\">mien {__version__}, {stamp}. Everything in this file was "
-            "computed offline; it loads nothing from the network.</p>" + "\n".join(body) + HOW_TO_READ + "</body></html>")
+            "computed offline; it loads nothing from the network.</p>" + made + "\n".join(body) + HOW_TO_READ
+            + "</body></html>")
 
 
 def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> str:
@@ -131,13 +134,14 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
     from mien.io.images import ImageError, load_image
     from mien.io.table import faces_to_frame
 
-    body, tables, errors, shown = [], [], [], 0
+    body, tables, errors, shown, inputs = [], [], [], 0, []
     for path in paths:
         try:
             loaded = load_image(path)
         except ImageError as exc:
             errors.append(f"{path}: {exc}")
             continue
+        inputs.append({"source": str(path), "sha256": file_sha256(path)})
         faces = analyzer.analyze_loaded(loaded)
         tables.append(faces_to_frame([faces], landmarks="none"))
         section = [f"<h2>{html.escape(Path(path).name)}</h2>",
@@ -170,7 +174,9 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
     if errors:
         head.append("<h2>Inputs that could not be read</h2><ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in errors)
                     + "</ul>")
-    out.write_text(_page("mien report: images", head + body), encoding="utf-8")
+    options = analyzer.options
+    record = provenance("report", options_dict(options), models_used(options.expression, options.attributes), inputs)
+    out.write_text(_page("mien report: images", head + body, record), encoding="utf-8")
     return errors
 
 
@@ -178,7 +184,8 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
     """Analyse a video and write its report; returns `out`."""
     from mien.analyzer import Analyzer
     from mien.video.reader import open_video
-    from mien.video.run import analyze_video
+    from mien.video.analyzer import VideoOptions
+    from mien.video.run import analyze_video, video_provenance
     from mien.video.timeline import events, expression_segments, track_summary
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,13 +193,14 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
         with open_video(source) as reader:
             info = reader.info
             run = analyze_video(reader, rows, options, timelines=False)
+            record = video_provenance(reader, options or VideoOptions(), "none")
         table = pd.read_parquet(rows) if run.rows else pd.DataFrame(columns=["track_id", "face_found"])
     faces_rows = table[table["face_found"]]
     body = [f"<h2>Video</h2><p>{html.escape(str(source))}: {info.width}x{info.height}, {info.fps:.2f} fps, "
             f"{run.frames} frames analysed in {run.seconds:.1f} s; {faces_rows['track_id'].nunique()} people tracked.</p>"]
     if faces_rows.empty:
         body.append('<p class="muted">no face found</p>')
-        out.write_text(_page("mien report: video", body), encoding="utf-8")
+        out.write_text(_page("mien report: video", body, record), encoding="utf-8")
         return out
     summary = track_summary(faces_rows)
     segments = expression_segments(faces_rows)
@@ -228,7 +236,7 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
                     body.append(f"<h3>Key frame {frame_index} (most confident moment)</h3>")
                     body.append(_img(_data_uri(annotate(rgb, faces)), f"key frame {frame_index}", cls="wide"))
                     body.append(face_card(analyzer, rgb, faces, i, f"person {int(track_id)}"))
-    out.write_text(_page("mien report: video", body), encoding="utf-8")
+    out.write_text(_page("mien report: video", body, record), encoding="utf-8")
     return out
 
 

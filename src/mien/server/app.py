@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from mien import __version__
 from mien.io.table import json_records
+from mien.io.writer import csv_bytes, write_parquet
 from mien.report.annotate import data_uri
 from mien.server.live import LiveSession
 from mien.server.security import RateLimiter, key_matches, key_owner
@@ -133,7 +134,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if store:
             out = result_dir(settings, job_id)
             out.mkdir(parents=True)
-            pd.DataFrame(result.rows).to_parquet(out / RESULT_TABLE, index=False)
+            write_parquet(pd.DataFrame(result.rows), out / RESULT_TABLE, result.provenance)
             files = [RESULT_TABLE, *save_pictures(result, out, 0)]
             state.store.add(Job(id=job_id, kind="image", status="done", progress=1.0, inputs=[item],
                                 files=files, rows=len(result.rows), owner=owner, message="finished",
@@ -142,7 +143,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             shutil.rmtree(folder, ignore_errors=True)
         return {"job": job_id if store else None, "source": name, "width": result.width, "height": result.height,
                 "rows": result.rows, "annotated": data_uri(result.annotated),
-                "heatmap": data_uri(result.heatmap) if result.heatmap else None,
+                "heatmap": data_uri(result.heatmap) if result.heatmap else None, "provenance": result.provenance,
                 "files": {f: f"/api/jobs/{job_id}/files/{f}" for f in files}}
 
     @app.post("/api/jobs", status_code=202, tags=["jobs"])
@@ -195,7 +196,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"mien-{job_id}.parquet")
         table = pd.read_parquet(path)
         if format == "csv":
-            return Response(table.to_csv(index=False), media_type="text/csv",
+            return Response(csv_bytes(table), media_type="text/csv",
                             headers={"Content-Disposition": f'attachment; filename="mien-{job_id}.csv"'})
         return Response(table.to_json(orient="records"), media_type="application/json")
 

@@ -64,6 +64,7 @@ class ImageResult:
     heatmap: bytes | None
     width: int
     height: int
+    provenance: dict[str, Any] | None = None
 
 
 def jpeg(rgb: np.ndarray) -> bytes:
@@ -96,7 +97,16 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
         face = row["face_id"]
         row["rationale"] = reasons[face] if row["face_found"] and face < len(reasons) else None
     height, width = loaded.original_size
-    return ImageResult(rows, annotated, heat_jpeg, width, height)
+    return ImageResult(rows, annotated, heat_jpeg, width, height, image_provenance(analyzer, [loaded.source]))
+
+
+def image_provenance(analyzer: Analyzer, sources: list[str], checksums: list[str] | None = None) -> dict[str, Any]:
+    """The provenance record of rows made by `analyzer` from uploaded images."""
+    from mien.provenance import models_used, options_dict, provenance
+
+    options = analyzer.options
+    inputs = [{"source": s, "sha256": c} for s, c in zip(sources, checksums or [None] * len(sources))]
+    return provenance("images", options_dict(options), models_used(options.expression, options.attributes), inputs)
 
 
 def save_pictures(result: ImageResult, folder: Path, index: int) -> list[str]:
@@ -156,13 +166,21 @@ class JobRunner:
             self._run_images(job, out)
 
     def _run_images(self, job: Job, out: Path) -> None:
-        frames, files, errors = [], [], []
+        from mien.io.writer import write_parquet
+        from mien.provenance import file_sha256
+
+        frames, files, errors, record = [], [], [], None
         explain = bool(job.options.get("explain", False))
+        sources, checksums = [], []
         for k, item in enumerate(job.inputs):
             try:
-                loaded = load_image(upload_dir(self.settings, job.id) / item["stored"], source=item["name"])
+                path = upload_dir(self.settings, job.id) / item["stored"]
+                loaded = load_image(path, source=item["name"])
                 with self.pool.analyzer() as analyzer:
                     result = analyze_image(analyzer, loaded, explain=explain, blur=self.settings.blur_faces)
+                    sources.append(item["name"])
+                    checksums.append(file_sha256(path))
+                    record = image_provenance(analyzer, sources, checksums)
                 frames.append(pd.DataFrame(result.rows))
                 files += save_pictures(result, out, k)
             except ImageError as exc:
@@ -171,7 +189,7 @@ class JobRunner:
         rows = 0
         if frames:
             table = pd.concat(frames, ignore_index=True)
-            table.to_parquet(out / RESULT_TABLE, index=False)
+            write_parquet(table, out / RESULT_TABLE, record)
             files.insert(0, RESULT_TABLE)
             rows = len(table)
         status = "done" if frames else "failed"

@@ -1,7 +1,8 @@
 """Compute once, train many times: aligned expression crops and blendshapes for a labelled set.
 
 Running the mesh on ~50k training faces takes minutes, so the results go into one `.npz` per
-split (crops uint8 (n, 48, 48), blendshapes (n, 52), mesh_found (n,), targets (n, 8)).
+split (crops uint8 (n, 48, 48) grey, or (n, S, S, 3) RGB for colour models; blendshapes (n, 52),
+mesh_found (n,), targets (n, 8)).
 """
 
 from __future__ import annotations
@@ -17,36 +18,46 @@ from mien.io.images import load_image
 from mien.train.datasets import LabelledSet
 
 _worker_mesh = None
+_worker_crop: tuple[int, bool] = (CROP_FRAMING["input_size"], False)
 
 
-def crop_settings() -> np.ndarray:
-    """How crops are framed; a cache made with other settings is rebuilt."""
-    return np.array(list(CROP_FRAMING.values()), np.float64)
+def crop_settings(size: int | None = None, colour: bool = False) -> np.ndarray:
+    """How crops are framed (and, for colour caches, their size); a cache made otherwise is rebuilt."""
+    framing = dict(CROP_FRAMING)
+    if size is not None:
+        framing["input_size"] = size
+    return np.array(list(framing.values()) + ([1.0] if colour else []), np.float64)
 
 
-def _init_worker() -> None:
-    global _worker_mesh
+def _init_worker(size: int, colour: bool) -> None:
+    global _worker_mesh, _worker_crop
     from mien.face.mesh import MeshEstimator
 
-    _worker_mesh = MeshEstimator(workers=1, min_presence=0.3)  # one process per core already; crops hold faces
+    _worker_mesh = MeshEstimator(workers=1)  # one process per core already
+    _worker_crop = (size, colour)
 
 
 def _process(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
     rgb = load_image(path).rgb
-    return crop_from_face_image(_worker_mesh, rgb)
+    return crop_from_face_image(_worker_mesh, rgb, *_worker_crop)
 
 
-def build_cache(labelled: LabelledSet, out: Path, workers: int = 2) -> Path:
-    """Write `out` (.npz) for `labelled` unless it already exists with the same file list and crop framing."""
+def build_cache(labelled: LabelledSet, out: Path, workers: int = 2, size: int | None = None,
+                colour: bool = False) -> Path:
+    """Write `out` (.npz) for `labelled` unless it already exists with the same file list and crop framing
+    (`size`/`colour`: RGB crops of that side instead of the grey 48 px ones)."""
     out = Path(out)
     # Keyed by split-or-class folder and file name, so the datasets folder may move.
     names = np.array(["/".join(Path(p).parts[-2:]) for p in labelled.paths])
     if out.exists():
         with np.load(out) as old:
-            same_framing = "crop_settings" in old.files and np.allclose(old["crop_settings"], crop_settings())
+            settings = crop_settings(size, colour)
+            same_framing = ("crop_settings" in old.files and old["crop_settings"].shape == settings.shape
+                            and np.allclose(old["crop_settings"], settings))
             if same_framing and np.array_equal(old["paths"], names):
                 return out
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+    crop_size = size or CROP_FRAMING["input_size"]
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(crop_size, colour)) as pool:
         results = list(track(pool.imap(_process, labelled.paths, chunksize=64), total=len(labelled),
                              description=f"caching {labelled.name}"))
     crops = np.stack([r[0] for r in results])
@@ -55,7 +66,7 @@ def build_cache(labelled: LabelledSet, out: Path, workers: int = 2) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, crops=crops, blendshapes=blend, mesh_found=found,
-                        targets=labelled.targets, paths=names, crop_settings=crop_settings())
+                        targets=labelled.targets, paths=names, crop_settings=crop_settings(size, colour))
     tmp.replace(out)
     return out
 

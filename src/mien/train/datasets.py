@@ -1,4 +1,4 @@
-"""Readers for the labelled face datasets: FER+ (annotator votes) and class-per-folder sets.
+"""Readers for the labelled face datasets: FER+ (annotator votes), RAF-DB and class-per-folder sets.
 
 Each reader returns a `LabelledSet`: image paths plus an (n, 8) target distribution over
 `EXPRESSIONS` (vote shares for FER+, one-hot for folders) and the majority label.
@@ -7,6 +7,7 @@ Each reader returns a `LabelledSet`: image paths plus an (n, 8) target distribut
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,13 @@ BUILTIN = {  # name: (dataset folder, split, FER+ protocol)
     "ferplus-test-majority": ("ferplus", "test", "majority"),
     "affectnet8-train": ("affectnet8", "train", None),
     "affectnet8-valid": ("affectnet8", "valid", None),
+    # RAF-DB basic: 7 classes (no contempt). Its official test split is for reporting only; mien's
+    # validation split is carved from train by a fixed hash of the file name, 10% of each class.
+    "rafdb-train": ("rafdb", "train", "train"),
+    "rafdb-valid": ("rafdb", "train", "valid"),
+    "rafdb-test": ("rafdb", "test", None),
 }
+RAFDB_VALID_SHARE = 0.10
 
 
 @dataclass
@@ -93,6 +100,20 @@ def read_class_folders(root: Path, name: str | None = None) -> tuple[LabelledSet
     return LabelledSet(name or Path(root).name, paths, targets, present), skipped
 
 
+def hash_split(labelled: LabelledSet, share: float, part: str) -> LabelledSet:
+    """A stratified, reproducible split: per class, the `share` of files whose SHA-1 of the file name
+    is lowest form "valid", the rest "train" (independent of file order or machine)."""
+    keep = []
+    for cls in range(labelled.targets.shape[1]):
+        members = [i for i, label in enumerate(labelled.labels) if label == cls]
+        ranked = sorted(members, key=lambda i: hashlib.sha1(Path(labelled.paths[i]).name.encode()).hexdigest())
+        cut = int(round(share * len(ranked)))
+        keep += ranked[:cut] if part == "valid" else ranked[cut:]
+    keep.sort()
+    return LabelledSet(labelled.name, [labelled.paths[i] for i in keep], labelled.targets[keep],
+                       labelled.classes_present)
+
+
 def read_builtin(name: str, datasets_dir: Path) -> LabelledSet:
     """One of `BUILTIN` (e.g. `ferplus-test`) from a datasets folder laid out like ../shared/datasets."""
     family, split, protocol = BUILTIN[name]
@@ -102,4 +123,6 @@ def read_builtin(name: str, datasets_dir: Path) -> LabelledSet:
     if family == "ferplus":
         return read_ferplus(root, split, protocol)
     labelled, _ = read_class_folders(root / split, name)
+    if family == "rafdb" and protocol is not None:
+        labelled = hash_split(labelled, RAFDB_VALID_SHARE, protocol)
     return labelled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
-from mien.train.loop import blend_input, build_model, domain_of, predict_logits, training_prior
+from mien.train.loop import (blend_input, build_model, cache_path, crops_tensor, domain_of, predict_logits,
+                             training_prior)
 from mien.train.model import ExpressionNet, FlipAveraged
 
 
@@ -34,9 +36,10 @@ def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
     sets have other frequencies); any other prior on all valid sets pooled.
     """
     logits, labels = [], []
+    size = getattr(model, "input_size", EXPR_SIZE)
     for path in valid_caches:
         data = load_cache(path)
-        images = torch.from_numpy(data["crops"]).unsqueeze(1)
+        images = crops_tensor(data["crops"], size)
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
         logits.append(predict_logits(model, images, blend, flip=flip).numpy())
         labels.append(data["targets"].argmax(1))
@@ -79,18 +82,20 @@ def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -
     return out
 
 
-def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = True) -> Path:
-    """Write the model (flip-averaged unless `flip` is off) to `out` with `metadata` (JSON values) in the ONNX file."""
+def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = True, size: int = EXPR_SIZE,
+                colour: bool = False) -> Path:
+    """Write the model (flip-averaged unless `flip` is off) to `out` with `metadata` (JSON values) in the ONNX file;
+    it reads (n, 3 if `colour` else 1, `size`, `size`) images."""
     import onnx
 
     wrapped = FlipAveraged(model, mirrored_order()).eval() if flip else model.eval()
-    image = torch.rand(2, 1, EXPR_SIZE, EXPR_SIZE)
+    image = torch.rand(2, 3 if colour else 1, size, size)
     blend = torch.rand(2, 53)
     torch.onnx.export(wrapped, (image, blend), str(out), input_names=["image", "blendshapes"],
                       output_names=["logits"], dynamic_axes={"image": {0: "n"}, "blendshapes": {0: "n"}, "logits": {0: "n"}},
                       opset_version=17, dynamo=False)
     proto = onnx.load(str(out))
-    meta = {"classes": list(EXPRESSIONS), **CROP_FRAMING, **metadata}
+    meta = {"classes": list(EXPRESSIONS), **CROP_FRAMING, "input_size": size, "colour": colour, **metadata}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
@@ -98,7 +103,7 @@ def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = Tr
     return out
 
 
-def reference_inputs(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def reference_inputs(n: int = 16, seed: int = 0, size: int = EXPR_SIZE, colour: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Fixed test inputs from the public-domain astronaut photo: jittered expression crops and blendshapes.
 
     Every fourth face has no blendshapes (NaN), as when the mesh fails.
@@ -112,13 +117,13 @@ def reference_inputs(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     rgb = skdata.astronaut()
     with Analyzer(mode="fast", expression=False) as analyzer:
         faces = analyzer.analyze(rgb)
-    base = expression_crop(rgb, faces.landmarks[0])
+    base = expression_crop(rgb, faces.landmarks[0], size, colour)
     rng = np.random.default_rng(seed)
     crops, blends = [], []
     for i in range(n):
         angle, scale = rng.uniform(-15, 15), rng.uniform(0.9, 1.1)
-        matrix = cv2.getRotationMatrix2D((EXPR_SIZE / 2, EXPR_SIZE / 2), angle, scale)
-        crop = cv2.warpAffine(base, matrix, (EXPR_SIZE, EXPR_SIZE), borderMode=cv2.BORDER_REPLICATE)
+        matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+        crop = cv2.warpAffine(base, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
         crop = np.clip(crop * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
         crops.append(crop[:, ::-1] if i % 2 else crop)
         blend = np.clip(faces.blendshapes[0] + rng.normal(0, 0.15, 52), 0, 1).astype(np.float32)
@@ -126,10 +131,11 @@ def reference_inputs(n: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return np.stack(crops), np.stack(blends)
 
 
-def write_reference(model: ExpressionNet, path: Path, flip: bool = True) -> Path:
+def write_reference(model: ExpressionNet, path: Path, flip: bool = True, size: int = EXPR_SIZE,
+                    colour: bool = False) -> Path:
     """Save reference inputs and the torch model's logits, so tests can check the ONNX export."""
-    crops, blends = reference_inputs()
-    images = torch.from_numpy(crops).unsqueeze(1)
+    crops, blends = reference_inputs(size=size, colour=colour)
+    images = crops_tensor(crops, size)
     logits = predict_logits(model, images, torch.from_numpy(blend_input(blends)), flip=flip).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, crops=crops, blendshapes=blends, torch_logits=logits)
@@ -148,8 +154,10 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
         best = interpolate_weights(best, Path(config.init_from), config.init_share, out / "interpolated.pt")
     model, saved = load_trained(best)
     priors = class_priors(training_prior(config, cache_dir))
-    calibration = calibrate(model, [cache_dir / f"{name}.npz" for name in config.valid_sets], flip=config.test_flip,
-                            priors=priors)
+    model.input_size = config.input_size
+    settings = asdict(config)
+    calibration = calibrate(model, [cache_path(cache_dir, name, settings) for name in config.valid_sets],
+                            flip=config.test_flip, priors=priors)
     info = json.loads((out / "training.json").read_text())
     info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": calibration.pop("valid_accuracy"),
                  "calibration": calibration})
@@ -160,8 +168,9 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
         "trained_with": command, "seed": config.seed,
         "epochs": config.epochs, "best_epoch": saved["epoch"], "train_seconds": info["train_seconds"],
         "hardware": info["hardware"], "train_sets": list(config.train_sets), "test_flip": config.test_flip},
-        flip=config.test_flip)
-    write_reference(model, out / "expression_reference.npz", flip=config.test_flip)
+        flip=config.test_flip, size=config.input_size, colour=config.colour)
+    write_reference(model, out / "expression_reference.npz", flip=config.test_flip, size=config.input_size,
+                    colour=config.colour)
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); temperature {calibration['temperature']:.3f}, "
         f"valid ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
     return onnx_path

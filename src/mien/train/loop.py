@@ -29,8 +29,12 @@ from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
 
 TRAIN_SETS = ("ferplus-train", "affectnet8-train")
-DOMAINS = ("ferplus", "affectnet8")  # dataset families; index 0 is the prior the shipped model uses
+DOMAINS = ("ferplus", "affectnet8", "rafdb")  # dataset families; index 0 is the prior the shipped model uses
 VALID_SETS = ("ferplus-valid", "affectnet8-valid")
+# Classes a dataset family never labels: their logit is masked for its faces (RAF-DB has no contempt),
+# rather than teaching the model that its faces are "never contempt".
+ABSENT = {"rafdb": ("contempt",)}
+COLOUR_CACHE_SIDE = 96  # colour crops are cached at this side and resized to the model's input
 
 
 @dataclass
@@ -59,6 +63,10 @@ class TrainConfig:
     domain_bias: bool = True  # a class-prior bias per dataset family while training; FER+'s is shipped
     precision: str = "auto"  # "bf16" (autocast, ~2x faster where the CPU has AVX512-BF16 or AMX), "fp32", or "auto"
     exclude: tuple[str, ...] = ()  # classes left out of training (open-set experiments): their faces and votes
+    input_size: int = 48  # side of the crop the model reads
+    colour: bool = False  # RGB crops (grey FER+ faces enter as three equal channels)
+    grey_prob: float = 0.0  # with colour: share of training faces turned grey, so grey inputs stay familiar
+    n_domains: int = len(DOMAINS)
     extra: dict = field(default_factory=dict)
 
 
@@ -80,10 +88,27 @@ def resolve_precision(precision: str) -> str:
 
 def build_model(settings: dict) -> ExpressionNet:
     """An untrained ExpressionNet shaped by a training config (`asdict(TrainConfig)`, as saved in checkpoints;
-    settings older than `domain_bias` get no domain bias)."""
+    settings older than `domain_bias` get no domain bias, older than `n_domains` two domains)."""
     return ExpressionNet(channels=tuple(settings["channels"]), top=settings["top"],
                          use_blendshapes=settings["use_blendshapes"],
-                         n_domains=len(DOMAINS) if settings.get("domain_bias") else 1)
+                         n_domains=settings.get("n_domains", 2) if settings.get("domain_bias") else 1,
+                         in_channels=3 if settings.get("colour") else 1)
+
+
+def cache_path(cache_dir: Path, name: str, settings: dict) -> Path:
+    """Where the cached crops of a set live for a config (colour caches in their own folder)."""
+    if settings.get("colour"):
+        return Path(cache_dir) / f"rgb{COLOUR_CACHE_SIDE}" / f"{name}.npz"
+    return Path(cache_dir) / f"{name}.npz"
+
+
+def absent_mask(names: list[str] | None = None) -> torch.Tensor:
+    """(n_domains, 8) bool: True where a domain's data never has that class (its logit is masked)."""
+    mask = torch.zeros(len(DOMAINS), len(EXPRESSIONS), dtype=torch.bool)
+    for family, classes in ABSENT.items():
+        for cls in classes:
+            mask[DOMAINS.index(family), EXPRESSIONS.index(cls)] = True
+    return mask
 
 
 def sample_weights(targets: torch.Tensor, power: float) -> torch.Tensor:
@@ -99,7 +124,7 @@ def training_prior(config: "TrainConfig", cache_dir: Path) -> np.ndarray:
     Subtracting their log from the logits gives a balanced classifier (logit adjustment,
     Menon et al. 2021): every class equally likely before the face is seen.
     """
-    sets = [(name, load_cache(cache_dir / f"{name}.npz")["targets"]) for name in config.train_sets]
+    sets = [(name, load_cache(cache_path(cache_dir, name, asdict(config)))["targets"]) for name in config.train_sets]
     targets = torch.from_numpy(np.concatenate([t for _, t in sets]))
     weights = sample_weights(targets, config.balance_power)
     domain = torch.cat([torch.full((len(t),), domain_of(n) if config.domain_bias else 0) for n, t in sets])
@@ -108,11 +133,14 @@ def training_prior(config: "TrainConfig", cache_dir: Path) -> np.ndarray:
     return prior.clamp_min(1e-4).numpy().astype(np.float64)
 
 
-def _load_sets(names, datasets: Path, cache_dir: Path, exclude: tuple[str, ...] = ()) -> list[dict]:
+def _load_sets(names, datasets: Path, cache_dir: Path, exclude: tuple[str, ...] = (), settings: dict | None = None) -> list[dict]:
+    settings = settings or {}
+    colour = bool(settings.get("colour"))
     sets = []
     for name in names:
         labelled = read_builtin(name, datasets)
-        data = load_cache(build_cache(labelled, cache_dir / f"{name}.npz"))
+        data = load_cache(build_cache(labelled, cache_path(cache_dir, name, settings),
+                                      size=COLOUR_CACHE_SIDE if colour else None, colour=colour))
         data["name"] = name
         if exclude:
             data = _without_classes(data, [EXPRESSIONS.index(c) for c in exclude])
@@ -132,15 +160,26 @@ def _without_classes(data: dict, classes: list[int]) -> dict:
     return out
 
 
-def _tensors(data: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    images = torch.from_numpy(data["crops"]).unsqueeze(1)  # uint8, scaled per batch
+def crops_tensor(crops: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (n, C, size, size) from cached (n, S, S) grey or (n, S, S, 3) RGB crops (resized if S != size)."""
+    if crops.ndim == 4:
+        if crops.shape[1] != size:
+            import cv2
+
+            crops = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+        return torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(crops).unsqueeze(1)
+
+
+def _tensors(data: dict, size: int = 48) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images = crops_tensor(data["crops"], size)  # uint8, scaled per batch
     return images, torch.from_numpy(blend_input(data["blendshapes"])), torch.from_numpy(data["targets"])
 
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Tensor, batch: int = 512,
                    flip: bool = True) -> torch.Tensor:
-    """Logits for uint8 (n, 1, 48, 48) images in eval mode, with test-time flip averaging unless `flip` is off."""
+    """Logits for uint8 (n, C, S, S) images in eval mode, with test-time flip averaging unless `flip` is off."""
     model.eval()
     mirror = torch.tensor(mirrored_order() + [52])
     out = []
@@ -161,17 +200,23 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    train = _load_sets(config.train_sets, datasets, cache_dir, tuple(config.exclude))
-    valid = _load_sets(config.valid_sets, datasets, cache_dir, tuple(config.exclude))
+    settings = asdict(config)
+    train = _load_sets(config.train_sets, datasets, cache_dir, tuple(config.exclude), settings)
+    valid = _load_sets(config.valid_sets, datasets, cache_dir, tuple(config.exclude), settings)
 
-    images = torch.cat([_tensors(d)[0] for d in train])
-    blend = torch.cat([_tensors(d)[1] for d in train])
-    targets = torch.cat([_tensors(d)[2] for d in train])
-    hard = torch.cat([torch.full((len(d["targets"]),), d["name"].startswith("affectnet")) for d in train])
+    tensors = [_tensors(d, config.input_size) for d in train]
+    images = torch.cat([t[0] for t in tensors])
+    blend = torch.cat([t[1] for t in tensors])
+    targets = torch.cat([t[2] for t in tensors])
+    del tensors
+    hard = torch.cat([torch.full((len(d["targets"]),), not d["name"].startswith("ferplus")) for d in train])
     domains = torch.cat([torch.full((len(d["targets"]),), domain_of(d["name"])) for d in train])
     weights = sample_weights(targets, config.balance_power)
-    # One-hot targets get label smoothing; vote shares already carry annotator disagreement.
-    smooth = targets * (1 - config.label_smoothing) + config.label_smoothing / 8
+    absent = absent_mask()[domains]  # (n, 8): logits masked for classes a face's dataset never labels
+    # One-hot targets get label smoothing (over the classes their dataset has); vote shares already carry
+    # annotator disagreement.
+    present = (~absent).float()
+    smooth = targets * (1 - config.label_smoothing) + config.label_smoothing * present / present.sum(1, keepdim=True)
     targets = torch.where(hard[:, None], smooth, targets)
 
     model = build_model(asdict(config))
@@ -202,7 +247,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         log(f"resuming after epoch {state['epoch']}")
 
     mirror = torch.tensor(mirrored_order() + [52])
-    valid_tensors = [(d["name"], *_tensors(d)) for d in valid]
+    valid_tensors = [(d["name"], *_tensors(d, config.input_size)) for d in valid]
     with Progress() as progress:
         task = progress.add_task("training", total=config.epochs, completed=state["epoch"])
         last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
@@ -215,12 +260,15 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             for step in range(steps_per_epoch):
                 idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 x, b = augment(images[idx].float() / 255, blend[idx].clone(), mirror, g)
+                if config.colour and config.grey_prob:
+                    grey = torch.rand(len(idx), generator=g) < config.grey_prob
+                    x[grey] = x[grey].mean(1, keepdim=True).expand(-1, x.shape[1], -1, -1)
                 drop = torch.rand(len(idx), generator=g) < config.blend_dropout
                 b[drop] = 0.0
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(x, b, domains[idx] if config.domain_bias else None)
-                loss = F.cross_entropy(logits.float(), targets[idx])
+                loss = F.cross_entropy(logits.float().masked_fill(absent[idx], -1e4), targets[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

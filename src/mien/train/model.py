@@ -18,13 +18,14 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class ExpressionNet(nn.Module):
-    """Logits over the 8 expressions from a (B, 1, 48, 48) crop in [0, 1] and (B, 53) blendshapes+flag."""
+    """Logits over the 8 expressions from a (B, C, S, S) crop in [0, 1] (C = 1 grey or 3 RGB; any S
+    divisible by 16, 48 or 64...) and (B, 53) blendshapes+flag."""
 
     def __init__(self, n_classes: int = 8, channels: tuple[int, ...] = (16, 32, 64, 128), top: int = 256,
-                 use_blendshapes: bool = True, dropout: float = 0.3, n_domains: int = 1) -> None:
+                 use_blendshapes: bool = True, dropout: float = 0.3, n_domains: int = 1, in_channels: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        cin = 1
+        cin = in_channels
         for i, c in enumerate(channels):  # 48 -> 24 -> 12 -> 6 -> 3
             layers += [_conv(cin, c), _conv(c, c), nn.MaxPool2d(2)]
             cin = c

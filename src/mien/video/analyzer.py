@@ -17,7 +17,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mien.analyzer import Analyzer, AnalyzerOptions, mesh_matches_box
+from mien.analyzer import Analyzer, AnalyzerOptions, mesh_matches_box, weak_detections
+from mien.face.mesh import mesh_boxes
 from mien.face.detect import box_iou
 from mien.faces import Faces
 from mien.video.reader import VideoFrame
@@ -67,7 +68,6 @@ class VideoAnalyzer:
         """Forget all tracks (a new, unrelated video or chunk follows); the models stay loaded."""
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing else None
-        self._box_from_mesh: dict[int, np.ndarray] = {}  # per track: detector box relative to mesh extent
         self._scores: dict[int, float] = {}
         self._frames = 0
         self._detect_next = True
@@ -108,13 +108,11 @@ class VideoAnalyzer:
         ids, predicted = self.tracker.predict(t)
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
-        rois, hints, det_based, scores = self._regions(rgb, ids, predicted, detect)
-        mesh = self.analyzer.mesh.estimate(rgb, rois, keys=hints, time_s=t)
+        rois, hints, _, scores = self._regions(rgb, ids, predicted, detect)
+        mesh = self.analyzer.mesh.estimate(rgb, rois, keys=hints, time_s=t, strict=weak_detections(scores))
         found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
-        extents = _extents(mesh.landmarks)
-        boxes = rois.copy()
-        for i in np.flatnonzero(found & ~det_based):
-            boxes[i] = self._mesh_to_box(int(hints[i]), extents[i])
+        extents = mesh_boxes(mesh.landmarks)
+        boxes = np.where(found[:, None], extents, rois).astype(np.float32)  # as in images: the mesh's extent
         keep = self._distinct(found, extents)
         # A followed face that the mesh lost, or a new face: detect again next frame.
         self._detect_next = bool(((hints >= 0) & ~keep).any())
@@ -124,8 +122,6 @@ class VideoAnalyzer:
         looks = np.stack([appearance_vector(rgb, box) for box in faces.boxes]) if len(faces) else None
         faces.track_ids = self.tracker.update(t, faces.boxes, looks, hints[keep])
         for i, track_id in enumerate(faces.track_ids):
-            if det_based[keep][i]:
-                self._learn_box(int(track_id), faces.boxes[i], extents[keep][i])
             self._scores[int(track_id)] = float(faces.scores[i])
         self._forget_gone_tracks()
         return faces
@@ -171,18 +167,6 @@ class VideoAnalyzer:
                 np.array([hints[i] for i in order], np.int64), np.array([det_based[i] for i in order], bool),
                 np.array([scores[i] for i in order], np.float32))
 
-    def _mesh_to_box(self, track_id: int, extent: np.ndarray) -> np.ndarray:
-        w, h = extent[2] - extent[0], extent[3] - extent[1]
-        offset = self._box_from_mesh.get(track_id, np.zeros(4, np.float32))
-        return (extent + offset * np.array([w, h, w, h])).astype(np.float32)
-
-    def _learn_box(self, track_id: int, box: np.ndarray, extent: np.ndarray) -> None:
-        """Remember where the detector puts the box relative to the mesh, so followed boxes match it."""
-        w, h = max(extent[2] - extent[0], 1.0), max(extent[3] - extent[1], 1.0)
-        offset = (box - extent) / np.array([w, h, w, h])
-        old = self._box_from_mesh.get(track_id)
-        self._box_from_mesh[track_id] = offset if old is None else 0.7 * old + 0.3 * offset
-
     def _distinct(self, found: np.ndarray, extents: np.ndarray) -> np.ndarray:
         keep = found.copy()
         for i in np.flatnonzero(found):
@@ -197,12 +181,6 @@ class VideoAnalyzer:
         # Faces not followed this frame start afresh in the mesh's video mode when they come back.
         self.analyzer.mesh.release_all_but(self.tracker.active)
         alive = set(self.tracker.active) | set(self.tracker.lost)
-        for store in (self._box_from_mesh, self._scores):
-            for track_id in [k for k in store if k not in alive]:
-                del store[track_id]
+        for track_id in [k for k in self._scores if k not in alive]:
+            del self._scores[track_id]
 
-
-def _extents(landmarks: np.ndarray) -> np.ndarray:
-    """(n, 4) xyxy extent of each mesh (NaN rows for failed ones)."""
-    x, y = landmarks[:, :, 0], landmarks[:, :, 1]
-    return np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], 1).reshape(-1, 4).astype(np.float32)

@@ -1,0 +1,140 @@
+"""What a user waits for: mien's whole commands against the bare MediaPipe FaceLandmarker, same files, same run.
+
+    python benchmarks/end_to_end.py [--photos 200] [--repeat 5] [--clip ../shared/media/liveportrait_d3.mp4]
+
+1. A folder of real one-face photos (UTKFace 200x200 from ../shared/datasets, else the media photos;
+   the folder repeats them `--repeat` times so start-up is a small share): `mien analyze DIR -o r.csv -q`
+   and `-o r.parquet -q` (default options), and `--landmarks none`, each timed as a whole subprocess
+   (start-up included) against the bare FaceLandmarker (IMAGE mode, blendshapes on, same
+   face_landmarker.task) decoding and analysing the same files in one Python loop.
+2. A real clip: `mien video CLIP -o r.parquet` (its own steady fps, printed by mien, and the whole
+   command) against the bare FaceLandmarker in VIDEO mode on the same decoded frames.
+3. Peak RSS of each mien command (ru_maxrss of exactly that child, via wait4).
+Prints JSON lines; writes benchmarks/end_to_end_results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def _landmarker(video: bool):
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from mien.models import resolve
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))),
+        running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+        num_faces=1, output_face_blendshapes=True, output_facial_transformation_matrixes=True)
+    return vision.FaceLandmarker.create_from_options(options)
+
+
+def bare_photos(paths: list[Path]) -> float:
+    """img/s of the bare FaceLandmarker, decoding each file as mien does (PIL, RGB)."""
+    import mediapipe as mp
+    from PIL import Image
+
+    landmarker = _landmarker(video=False)
+    started = time.perf_counter()
+    for path in paths:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+    seconds = time.perf_counter() - started
+    landmarker.close()
+    return len(paths) / seconds
+
+
+def bare_clip(path: Path) -> tuple[float, int]:
+    """fps of the bare FaceLandmarker in VIDEO mode on the clip's frames (decoding included)."""
+    import cv2
+    import mediapipe as mp
+
+    landmarker = _landmarker(video=True)
+    capture = cv2.VideoCapture(str(path))
+    frames, started = 0, time.perf_counter()
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), int(frames * 1000 / 30))
+        frames += 1
+    seconds = time.perf_counter() - started
+    landmarker.close()
+    return frames / seconds, frames
+
+
+def run_mien(*args: str) -> dict:
+    """Run `mien ARGS`, timed as a whole; peak RSS of that process (KiB -> MB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "mien", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    out, err = process.stdout.read(), process.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"mien {' '.join(args)} exited {code}: {err[-500:]}")
+    return {"seconds": seconds, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stdout": out, "stderr": err}
+
+
+def photo_folder(folder: Path, count: int, repeat: int) -> list[Path]:
+    source = sorted((SHARED / "datasets" / "utkface").glob("*.jpg"))[:count]
+    if not source:
+        source = [p for p in sorted((SHARED / "media").glob("*.jpg"))]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(repeat):
+        for p in source:
+            target = folder / f"{k:02d}_{p.name}"
+            shutil.copy(p, target)
+            paths.append(target)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--clip", type=Path, default=SHARED / "media" / "liveportrait_d3.mp4")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "end_to_end_results.json")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = photo_folder(Path(tmp) / "photos", args.photos, args.repeat)
+        bare = bare_photos(paths)
+        for label, extra in (("csv", ["-o", f"{tmp}/r.csv"]), ("parquet", ["-o", f"{tmp}/r.parquet"]),
+                             ("csv --landmarks none", ["-o", f"{tmp}/r2.csv", "--landmarks", "none"])):
+            run = run_mien("analyze", str(Path(tmp) / "photos"), *extra, "-q")
+            rate = len(paths) / run["seconds"]
+            results.append({"work": f"{len(paths)} one-face photos, mien analyze DIR {label} -q", "bare_img_s": round(bare, 1),
+                            "mien_img_s": round(rate, 1), "ratio": round(rate / bare, 2), "peak_rss_mb": run["peak_rss_mb"]})
+            print(json.dumps(results[-1]), flush=True)
+        if args.clip.exists():
+            fps, frames = bare_clip(args.clip)
+            run = run_mien("video", str(args.clip), "-o", f"{tmp}/clip.parquet", "--no-timelines")
+            steady = float(run["stdout"].split(" fps)")[0].rsplit("(", 1)[1]) if " fps)" in run["stdout"] else None
+            results.append({"work": f"{args.clip.name}, {frames} frames, mien video -o r.parquet", "bare_fps": round(fps, 1),
+                            "mien_fps_steady": steady, "mien_fps_whole_command": round(frames / run["seconds"], 1),
+                            "ratio_steady": round(steady / fps, 2) if steady else None, "peak_rss_mb": run["peak_rss_mb"]})
+            print(json.dumps(results[-1]), flush=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
