@@ -82,8 +82,9 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     """Shared by `analyze` and `demo`; returns the exit code."""
     import pandas as pd
 
-    from mien.analyzer import Analyzer, AnalyzerOptions
-    from mien.io.images import ImageError, expand_inputs, load_ahead
+    from mien.analyzer import AnalyzerOptions
+    from mien.images_run import ParallelAnalyzer, default_pipelines
+    from mien.io.images import ImageError, expand_inputs
     from mien.io.table import faces_to_frame, resolve_format
     from mien.io.writer import TableWriteError, TableWriter
     from mien.provenance import file_sha256, models_used, options_dict, provenance
@@ -111,19 +112,15 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     try:
         if output is not None:
             writer = TableWriter(output, fmt, landmarks=landmarks, attributes=attributes, provenance=record)
-        with Analyzer(options) as analyzer, Progress(
+        with ParallelAnalyzer(options, default_pipelines(len(inputs))) as analyzer, Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=errors, transient=True, disable=len(inputs) < 2,
         ) as progress:
             task = progress.add_task("analysing", total=len(inputs))
-            for path, loaded in load_ahead(inputs):
-                try:
-                    if isinstance(loaded, ImageError):
-                        raise loaded
-                    faces = analyzer.analyze_loaded(loaded)
-                except ImageError as exc:
+            for path, loaded, faces in analyzer.run(inputs):
+                if isinstance(faces, ImageError):
                     failed += 1
-                    progress.console.print(f"[red]error[/red] {path}: {exc}", highlight=False, soft_wrap=True)
+                    progress.console.print(f"[red]error[/red] {path}: {faces}", highlight=False, soft_wrap=True)
                     progress.advance(task)
                     continue
                 checksums.append({"source": str(path), "sha256": file_sha256(path)})

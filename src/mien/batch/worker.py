@@ -150,9 +150,24 @@ _process_worker: BatchWorker | None = None
 
 
 def init_process(options: BatchOptions) -> None:
-    """Process-pool initializer: load nothing yet, just remember the options."""
+    """Process-pool initializer: load nothing yet, just remember the options; on Linux, also ask the
+    kernel to end this worker when the driver dies (a `kill -9`ed driver leaves no workers behind)."""
     global _process_worker
+    _die_with_parent()
     _process_worker = BatchWorker(options)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def run_in_process(task: Task, out_dir: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.classifier import ExpressionClassifier
 from mien.explain.rationale import rationale
 from mien.explain.regions import region_map, region_shares
-from mien.explain.saliency import heatmap_to_image, occlusion_heatmap
+from mien.explain.saliency import heatmap_to_image, occlusion_heatmaps
 from mien.faces import Faces
 
 
@@ -28,9 +28,20 @@ class FaceExplanation:
 def explain_face(classifier: ExpressionClassifier, rgb: np.ndarray, faces: Faces, i: int) -> FaceExplanation:
     """Occlusion heatmap of the predicted class, its region shares and the rationale for face `i` of
     `faces`; `rgb` is their image at any size (the heatmap is in its pixels)."""
-    landmarks = faces.scaled_to(rgb.shape[:2]).landmarks[i]
-    heat, target = occlusion_heatmap(classifier, classifier.crop(rgb, landmarks), faces.blendshapes[i])
-    regions = region_shares(heat, region_map(landmarks, heat.shape[0]))
-    probability = float(faces.expression[i, target])
-    return FaceExplanation(target, probability, regions, heatmap_to_image(heat, landmarks, rgb.shape[:2]),
-                           rationale(EXPRESSIONS[target], probability, faces.aus[i], regions))
+    return explain_faces(classifier, rgb, faces, [i])[0]
+
+
+def explain_faces(classifier: ExpressionClassifier, rgb: np.ndarray, faces: Faces,
+                  indices: list[int]) -> list[FaceExplanation]:
+    """`explain_face` for several faces of one image, their heatmaps computed in one classifier batch."""
+    shown = faces.scaled_to(rgb.shape[:2])
+    crops = [classifier.crop(rgb, shown.landmarks[i]) for i in indices]
+    heats = occlusion_heatmaps(classifier, crops, faces.blendshapes[indices])
+    out = []
+    for i, (heat, target) in zip(indices, heats):
+        landmarks = shown.landmarks[i]
+        regions = region_shares(heat, region_map(landmarks, heat.shape[0]))
+        probability = float(faces.expression[i, target])
+        out.append(FaceExplanation(target, probability, regions, heatmap_to_image(heat, landmarks, rgb.shape[:2]),
+                                   rationale(EXPRESSIONS[target], probability, faces.aus[i], regions)))
+    return out

@@ -182,10 +182,11 @@ class MeshEstimator:
                                   borderMode=cv2.BORDER_CONSTANT)
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=crop)
             result = landmarker.detect(image) if stamp is None else landmarker.detect_for_video(image, stamp)
-            pick = _central_face(result.face_landmarks)
+            faces = [np.array([(p.x, p.y, p.z) for p in face], np.float32) for face in result.face_landmarks]
+            pick = _central_face(faces)
             if pick is None:
                 continue
-            pts = np.array([[p.x, p.y, p.z] for p in result.face_landmarks[pick]], np.float32)
+            pts = faces[pick]
             s = affine[0, 0]
             pts[:, :2] = (pts[:, :2] * CROP_SIZE - affine[:, 2]) / s
             pts[:, 2] = pts[:, 2] * CROP_SIZE / s
@@ -206,12 +207,11 @@ def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], 1).reshape(-1, 4).astype(np.float32)
 
 
-def _central_face(faces) -> int | None:
-    """Index of the face whose landmarks centre lies nearest the crop centre (within 20%)."""
+def _central_face(faces: list[np.ndarray]) -> int | None:
+    """Index of the face whose (478, 3) normalised landmarks centre lies nearest the crop centre (within 20%)."""
     best, best_dist = None, 0.2
     for i, face in enumerate(faces):
-        cx = np.mean([p.x for p in face])
-        cy = np.mean([p.y for p in face])
+        cx, cy = face[:, 0].mean(), face[:, 1].mean()
         dist = float(np.hypot(cx - 0.5, cy - 0.5))
         if dist < best_dist:
             best, best_dist = i, dist

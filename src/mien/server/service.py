@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mien.analyzer import Analyzer, AnalyzerOptions
-from mien.explain.face import explain_face
+from mien.explain.face import explain_faces
 from mien.explain.rationale import rationale
 from mien.explain.saliency import overlay
 from mien.expression.classes import EXPRESSIONS
@@ -79,13 +79,16 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
     rgb = loaded.rgb  # may be a shrunk copy: drawing and explaining map coordinates through Faces.scaled_to
     heat = np.zeros(rgb.shape[:2], np.float32) if explain else None
     reasons: list[str | None] = []
+    measured = [i for i in range(len(faces)) if faces.has_mesh[i] and not np.isnan(faces.expression[i]).any()]
+    explained = {}
+    if explain and analyzer.classifier is not None and measured:  # one classifier batch for all faces
+        explained = dict(zip(measured, explain_faces(analyzer.classifier, rgb, faces, measured)))
     for i in range(len(faces)):
-        if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
+        if i not in measured:
             reasons.append(None)
-        elif explain and analyzer.classifier is not None:
-            why = explain_face(analyzer.classifier, rgb, faces, i)
-            heat = np.maximum(heat, why.image_heat)
-            reasons.append(why.text)
+        elif i in explained:
+            heat = np.maximum(heat, explained[i].image_heat)
+            reasons.append(explained[i].text)
         else:
             top = int(np.argmax(faces.expression[i]))
             reasons.append(rationale(EXPRESSIONS[top], float(faces.expression[i, top]), faces.aus[i]))

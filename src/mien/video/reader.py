@@ -296,3 +296,4 @@ def _open_capture(text, capture, kind, every, fps, start_s, end_s, input_fps) ->
     info = VideoInfo(text, kind, float(fps_value), input_fps is None and not known_fps,
                      count if count > 0 else None, width, height)
     return VideoReader(info, capture, None, every, fps, start_s, end_s)
+
