@@ -9,6 +9,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mien.expression.affect import valence_arousal
+from mien.expression.au_model import occurrence as au_occurrence
 from mien.expression.aus import estimate_aus
 from mien.expression import openset
 from mien.expression.calibration import softmax
@@ -158,6 +159,7 @@ class Analyzer:
             faces.pose[ok] = euler_from_transform(faces.transforms[ok])
             faces.gaze[ok] = gaze_from_landmarks(faces.landmarks[ok])
             faces.aus[ok] = estimate_aus(faces.blendshapes[ok], faces.landmarks[ok])
+            faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok])
             if self._classifier is not None:
                 crops = np.stack([self._classifier.crop(rgb, faces.landmarks[i]) for i in np.flatnonzero(ok)])
                 logits = self._classifier.logits(crops, faces.blendshapes[ok])

@@ -531,6 +531,45 @@ def eval_command(
     raise typer.Exit(EXIT_FAILED_INPUTS if report["errors"] else EXIT_OK)
 
 
+@app.command("eval-aus")
+def eval_aus(
+    folder: Path = typer.Argument(..., help="A folder with labels.csv (file, aus: e.g. 1+4+L12+25, null = not coded) "
+                                            "and images/, as RAF-CE's train/ and valid/."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for aus.json and aus.png "
+                                                                     "(default mien-eval/aus-FOLDERNAME)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
+) -> None:
+    """Action units against FACS coders: per-AU positives, AUROC, F1 at the shipped threshold, best-F1 threshold."""
+    import json
+
+    from mien.expression.au_eval import au_bars_png, evaluate_folder
+
+    if not (folder / "labels.csv").is_file():
+        errors.print(f"error: {folder}: no labels.csv (see mien eval-aus --help)", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    report = evaluate_folder(folder, progress=not as_json)
+    out_dir = out_dir or Path("mien-eval") / f"aus-{folder.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "aus.json").write_text(json.dumps(report, indent=2))
+    au_bars_png(report, out_dir / "aus.png")
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    table = Table(title=f"{folder}: {report['faces']} coded faces with a mesh; AUxx_p (learned occurrence)")
+    for col in ("AU", "positives", "AUROC", f"F1 at threshold", "best threshold", "best F1"):
+        table.add_column(col, justify="right")
+    for au, e in report["per_au"].items():
+        if "auroc" in e:
+            table.add_row(au, str(e["positives"]), f"{e['auroc']:.3f}", f"{e['f1']:.3f} (>= {e['threshold']:g})",
+                          f"{e['best_threshold']:.3f}", f"{e['best_f1']:.3f}")
+    console.print(table)
+    console.print(f"AUxx_p (learned occurrence), mean over {len(report['aus_counted'])} AUs with >= "
+                  f"{report['min_positives']} positives: AUROC {report['mean_auroc']}, F1 {report['mean_f1']}; "
+                  f"AUxx (rule-based estimates, >= 0.3): AUROC {report['estimates']['mean_auroc']}, "
+                  f"F1 {report['estimates']['mean_f1']}", soft_wrap=True, highlight=False)
+    console.print(f"wrote {out_dir / 'aus.json'}, {out_dir / 'aus.png'}", soft_wrap=True, highlight=False)
+
+
 def _print_eval(report: dict, out_dir: Path) -> None:
     speed = report["classifier"]
     console.print(f"[bold]{report['dataset']}[/bold] ({report['mode']}): {report['evaluated']} of {report['images']} "
@@ -699,7 +738,9 @@ def query(
         elif suffix == ".json":
             result.to_json(output, orient="records")
         else:
-            result.to_csv(output, index=False)
+            from mien.io.writer import csv_bytes
+
+            output.write_bytes(csv_bytes(result))  # formula-looking cells escaped, as in every CSV mien writes
         console.print(f"{len(result)} rows -> {output}")
         return
     table = Table(show_lines=False)

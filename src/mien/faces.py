@@ -39,6 +39,8 @@ class Faces:
         pose: (n, 3) head yaw, pitch, roll in degrees (see `mien.face.pose`).
         gaze: (n, 2) eye gaze yaw, pitch in degrees relative to the head (see `mien.face.pose`).
         aus: (n, 20) action-unit intensity estimates in [0, 1], ordered as `AU_NAMES`.
+        au_prob: (n, 20) probability that a FACS coder would mark each AU present (learned, see
+            `mien.expression.au_model`); NaN without a mesh.
         flags: (n, len(QUALITY_FLAGS)) bool quality flags.
         blur: (n,) sharpness score (variance of the Laplacian on the aligned crop).
         aligned: (n, S, S, 3) uint8 RGB aligned face crops (S = alignment size), or None.
@@ -71,6 +73,7 @@ class Faces:
     pose: np.ndarray = field(default=None)  # type: ignore[assignment]
     gaze: np.ndarray = field(default=None)  # type: ignore[assignment]
     aus: np.ndarray = field(default=None)  # type: ignore[assignment]
+    au_prob: np.ndarray = field(default=None)  # type: ignore[assignment]
     flags: np.ndarray = field(default=None)  # type: ignore[assignment]
     blur: np.ndarray = field(default=None)  # type: ignore[assignment]
     transforms: np.ndarray = field(default=None)  # type: ignore[assignment]
@@ -95,6 +98,7 @@ class Faces:
             "pose": lambda: _nan(n, 3),
             "gaze": lambda: _nan(n, 2),
             "aus": lambda: _nan(n, len(AU_NAMES)),
+            "au_prob": lambda: _nan(n, len(AU_NAMES)),
             "flags": lambda: np.zeros((n, len(QUALITY_FLAGS)), dtype=bool),
             "blur": lambda: _nan(n),
             "transforms": lambda: _nan(n, 4, 4),

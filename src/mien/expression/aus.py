@@ -10,7 +10,7 @@ geometry, giving an intensity in [0, 1]. The table below is the mapping; `README
 | AU02 | outer brow raiser    | mean(browOuterUpLeft, browOuterUpRight)                     |
 | AU04 | brow lowerer         | mean(browDownLeft, browDownRight)                           |
 | AU05 | upper lid raiser     | mean(eyeWideLeft, eyeWideRight)                             |
-| AU06 | cheek raiser         | max(mean(cheekSquint L/R), mean(eyeSquint L/R) * AU12)      |
+| AU06 | cheek raiser         | max(mean(cheekSquint L/R), mean(eyeSquint L/R))             |
 | AU07 | lid tightener        | mean(eyeSquintLeft, eyeSquintRight)                         |
 | AU09 | nose wrinkler        | mean(noseSneerLeft, noseSneerRight)                         |
 | AU10 | upper lip raiser     | mean(mouthUpperUpLeft, mouthUpperUpRight)                   |
@@ -19,7 +19,7 @@ geometry, giving an intensity in [0, 1]. The table below is the mapping; `README
 | AU15 | lip corner depressor | mean(mouthFrownLeft, mouthFrownRight)                       |
 | AU17 | chin raiser          | mouthShrugLower                                             |
 | AU20 | lip stretcher        | mean(mouthStretchLeft, mouthStretchRight)                   |
-| AU23 | lip tightener        | mean(mouthPressLeft, mouthPressRight, mouthPucker) (weak)   |
+| AU23 | lip tightener        | mean(mouthPressLeft, mouthPressRight) (weak; as AU24)       |
 | AU24 | lip pressor          | mean(mouthPressLeft, mouthPressRight)                       |
 | AU25 | lips part            | geometry: inner-lip gap / mouth width, 0 at 0, 1 at >= 0.15 |
 | AU26 | jaw drop             | jawOpen                                                     |
@@ -27,9 +27,13 @@ geometry, giving an intensity in [0, 1]. The table below is the mapping; `README
 | AU43 | eyes closed          | geometry: 1 - (eye opening / eye width - 0.05) / 0.17       |
 | AU45 | blink                | mean(eyeBlinkLeft, eyeBlinkRight)                           |
 
-AU06: MediaPipe's cheekSquint outputs stay near zero, so the Duchenne pattern (eye squint
-while smiling) stands in for it. AU43 and AU45 cannot be told apart in one still image; in
-video AU45 is the brief version.
+AU06: MediaPipe's cheekSquint outputs stay near zero, so the eye squint (the cheek raiser narrows
+the eye from below) stands in for it; no AU is computed from another AU (an AU06 from AU12 would
+make AU6+AU12 "Duchenne" analyses circular). AU23: mouthPucker is lip puckering (AU18), which on
+RAF-CE valid anti-correlates with coded AU23 (AUROC 0.28), so AU23 reads the lip press alone
+(AUROC 0.72 -> 0.77), like AU24: the blendshapes do not separate the two; the learned occurrence
+probabilities (`AUxx_p`, `mien.expression.au_model`) do. AU43 and AU45 cannot be told apart in one
+still image; in video AU45 is the brief version. Measured against FACS coders: `mien eval-aus`.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ _FROM_BLENDSHAPES: dict[str, tuple[str, ...]] = {
     "AU15": ("mouthFrownLeft", "mouthFrownRight"),
     "AU17": ("mouthShrugLower",),
     "AU20": ("mouthStretchLeft", "mouthStretchRight"),
-    "AU23": ("mouthPressLeft", "mouthPressRight", "mouthPucker"),
+    "AU23": ("mouthPressLeft", "mouthPressRight"),
     "AU24": ("mouthPressLeft", "mouthPressRight"),
     "AU26": ("jawOpen",),
     "AU28": ("mouthRollLower", "mouthRollUpper"),
@@ -119,7 +123,7 @@ def estimate_aus(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         out[:, col[au]] = _mean_of(blendshapes, names)
     squint = _mean_of(blendshapes, ("eyeSquintLeft", "eyeSquintRight"))
     cheek = _mean_of(blendshapes, ("cheekSquintLeft", "cheekSquintRight"))
-    out[:, col["AU06"]] = np.maximum(cheek, squint * out[:, col["AU12"]])
+    out[:, col["AU06"]] = np.maximum(cheek, squint)
     out[:, col["AU25"]] = lips_apart(landmarks) / 0.15
     out[:, col["AU43"]] = 1.0 - (eye_opening(landmarks) - 0.05) / 0.17
     return np.clip(out, 0.0, 1.0)

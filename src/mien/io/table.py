@@ -5,7 +5,8 @@ Columns (in order):
   `face_found` (False on the single row written for an image without faces);
 - box: `box_x`, `box_y`, `box_w`, `box_h` (pixels, top-left origin), `box_score`;
 - head pose `pose_yaw`, `pose_pitch`, `pose_roll` and gaze `gaze_yaw`, `gaze_pitch` (degrees);
-- action-unit estimates `AU01` ... `AU45` (0-1) and blendshapes `bs_<name>` (0-1);
+- action-unit estimates `AU01` ... `AU45` (0-1), learned occurrence probabilities `AU01_p` ...
+  `AU45_p`, and blendshapes `bs_<name>` (0-1);
 - quality: `sharpness` and bool `flag_<name>` for each quality flag;
 - landmarks (optional): `lm_x_<i>`, `lm_y_<i>` (and `lm_z_<i>` for "3d"), pixels.
 
@@ -30,6 +31,8 @@ ID_COLUMNS = ["source", "frame", "time_s", "face_id", "track_id", "image_width",
 BOX_COLUMNS = ["box_x", "box_y", "box_w", "box_h", "box_score"]
 POSE_COLUMNS = ["pose_yaw", "pose_pitch", "pose_roll", "gaze_yaw", "gaze_pitch"]
 AU_COLUMNS = list(AU_NAMES)
+# Learned occurrence probabilities (`mien.expression.au_model`), one per AU estimate.
+AU_PROB_COLUMNS = [f"{au}_p" for au in AU_NAMES]
 BLENDSHAPE_COLUMNS = [column_name(n) for n in BLENDSHAPE_NAMES]
 FLAG_COLUMNS = [f"flag_{name}" for name in QUALITY_FLAGS]
 # Calibrated class probabilities, the top class and its probability, derived valence/arousal.
@@ -56,7 +59,7 @@ def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
 def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attributes: bool = False) -> list[str]:
     """All column names of the tidy table, in order."""
     return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + EXPRESSION_COLUMNS + (ATTRIBUTE_COLUMNS if attributes else [])
-            + AU_COLUMNS + BLENDSHAPE_COLUMNS
+            + AU_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS
             + ["sharpness"] + FLAG_COLUMNS + (SMOOTH_COLUMNS if smoothed else []) + landmark_columns(landmarks))
 
 
@@ -103,7 +106,7 @@ def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attri
         age = faces.age if faces.age is not None else np.full((n, 3), np.nan, np.float32)
         female = faces.female if faces.female is not None else np.full(n, np.nan, np.float32)
         pieces += [age, female[:, None]]
-    pieces += [faces.aus, faces.blendshapes, faces.blur[:, None]]
+    pieces += [faces.aus, faces.au_prob, faces.blendshapes, faces.blur[:, None]]
     if smoothed:
         sm = faces.smoothed
         nan = np.full((n, 20), np.nan, np.float32)
@@ -120,7 +123,7 @@ def _float_names(landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -
              + ["expression_confidence", "expression_familiarity", "valence", "arousal"])
     if attributes:
         names += ["apparent_age", "apparent_age_low", "apparent_age_high", "gender_presentation_p_female"]
-    names += AU_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
+    names += AU_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
     if smoothed:
         names += ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{e}_smooth" for e in EXPRESSIONS]
                   + ["valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])
@@ -240,7 +243,8 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
 
     `confidence`, `success`, `timestamp`; `pose_Rx/Ry/Rz` = pitch, yaw, roll and
     `gaze_angle_x/y` = gaze yaw, pitch, all in radians (mien's sign convention); `AUxx_r`
-    intensity on OpenFace's 0-5 scale; `AUxx_c` presence (estimate >= 0.3); landmarks `x_i`,
+    intensity on OpenFace's 0-5 scale; `AUxx_c` presence (the learned occurrence probability `AUxx_p`
+    at its threshold, or the estimate >= 0.3 in tables without it); landmarks `x_i`,
     `y_i`, `z_i`. Other mien columns (blendshapes, flags) are kept under their own names.
     """
     cols = {
@@ -252,7 +256,11 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
         "pose_Rz": np.radians(frame["pose_roll"]),
     }
     cols.update({f"{au}_r": (frame[au] * 5.0).astype(np.float32) for au in AU_COLUMNS})
-    cols.update({f"{au}_c": (frame[au] >= 0.3).astype(int) for au in AU_COLUMNS})
+    from mien.expression.au_model import thresholds
+
+    limits = dict(zip(AU_COLUMNS, thresholds()))
+    cols.update({f"{au}_c": ((frame[f"{au}_p"] >= limits[au]) if f"{au}_p" in frame.columns else (frame[au] >= 0.3)).astype(int)
+                 for au in AU_COLUMNS})
     cols.update({c.replace("lm_", "", 1): frame[c] for c in frame.columns if c.startswith("lm_")})
     keep = [c for c in frame.columns if c.startswith(("expr_", "bs_", "flag_", "box_"))
             or c in ("sharpness", "expression", "expression_confidence", "expression_status", "expression_blend",
