@@ -1,7 +1,8 @@
 """mien: offline facial expression analysis.
 
 >>> import mien
->>> with mien.Analyzer() as analyzer:
+>>> df = mien.analyze("photos/")                 # one row per face (see mien.api)
+>>> with mien.Analyzer() as analyzer:           # or stage by stage
 ...     table = analyzer.analyze("photo.jpg").to_pandas()
 """
 
@@ -11,8 +12,10 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from mien.analyzer import Analyzer, AnalyzerOptions
+from mien.api import analyze, analyze_video, read
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, load_image
 
 __version__ = "0.1.0"
-__all__ = ["Analyzer", "AnalyzerOptions", "Faces", "ImageError", "QUALITY_FLAGS", "load_image", "__version__"]
+__all__ = ["Analyzer", "AnalyzerOptions", "Faces", "ImageError", "QUALITY_FLAGS", "analyze", "analyze_video",
+           "load_image", "read", "__version__"]

@@ -25,6 +25,10 @@ MIN_SIDE = 16
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# PIL's warnings about odd files (EXIF it cannot parse, pixel counts) would repeat per image; a bad image
+# becomes one ImageError line instead. A filter, not warnings.catch_warnings: that swaps process-wide
+# state and is not thread-safe (images are decoded on several threads).
+warnings.filterwarnings("ignore", module=r"PIL\.")
 # We enforce our own pixel limit below; PIL's bomb check would fire before we can shrink JPEGs.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -77,15 +81,13 @@ def _load_file(path: Path, source: str) -> LoadedImage:
     if path.stat().st_size == 0:
         raise ImageError("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                stored = (img.height, img.width)  # before a JPEG draft shrinks it
-                _check_size(img)
-                decoded = img.size
-                img = ImageOps.exif_transpose(img)
-                original = _upright_size(stored, decoded, img.size)
-                rgb = _pil_to_rgb(img)
+        with Image.open(path) as img:
+            stored = (img.height, img.width)  # before a JPEG draft shrinks it
+            _check_size(img)
+            decoded = img.size
+            img = ImageOps.exif_transpose(img)
+            original = _upright_size(stored, decoded, img.size)
+            rgb = _pil_to_rgb(img)
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -235,6 +235,9 @@ def frame_to_arrow(frame: pd.DataFrame):
     # All-missing columns would be typed null, pandas strings large_string: both become plain strings.
     fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) or pa.types.is_large_string(f.type) else f
               for f in fields]
+    if frame.attrs:  # pandas metadata (mien keeps DataFrames there) is not the table's: leave it out
+        frame = frame.copy(deep=False)
+        frame.attrs = {}
     return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
 
 

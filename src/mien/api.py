@@ -1,0 +1,138 @@
+"""One call each, for notebooks: `mien.analyze`, `mien.analyze_video`, `mien.read`.
+
+>>> import mien
+>>> df = mien.analyze("photos/")            # one row per face, errors in df.attrs["errors"]
+>>> clip = mien.analyze_video("talk.mp4")   # every frame's rows; segments, events, tracks in attrs
+>>> again = mien.read("faces.parquet")      # any table mien wrote, provenance in attrs["provenance"]
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+import numpy as np
+import pandas as pd
+
+from mien.analyzer import AnalyzerOptions
+from mien.io.images import ImageError, ImageLike, expand_inputs
+
+Inputs = Union[ImageLike, Iterable[ImageLike]]
+
+
+def _items(inputs: Inputs) -> list:
+    """Paths (folders and globs expanded), arrays and PIL images, in order."""
+    from PIL import Image
+
+    if isinstance(inputs, (str, os.PathLike, np.ndarray, Image.Image)):
+        inputs = [inputs]
+    items: list = []
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)):
+            items.extend(expand_inputs([item]))
+        else:
+            items.append(item)
+    return items
+
+
+def analyze(inputs: Inputs, landmarks: str = "none", progress: bool = True, **options: Any) -> pd.DataFrame:
+    """Analyse images (paths, folders, globs, numpy RGB arrays, PIL images) into one tidy DataFrame.
+
+    Options are `AnalyzerOptions` fields (`mode`, `min_score`, `expression_prior`, `attributes`...),
+    with the CLI's defaults. Inputs that cannot be read never raise: they are listed in
+    `df.attrs["errors"]` (one line each) and warned about once. `df.attrs["provenance"]` says how the
+    table was made.
+    """
+    from rich.progress import track
+
+    from mien.images_run import ParallelAnalyzer, default_pipelines
+    from mien.io.table import faces_to_arrow, arrow_to_frame
+    from mien.provenance import file_sha256, models_used, options_dict, provenance
+
+    settings = AnalyzerOptions(**options)
+    items = _items(inputs)
+    paths = [i for i in items if isinstance(i, Path)]
+    frames, errors, checksums = [], [], []
+    with ParallelAnalyzer(settings, default_pipelines(len(items))) as pipelines:
+        if len(paths) == len(items):
+            results = ((str(p), faces) for p, _, faces in pipelines.run(paths))
+        else:  # arrays and images in memory: one pipeline, in order
+            analyzer = pipelines._analyzers[0]
+            results = (_in_memory(analyzer, k, item) for k, item in enumerate(items))
+        for name, faces in track(results, total=len(items), description="analysing", disable=not progress or len(items) < 2):
+            if isinstance(faces, ImageError):
+                errors.append(f"{name}: {faces}")
+                continue
+            frames.append(faces)
+            if Path(name).is_file():
+                checksums.append({"source": name, "sha256": file_sha256(name)})
+    table = arrow_to_frame(faces_to_arrow(frames, landmarks=landmarks, attributes=settings.attributes))
+    table.attrs["errors"] = errors
+    table.attrs["provenance"] = provenance("images", {**options_dict(settings), "landmarks": landmarks},
+                                           models_used(settings.expression, settings.attributes), checksums)
+    if errors:
+        warnings.warn(f"mien.analyze: {len(errors)} of {len(items)} inputs could not be read "
+                      f"(first: {errors[0]}); see df.attrs['errors']", stacklevel=2)
+    return table
+
+
+def _in_memory(analyzer, index: int, item):
+    from mien.io.images import load_image
+
+    name = str(item) if isinstance(item, Path) else f"<image {index}>"
+    try:
+        return name, analyzer.analyze_loaded(load_image(item, source=name))
+    except ImageError as exc:
+        return name, exc
+
+
+def analyze_video(source: str | os.PathLike | int, landmarks: str = "none", every: int = 1,
+                  fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
+                  progress: bool = True, **options: Any) -> pd.DataFrame:
+    """Every analysed frame's rows of a video file, image sequence, camera or stream, as a DataFrame.
+
+    Options are `AnalyzerOptions` fields; sampling as `mien video` (`every`, `fps`, `start_s`,
+    `end_s`). `attrs` holds `segments`, `events` and `tracks` (DataFrames, as the CLI's timeline
+    files), `warnings` and `provenance`. Raises `mien.video.reader.VideoError` if the source
+    cannot be opened at all.
+    """
+    from rich.console import Console
+
+    from mien.io.table import read_table
+    from mien.provenance import read_provenance
+    from mien.video.analyzer import VideoOptions
+    from mien.video.reader import open_video
+    from mien.video.run import analyze_video as run_video, timeline_paths
+
+    video_options = VideoOptions(analyzer=AnalyzerOptions(**options))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.parquet"
+        with open_video(source, every=every, fps=fps, start_s=start_s, end_s=end_s) as reader:
+            run = run_video(reader, out, video_options, landmarks=landmarks, quiet=not progress,
+                            console=Console(stderr=True, quiet=not progress))
+        table = read_table(out) if out.exists() else pd.DataFrame()
+        table.attrs["provenance"] = read_provenance(out) if out.exists() else None
+        for name, path in timeline_paths(out).items():
+            table.attrs[name] = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    table.attrs["warnings"] = list(run.warnings)
+    return table
+
+
+def read(path: str | os.PathLike) -> pd.DataFrame:
+    """Any table mien wrote (Parquet, CSV, JSON Lines, or a `mien batch` output folder), with its
+    provenance in `attrs["provenance"]`."""
+    from mien.io.table import read_table
+    from mien.provenance import read_provenance
+
+    path = Path(path)
+    if path.is_dir():
+        from mien.batch import read_results
+
+        table = read_results(path)
+    else:
+        table = read_table(path)
+    table.attrs["provenance"] = read_provenance(path)
+    return table
