@@ -294,3 +294,14 @@ def test_open_set_thresholds_are_fitted_per_prior():
     assert openset.load_thresholds("natural") != openset.load_thresholds("balanced")
     with pytest.raises(ValueError, match="no open-set thresholds"):
         openset.load_thresholds("uniform")
+
+
+@pytest.mark.parametrize("name", ["pyfeat_noface_face.mov", "liveportrait_d3.mp4", "liveportrait_d10.mp4",
+                                  "pyfeat_single_face.mp4"])
+def test_every_one_person_clip_is_one_track_and_exits_zero(tmp_path, name):
+    out = tmp_path / "rows.parquet"
+    result = _mien("video", MEDIA / name, "-o", out, "--every", "3")
+    assert result.returncode == 0, result.stderr
+    assert "truncated" not in result.stderr
+    faces = pd.read_parquet(out).query("face_found")
+    assert len(faces) > 10 and faces["track_id"].nunique() == 1, faces["track_id"].value_counts().to_dict()
