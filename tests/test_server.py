@@ -289,3 +289,25 @@ def test_jobs_left_by_a_stopped_server_run_on_restart(tmp_path, photo):
         job = _wait(client, job_id)
         assert job["status"] == "done" and job["rows"] == 1
     assert not folder.exists()  # the upload went once processed
+
+
+def test_browser_protections_headers_host_and_origin(server, photo):
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for path in ("/", "/api/health", "/static/app.js"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert "default-src 'self'" in response.headers["content-security-policy"]
+            assert response.headers["referrer-policy"] == "no-referrer"
+        rebound = client.get("/api/jobs", headers={"Host": "evil.example"})  # DNS rebinding
+        assert rebound.status_code == 400 and rebound.json()["status"] == 400
+        assert client.get("/api/health", headers={"Host": f"localhost:{port}"}).status_code == 200
+        files = {"file": ("a.jpg", photo, "image/jpeg")}
+        cross = client.post("/api/images?explain=false", files=files, headers={"Origin": "http://evil.example"})
+        assert cross.status_code == 403 and cross.json() == {"error": "cross-origin request refused", "status": 403}
+        same = client.post("/api/images?explain=false", files=files, headers={"Origin": url})
+        assert same.status_code == 200 and same.json()["rows"][0]["face_found"]
+        assert client.post("/api/images?explain=false", files=files).status_code == 200  # scripts send no Origin

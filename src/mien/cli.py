@@ -801,6 +801,9 @@ def serve(
     blur_faces: bool = typer.Option(False, help="Blur faces in annotated images and heatmaps (anonymised output)."),
     rate_limit: int = typer.Option(600, help="Requests per minute per API key or client address; 0 = no limit."),
     workers: int = typer.Option(1, min=1, help="Image pipelines kept loaded for concurrent requests (about 60 MB each beyond the first)."),
+    allowed_host: List[str] = typer.Option([], "--allowed-host", help="Another host name clients may use (the "
+                                           "localhost names and --host are allowed; others are refused against "
+                                           "DNS rebinding). Repeat for several."),
 ) -> None:
     """Web page, REST API (docs at /docs) and webcam mode: `mien serve`, then open http://127.0.0.1:8000."""
     import uvicorn
@@ -810,7 +813,8 @@ def serve(
 
     settings = ServerSettings(data_dir=data_dir, database_url=database_url, api_key=api_key,
                               max_upload_mb=max_upload_mb, max_video_s=max_video_s, retain_uploads=retain_uploads,
-                              blur_faces=blur_faces, rate_limit=rate_limit, workers=workers)
+                              blur_faces=blur_faces, rate_limit=rate_limit, workers=workers,
+                              listen_host=host, allowed_hosts=tuple(allowed_host))
     if host not in LOCAL_HOSTS and not settings.api_key:
         errors.print(f"refusing to listen on {host} without an API key: pass --api-key or set MIEN_API_KEY")
         raise typer.Exit(EXIT_USAGE)

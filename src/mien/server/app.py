@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from mien import __version__
 from mien.io.table import json_records
+from mien.server.browser import add_headers, allowed_hosts, check_request
 from mien.io.writer import csv_bytes, write_parquet
 from mien.report.annotate import data_uri
 from mien.server.live import LiveSession
@@ -81,6 +82,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}", "status": 422}, 422)
+
+    hosts = allowed_hosts(settings.listen_host, tuple(settings.allowed_hosts))
+
+    @app.middleware("http")
+    async def browser_protections(request: Request, call_next):
+        refused = check_request(request.method, request.headers, hosts)
+        response = refused if refused is not None else await call_next(request)
+        add_headers(request.url.path, response.headers)
+        return response
 
     @app.middleware("http")
     async def body_limit(request: Request, call_next):

@@ -27,6 +27,9 @@ class ServerSettings:
         rate_limit: requests per minute per API key (or per client address without keys); 0 = off.
         workers: image pipelines kept loaded for synchronous requests (each about 60 MB more; the server with one is about 500 MB).
         max_live: concurrent webcam (WebSocket) sessions.
+        listen_host: the address the server listens on (allowed in the Host header, with the
+            localhost names; see `mien.server.browser`).
+        allowed_hosts: more host names clients may use (`--allowed-host`, e.g. the machine's name).
     """
 
     data_dir: Path = Path("mien-data")
@@ -40,6 +43,8 @@ class ServerSettings:
     rate_limit: int = 600
     workers: int = 1
     max_live: int = 2
+    listen_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
