@@ -311,3 +311,40 @@ def test_browser_protections_headers_host_and_origin(server, photo):
         same = client.post("/api/images?explain=false", files=files, headers={"Origin": url})
         assert same.status_code == 200 and same.json()["rows"][0]["face_found"]
         assert client.post("/api/images?explain=false", files=files).status_code == 200  # scripts send no Origin
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A few bytes of PNG whose header claims width x height pixels (no real pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_pixel_budget_refuses_huge_headers_before_decoding(server):
+    url, data = server
+    bomb = _png_claiming(20000, 20000)  # 400 MP claimed in about 100 bytes
+    response = httpx.post(url + "/api/images", files={"file": ("bomb.png", bomb, "image/png")}, timeout=60)
+    assert response.status_code == 413 and "400 MP; the limit is 40 MP" in response.json()["error"]
+    assert not any((data / "uploads").iterdir())
+
+
+def test_websocket_text_and_oversized_frames_get_an_error_and_a_close_code(server):
+    from websockets.sync.client import connect
+
+    url, data = server
+    ws_url = url.replace("http://", "ws://") + "/api/live"
+    for message, code in (("hello", 1003), (b"", 1007), (_png_claiming(20000, 20000), 1009)):
+        with connect(ws_url, open_timeout=30) as ws:
+            ws.send(message)
+            reply = json.loads(ws.recv(timeout=30))
+            assert reply["status"] == code and reply["error"]
+            with pytest.raises(Exception):
+                ws.recv(timeout=10)
+            assert ws.close_code == code
+    log = (data.parent / f"server-{url.rsplit(':', 1)[1]}.log").read_text()
+    assert "Traceback" not in log

@@ -133,7 +133,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         name = display_name(file.filename, 0)
         try:
             item = receive(file.file, name, folder, 0, settings.max_upload_bytes, kinds=("image",))
-            loaded = check_image(folder / item["stored"], name)
+            loaded = check_image(folder / item["stored"], name, settings.max_pixels)
             with state.pool.analyzer() as analyzer:
                 result = analyze_image(analyzer, loaded, explain=explain, blur=settings.blur_faces,
                                        landmarks=landmarks)
@@ -174,7 +174,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                         raise UploadError(400, f"{name}: send a video as a job of its own")
                     item["video"] = check_video(folder / item["stored"], name, settings.max_video_s)
                 else:
-                    check_image(folder / item["stored"], name)
+                    check_image(folder / item["stored"], name, settings.max_pixels)
                 inputs.append(item)
         except UploadError as exc:
             shutil.rmtree(folder, ignore_errors=True)
@@ -258,10 +258,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await ws.accept()
             session = await run_in_threadpool(LiveSession)
             while True:
-                data = await ws.receive_bytes()
-                if len(data) > settings.max_upload_bytes:
-                    await ws.send_json({"error": "frame larger than the upload limit"})
-                    continue
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                refusal = _frame_refusal(data, message.get("text"), settings)
+                if refusal is not None:  # answer, then close with the code that says why
+                    await ws.send_json({"error": refusal[1], "status": refusal[0]})
+                    await ws.close(code=refusal[0], reason=refusal[1][:120])
+                    break
                 await ws.send_json(await run_in_threadpool(session.process, data))
         except (WebSocketDisconnect, asyncio.CancelledError):
             pass
@@ -271,6 +276,23 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 await run_in_threadpool(session.close)
 
     return app
+
+
+def _frame_refusal(data: bytes | None, text: str | None, settings) -> tuple[int, str] | None:
+    """(WebSocket close code, reason) for a frame the live mode cannot take, else None."""
+    from mien.server.uploads import UploadError, check_pixels
+
+    if data is None:
+        return 1003, "send frames as binary messages (JPEG, PNG or WebP bytes), not text"
+    if not data:
+        return 1007, "empty frame"
+    if len(data) > settings.max_upload_bytes:
+        return 1009, "frame larger than the upload limit"
+    try:
+        check_pixels(data, "frame", settings.max_pixels)
+    except UploadError as exc:
+        return 1009, exc.message
+    return None
 
 
 def client(request: Request) -> str | None:

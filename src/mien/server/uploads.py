@@ -61,8 +61,32 @@ def receive(stream: BinaryIO, name: str, folder: Path, index: int, max_bytes: in
     return {"name": name, "stored": target.name, "type": kind, "size": size}
 
 
-def check_image(path: Path, name: str):
-    """Decode an uploaded image (`LoadedImage`), or raise UploadError 422 when it is corrupt."""
+def header_pixels(source) -> int | None:
+    """Pixel count an image file or bytes declares in its header (read without decoding), or None."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
+            return int(img.width) * int(img.height)
+    except Exception:  # not an image PIL can read: the decoder will say why
+        return None
+
+
+def check_pixels(source, name: str, max_pixels: int) -> None:
+    """Refuse (413) an image whose header declares more than `max_pixels`, before it is decoded: a
+    small PNG can claim 20000x20000 px and cost gigabytes to decode."""
+    pixels = header_pixels(source)
+    if pixels is not None and pixels > max_pixels:
+        raise UploadError(413, f"{name}: {pixels / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP per image")
+
+
+def check_image(path: Path, name: str, max_pixels: int | None = None):
+    """Decode an uploaded image (`LoadedImage`), or raise UploadError 422 when it is corrupt (413 when its
+    header declares more than `max_pixels`)."""
+    if max_pixels is not None:
+        check_pixels(path, name, max_pixels)
     try:
         return load_image(path, source=name)
     except ImageError as exc:
