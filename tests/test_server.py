@@ -348,3 +348,16 @@ def test_websocket_text_and_oversized_frames_get_an_error_and_a_close_code(serve
             assert ws.close_code == code
     log = (data.parent / f"server-{url.rsplit(':', 1)[1]}.log").read_text()
     assert "Traceback" not in log
+
+
+def test_errors_have_one_shape_and_no_server_paths(server, tmp_path):
+    url, data = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        missing = client.get("/api/no-such-route")
+        assert missing.status_code == 404 and set(missing.json()) == {"error", "status"}
+        wrong = client.put("/api/health")
+        assert wrong.status_code == 405 and set(wrong.json()) == {"error", "status"}
+        fake = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000  # sniffs as MP4, is not a video
+        bad = client.post("/api/jobs", files={"files": ("clip.mp4", fake, "video/mp4")})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"].startswith("clip.mp4: ") and str(data) not in bad.text and "/uploads/" not in bad.text

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
 from mien import __version__
@@ -72,8 +73,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                               "expressions with calibrated confidence, as tidy rows.")
     app.state.mien = state
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and the router's own (404, 405) alike
+    async def http_error(request: Request, exc: StarletteHTTPException):
         return JSONResponse({"error": exc.detail, "status": exc.status_code}, exc.status_code,
                             headers=getattr(exc, "headers", None))
 

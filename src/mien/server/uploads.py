@@ -100,8 +100,8 @@ def check_video(path: Path, name: str, max_seconds: float) -> dict:
     try:
         with open_video(path) as reader:
             info = reader.info
-    except VideoError as exc:
-        raise UploadError(422, f"{name}: {exc}") from None
+    except VideoError as exc:  # its message starts with the stored path: the client sees its own name only
+        raise UploadError(422, f"{name}: {str(exc).removeprefix(f'{path}: ')}") from None
     duration = info.duration_s
     if duration is not None and duration > max_seconds:
         raise UploadError(422, f"{name}: {duration:.0f} s long; the limit is {max_seconds:.0f} s")
