@@ -44,3 +44,25 @@ def test_analyze_video_and_read_back(tmp_path):
     write_parquet(rows, path, rows.attrs["provenance"])
     again = mien.read(path)
     assert len(again) == 30 and again.attrs["provenance"]["kind"] == "video"
+
+
+def test_accessor_gives_the_same_answers_on_a_fresh_and_a_re_read_table(tmp_path, astronaut):
+    shifted = [np.ascontiguousarray(np.roll(astronaut, 40 * k, axis=1)) for k in range(4)]
+    fresh = mien.analyze(shifted, progress=False, landmarks="3d")
+    fresh["condition"] = ["A", "A", "B", "B"]
+    path = tmp_path / "faces.parquet"
+    from mien.io.writer import write_parquet
+
+    write_parquet(fresh, path, fresh.attrs["provenance"])
+    again = mien.read(path)
+    for group in ("aus", "au_probabilities", "expressions", "blendshapes", "pose", "gaze", "affect", "quality"):
+        np.testing.assert_allclose(getattr(fresh.mien, group).to_numpy(float), getattr(again.mien, group).to_numpy(float),
+                                   rtol=1e-6, equal_nan=True, err_msg=group)
+    assert fresh.mien.aus.shape == (4, 20) and fresh.mien.landmarks.shape == (4, 478, 3)
+    np.testing.assert_allclose(fresh.mien.landmarks, again.mien.landmarks)
+    assert len(list(again.mien.faces())) == 4
+    compared = again.mien.compare("condition", "A", "B")
+    assert {"AU12", "valence"} <= set(compared["measure"]) and compared["p_holm"].between(0, 1).all()
+    assert len(again[again["condition"] == "A"].mien.aus) == 2  # survives filtering
+    with pytest.raises(AttributeError, match="landmark"):
+        mien.analyze(shifted[:1], progress=False).mien.landmarks

@@ -11,6 +11,7 @@ import os
 # MediaPipe's native code logs warnings to stderr by default; keep them to errors.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+from mien import accessor as _accessor  # noqa: F401  (registers df.mien)
 from mien.analyzer import Analyzer, AnalyzerOptions
 from mien.api import analyze, analyze_video, read
 from mien.faces import QUALITY_FLAGS, Faces
