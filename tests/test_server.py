@@ -361,3 +361,40 @@ def test_errors_have_one_shape_and_no_server_paths(server, tmp_path):
         bad = client.post("/api/jobs", files={"files": ("clip.mp4", fake, "video/mp4")})
         assert bad.status_code == 422, bad.text
         assert bad.json()["error"].startswith("clip.mp4: ") and str(data) not in bad.text and "/uploads/" not in bad.text
+
+
+def _spooled_bytes(data_dir) -> int:
+    """Bytes in the server's upload folder and the temp folder multipart spools to."""
+    import tempfile
+    from pathlib import Path
+
+    total = 0
+    for root in (data_dir / "uploads", Path(tempfile.gettempdir())):
+        for path in root.rglob("*") if root.exists() else []:
+            try:
+                if path.is_file() and path.stat().st_mtime > time.time() - 60:
+                    total += path.stat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def test_gate_checks_key_and_size_before_reading_the_body(tmp_path, photo):
+    def chunks(total: int, size: int = 1 << 20):
+        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n\r\n" + photo[:1000]
+        for _ in range(total // size):
+            yield b"\0" * size
+
+    with running_server(tmp_path / "data", "--api-key", "s3cret", "--max-upload-mb", "2") as url:
+        headers = {"Content-Type": "multipart/form-data; boundary=x"}
+        started = time.monotonic()
+        no_key = httpx.post(url + "/api/images", content=chunks(300 << 20), headers=headers, timeout=60)
+        assert no_key.status_code == 401 and no_key.json()["status"] == 401
+        assert time.monotonic() - started < 20  # answered without taking 300 MiB
+        big = httpx.post(url + "/api/images", content=chunks(300 << 20), timeout=60,
+                         headers={**headers, "X-API-Key": "s3cret"})  # chunked: no Content-Length to trust
+        assert big.status_code == 413 and "upload limit (2 MiB per file)" in big.json()["error"]
+        assert _spooled_bytes(tmp_path / "data") < 8 << 20  # at most the limit plus a chunk was kept
+        codes = [httpx.get(url + "/api/jobs", headers={"X-API-Key": f"guess{k}"}).status_code for k in range(50)]
+        assert codes[0] == 401 and codes[-1] == 429  # key guessing is throttled
+        assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "wrong"}).status_code == 429

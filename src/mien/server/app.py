@@ -24,10 +24,11 @@ from starlette.websockets import WebSocketDisconnect
 from mien import __version__
 from mien.io.table import json_records
 from mien.server.browser import add_headers, allowed_hosts, check_request
+from mien.server.gate import Gate, request_key
 from mien.io.writer import csv_bytes, write_parquet
 from mien.report.annotate import data_uri
 from mien.server.live import LiveSession
-from mien.server.security import RateLimiter, key_matches, key_owner
+from mien.server.security import key_matches, key_owner
 from mien.server.service import (RESULT_TABLE, AnalyzerPool, JobRunner, analyze_image, result_dir,
                                  save_pictures, upload_dir)
 from mien.server.settings import ServerSettings
@@ -35,7 +36,6 @@ from mien.server.store import Job, JobStore, new_job_id
 from mien.server.uploads import UploadError, check_image, check_video, display_name, receive
 
 STATIC = resources.files("mien.server") / "static"
-_MULTIPART_SLACK = 1 << 20
 
 
 class _State:
@@ -43,7 +43,6 @@ class _State:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.limiter = RateLimiter(settings.rate_limit)
         self.store: JobStore | None = None
         self.pool: AnalyzerPool | None = None
         self.runner: JobRunner | None = None
@@ -85,6 +84,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}", "status": 422}, 422)
 
     hosts = allowed_hosts(settings.listen_host, tuple(settings.allowed_hosts))
+    app.add_middleware(Gate, settings=settings)  # key, rate limits and body size before any body is read
+    # (added first, so it runs inside the browser protections below: those answer first and label every reply)
 
     @app.middleware("http")
     async def browser_protections(request: Request, call_next):
@@ -93,15 +94,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         add_headers(request.url.path, response.headers)
         return response
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if request.method == "POST" and length and length.isdigit():
-            files = settings.max_files if request.url.path.startswith("/api/jobs") else 1
-            if int(length) > settings.max_upload_bytes * files + _MULTIPART_SLACK:
-                return JSONResponse({"error": f"request larger than the upload limit "
-                                              f"({settings.max_upload_mb:.0f} MiB per file)", "status": 413}, 413)
-        return await call_next(request)
 
     def job_or_404(job_id: str, owner: str | None) -> Job:
         job = state.store.get(job_id) if _valid_id(job_id) else None
@@ -297,21 +289,13 @@ def _frame_refusal(data: bytes | None, text: str | None, settings) -> tuple[int,
 
 
 def client(request: Request) -> str | None:
-    """Checks the API key (when one is set) and the rate limit; returns the key's owner name."""
-    state: _State = request.app.state.mien
-    settings = state.settings
-    key = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
-    if not key and auth.lower().startswith("bearer "):
-        key = auth[7:].strip()
-    if settings.api_key and not key_matches(key, settings.api_key):
+    """The owner name of the request's API key (the gate, `mien.server.gate`, has already checked the
+    key and the rate limits before the body was read)."""
+    settings = request.app.state.mien.settings
+    key = request_key({k.lower(): v for k, v in request.headers.items()})
+    if settings.api_key and not key_matches(key, settings.api_key):  # a route the gate does not cover
         raise HTTPException(401, "missing or wrong API key (send it as X-API-Key)")
-    owner = key_owner(key) if settings.api_key else None
-    wait = state.limiter.allow(owner or (request.client.host if request.client else "?"))
-    if wait is not None:
-        raise HTTPException(429, f"rate limit of {settings.rate_limit} requests per minute reached",
-                            headers={"Retry-After": str(int(wait) + 1)})
-    return owner
+    return key_owner(key) if settings.api_key else None
 
 
 Owner = Annotated[Optional[str], Depends(client)]
