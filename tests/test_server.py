@@ -398,3 +398,28 @@ def test_gate_checks_key_and_size_before_reading_the_body(tmp_path, photo):
         codes = [httpx.get(url + "/api/jobs", headers={"X-API-Key": f"guess{k}"}).status_code for k in range(50)]
         assert codes[0] == 401 and codes[-1] == 429  # key guessing is throttled
         assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "wrong"}).status_code == 429
+
+
+def test_a_video_that_lies_about_its_rate_stops_at_the_frame_cap(tmp_path):
+    av = pytest.importorskip("av")
+    import fractions
+
+    path = tmp_path / "fast.mkv"  # 0.5 s at 1000 fps: its duration passes a 1 s limit, its 500 frames do not
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=1000)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    stream.time_base = fractions.Fraction(1, 1000)
+    for k in range(500):
+        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), k % 255, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = k, stream.time_base
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    with running_server(tmp_path / "data", "--max-video-s", "1") as url, httpx.Client(base_url=url, timeout=60) as client:
+        submitted = client.post("/api/jobs", files=[("files", ("fast.mkv", path.read_bytes()))])
+        assert submitted.status_code == 202, submitted.text
+        job = _wait(client, submitted.json()["id"])
+        assert job["status"] == "done" and job["rows"] <= 60, job
+        assert any("frame cap" in e for e in job["errors"]) and not any(str(tmp_path) in e for e in job["errors"])

@@ -207,7 +207,11 @@ class JobRunner:
         item = job.inputs[0]
         path = upload_dir(self.settings, job.id) / item["stored"]
         every = int(job.options.get("every", 1))
-        with open_video(path, every=every) as reader:
+        # Limits that cannot be lied to: real timestamps stop at --max-video-s, and at most 60 frames a
+        # second of that are read, whatever the container claims (no duration, 1000 fps...).
+        limit = self.settings.max_video_s
+        with open_video(path, every=every, end_s=limit) as reader:
+            reader.max_frames = int(60 * limit)
             total = reader.info.frame_count
             step = max(1, (total or 100) // 100)
 
@@ -218,8 +222,10 @@ class JobRunner:
 
             options = VideoOptions(analyzer=AnalyzerOptions(mode="auto"))
             run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress)
+            if reader.reached_end:
+                run.warnings.append(f"{item['name']}: analysed its first {limit:g} s (the --max-video-s limit)")
         files = [p.name for p in run.outputs]
-        errors = list(run.warnings)
+        errors = [w.replace(str(path), item["name"]) for w in run.warnings]  # the client's name, not our path
         self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
                           rows=run.rows, errors=errors, message=f"{run.frames} frames, {len(run.tracks)} people",
                           error=None if run.rows else "no frames could be analysed")

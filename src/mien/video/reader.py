@@ -88,6 +88,9 @@ class VideoReader:
         self.every, self.fps, self.start_s, self.end_s = every, fps, start_s, end_s
         self.warnings: list[str] = []
         self.truncated = False
+        self.max_frames: int | None = None  # stop after reading this many frames in range (a cap whatever the header says)
+        self.capped = False
+        self.reached_end = False  # stopped at end_s (the file went on)
         self._capture, self._images = capture, images
 
     def __enter__(self) -> "VideoReader":
@@ -131,6 +134,12 @@ class VideoReader:
                     continue
             last_time = time_s
             if self.end_s is not None and time_s >= self.end_s - 1e-9:
+                self.reached_end = True
+                break
+            if self.max_frames is not None and position >= self.max_frames:
+                self.capped = True
+                self.warnings.append(f"{self.info.source}: stopped after {position} frames (the frame cap), "
+                                     f"at {time_s:.2f} s")
                 break
             wanted = time_s >= self.start_s - 1e-9 and self._wanted(position, time_s, next_sample)
             if time_s >= self.start_s - 1e-9:
