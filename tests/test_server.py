@@ -33,7 +33,7 @@ def _wait(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
+        if job["status"] in ("done", "failed", "cancelled"):
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish")
@@ -423,3 +423,28 @@ def test_a_video_that_lies_about_its_rate_stops_at_the_frame_cap(tmp_path):
         job = _wait(client, submitted.json()["id"])
         assert job["status"] == "done" and job["rows"] <= 60, job
         assert any("frame cap" in e for e in job["errors"]) and not any(str(tmp_path) in e for e in job["errors"])
+
+
+def test_bounded_queue_and_cancelling_queued_and_running_jobs(tmp_path, photo):
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "long.mp4", synthetic.frames(synthetic.faces_grid(1, side=160), 12.0))
+    with running_server(tmp_path / "data", "--max-queued", "2") as url, httpx.Client(base_url=url, timeout=60) as client:
+        running = client.post("/api/jobs", files=[("files", ("long.mp4", video.read_bytes()))]).json()
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{running['id']}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = [client.post("/api/jobs", files=[("files", (f"{k}.jpg", photo))]) for k in range(3)]
+        assert [r.status_code for r in queued] == [202, 202, 503]
+        assert int(queued[2].headers["retry-after"]) > 0 and queued[2].json()["status"] == 503
+        first = queued[0].json()["id"]
+        assert client.delete(f"/api/jobs/{first}").status_code == 409  # queued: cancel first
+        cancelled = client.post(f"/api/jobs/{first}/cancel").json()
+        assert cancelled["cancel"] == "cancelled" and cancelled["status"] == "cancelled"
+        assert client.post(f"/api/jobs/{running['id']}/cancel").json()["cancel"] == "cancelling"
+        job = _wait(client, running["id"])
+        assert job["status"] == "cancelled", job
+        assert _wait(client, queued[1].json()["id"])["status"] == "done"  # the queue goes on
+        assert client.post(f"/api/jobs/{first}/cancel").status_code == 409  # nothing left to cancel
+        assert client.delete(f"/api/jobs/{first}").json() == {"deleted": first}

@@ -801,6 +801,7 @@ def serve(
     blur_faces: bool = typer.Option(False, help="Blur faces in annotated images and heatmaps (anonymised output)."),
     rate_limit: int = typer.Option(600, help="Requests per minute per API key or client address; 0 = no limit."),
     workers: int = typer.Option(1, min=1, help="Image pipelines kept loaded for concurrent requests (about 60 MB each beyond the first)."),
+    max_queued: int = typer.Option(50, min=1, help="Most jobs waiting at once; more are refused with 503 and Retry-After."),
     max_pixels: float = typer.Option(40.0, help="Largest image accepted (uploads and webcam frames), megapixels, "
                                      "read from its header before decoding."),
     allowed_host: List[str] = typer.Option([], "--allowed-host", help="Another host name clients may use (the "
@@ -817,7 +818,7 @@ def serve(
                               max_upload_mb=max_upload_mb, max_video_s=max_video_s, retain_uploads=retain_uploads,
                               blur_faces=blur_faces, rate_limit=rate_limit, workers=workers,
                               listen_host=host, allowed_hosts=tuple(allowed_host),
-                              max_pixels=int(max_pixels * 1_000_000))
+                              max_pixels=int(max_pixels * 1_000_000), max_queued=max_queued)
     if host not in LOCAL_HOSTS and not settings.api_key:
         errors.print(f"refusing to listen on {host} without an API key: pass --api-key or set MIEN_API_KEY")
         raise typer.Exit(EXIT_USAGE)

@@ -155,6 +155,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Queue a video (one file) or a batch of images; poll `GET /api/jobs/{id}` for progress."""
         if len(files) > settings.max_files:
             raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files} per job")
+        waiting = state.store.with_status("queued")
+        mine = [j for j in waiting if j.owner == owner] if settings.api_key else waiting
+        if len(waiting) >= settings.max_queued or len(mine) >= max(1, settings.max_queued // 2 if settings.api_key
+                                                                     else settings.max_queued):
+            raise HTTPException(503, f"{len(waiting)} jobs are waiting (the limit is {settings.max_queued}); try again "
+                                     "later", headers={"Retry-After": "30"})
         job_id = new_job_id()
         folder = upload_dir(settings, job_id)
         inputs = []
@@ -224,12 +230,21 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                          and path.stat().st_size > 1 else [])
         return out
 
+    @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"])
+    def cancel(job_id: str, owner: Owner) -> dict:
+        """Cancel a queued job (at once) or a running one (at its next image or frame): status `cancelled`."""
+        job = job_or_404(job_id, owner)
+        outcome = state.runner.cancel(job.id)
+        if outcome not in ("cancelled", "cancelling"):
+            raise HTTPException(409, f"job {job_id} is {outcome}: nothing to cancel")
+        return {**_job_json(state.store.get(job.id)), "cancel": outcome}
+
     @app.delete("/api/jobs/{job_id}", tags=["jobs"])
     def delete(job_id: str, owner: Owner) -> dict:
-        """Delete a finished job with its files."""
+        """Delete a finished (or cancelled) job with its files."""
         job = job_or_404(job_id, owner)
         if job.status in ("queued", "running"):
-            raise HTTPException(409, f"job {job_id} is {job.status}")
+            raise HTTPException(409, f"job {job_id} is {job.status}; cancel it first (POST /api/jobs/{job_id}/cancel)")
         shutil.rmtree(result_dir(settings, job.id), ignore_errors=True)
         shutil.rmtree(upload_dir(settings, job.id), ignore_errors=True)
         state.store.delete(job.id)

@@ -129,6 +129,22 @@ class JobRunner:
         self.settings, self.store, self.pool = settings, store, pool
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="mien-jobs", daemon=True)
+        self._cancel: set[str] = set()  # running jobs asked to stop
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued job at once, or a running one at its next image or frame; returns the new status."""
+        job = self.store.get(job_id)
+        if job is None or job.status not in ("queued", "running"):
+            return f"already {job.status}" if job else "missing"
+        if job.status == "queued":
+            self.store.update(job_id, status="cancelled", message="cancelled before it started")
+            return "cancelled"
+        self._cancel.add(job_id)
+        return "cancelling"
+
+    def _check_cancel(self, job_id: str) -> None:
+        if job_id in self._cancel:
+            raise JobCancelled(job_id)
 
     def start(self) -> None:
         for job in self.store.with_status("queued", "running"):
@@ -151,6 +167,9 @@ class JobRunner:
             self.store.update(job_id, status="running", message="started")
             try:
                 self.run(job)
+            except JobCancelled:
+                self._cancel.discard(job_id)
+                self.store.update(job_id, status="cancelled", message="cancelled while running")
             except Exception as exc:  # a job's failure never stops the server
                 traceback.print_exc()
                 self.store.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -176,6 +195,7 @@ class JobRunner:
         explain = bool(job.options.get("explain", False))
         sources, checksums = [], []
         for k, item in enumerate(job.inputs):
+            self._check_cancel(job.id)
             try:
                 path = upload_dir(self.settings, job.id) / item["stored"]
                 loaded = load_image(path, source=item["name"])
@@ -216,6 +236,7 @@ class JobRunner:
             step = max(1, (total or 100) // 100)
 
             def progress(frames: int) -> None:
+                self._check_cancel(job.id)
                 if frames % step == 0:
                     share = min(frames * every / total, 0.99) if total else 0.0
                     self.store.update(job.id, progress=share, message=f"{frames} frames")
@@ -229,6 +250,10 @@ class JobRunner:
         self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
                           rows=run.rows, errors=errors, message=f"{run.frames} frames, {len(run.tracks)} people",
                           error=None if run.rows else "no frames could be analysed")
+
+
+class JobCancelled(Exception):
+    """A running job was cancelled (raised between images or frames)."""
 
 
 def upload_dir(settings: ServerSettings, job_id: str) -> Path:

@@ -27,6 +27,8 @@ class ServerSettings:
         rate_limit: requests per minute per API key (or per client address without keys); 0 = off.
         workers: image pipelines kept loaded for synchronous requests (each about 60 MB more; the server with one is about 500 MB).
         max_live: concurrent webcam (WebSocket) sessions.
+        max_queued: most jobs waiting at once (503 with Retry-After beyond it); with API keys one key
+            may hold at most half of them.
         max_pixels: largest image (width x height, from its header, before decoding) accepted by
             uploads and webcam frames.
         listen_host: the address the server listens on (allowed in the Host header, with the
@@ -46,6 +48,7 @@ class ServerSettings:
     workers: int = 1
     max_live: int = 2
     max_pixels: int = 40_000_000
+    max_queued: int = 50
     listen_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
 

@@ -99,7 +99,7 @@ async function submitJob(files) {
     job = await (await api(`/api/jobs/${job.id}`)).json();
   }
   $("progress").hidden = true;
-  if (job.status !== "done") throw new Error(`job failed: ${job.error}`);
+  if (job.status !== "done") throw new Error(`job ${job.status}: ${job.error || job.message || ""}`);
   showResults();
   addDownloads(job.id, job.files.filter((f) => f.endsWith(".csv")));
   if (job.kind === "video") await showVideo(job); else await showImages(job);
