@@ -448,3 +448,55 @@ def test_bounded_queue_and_cancelling_queued_and_running_jobs(tmp_path, photo):
         assert _wait(client, queued[1].json()["id"])["status"] == "done"  # the queue goes on
         assert client.post(f"/api/jobs/{first}/cancel").status_code == 409  # nothing left to cancel
         assert client.delete(f"/api/jobs/{first}").json() == {"deleted": first}
+
+
+def test_sigterm_with_a_backlog_exits_fast_and_resumes_the_running_job(tmp_path, photo):
+    import signal
+    import subprocess
+    import sys
+
+    from server_helpers import free_port
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "long.mp4", synthetic.frames(synthetic.faces_grid(1, side=160), 12.0))
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "mien", "serve", "--port", str(port), "--data-dir", str(data)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            job = client.post("/api/jobs", files=[("files", ("long.mp4", video.read_bytes()))]).json()
+            for k in range(3):
+                client.post("/api/jobs", files=[("files", (f"{k}.jpg", photo))])
+            while client.get(f"/api/jobs/{job['id']}").json()["status"] != "running":
+                time.sleep(0.1)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert time.monotonic() - started < 5, "shutdown took too long"
+        assert "Traceback" not in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+    store = JobStore(f"sqlite:///{data / 'mien.db'}")
+    assert store.get(job["id"]).status == "queued"  # to run again on the next start
+    store.close()
+    with running_server(data) as url2, httpx.Client(base_url=url2, timeout=60) as client:
+        assert _wait(client, job["id"], timeout_s=180)["status"] == "done"
+
+
+def test_forwarded_for_is_not_trusted_without_trust_proxy(tmp_path):
+    with running_server(tmp_path / "data", "--rate-limit", "3") as url:
+        codes = [httpx.get(url + "/api/jobs").status_code for _ in range(4)]
+        assert codes[-1] == 429
+        dodged = httpx.get(url + "/api/jobs", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert dodged.status_code == 429  # a made-up address does not reset the limit

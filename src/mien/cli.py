@@ -801,6 +801,8 @@ def serve(
     blur_faces: bool = typer.Option(False, help="Blur faces in annotated images and heatmaps (anonymised output)."),
     rate_limit: int = typer.Option(600, help="Requests per minute per API key or client address; 0 = no limit."),
     workers: int = typer.Option(1, min=1, help="Image pipelines kept loaded for concurrent requests (about 60 MB each beyond the first)."),
+    trust_proxy: bool = typer.Option(False, "--trust-proxy", help="Take client addresses from X-Forwarded-For "
+                                     "(only behind a reverse proxy that sets it; otherwise clients could dodge the rate limit)."),
     max_queued: int = typer.Option(50, min=1, help="Most jobs waiting at once; more are refused with 503 and Retry-After."),
     max_pixels: float = typer.Option(40.0, help="Largest image accepted (uploads and webcam frames), megapixels, "
                                      "read from its header before decoding."),
@@ -824,7 +826,11 @@ def serve(
         raise typer.Exit(EXIT_USAGE)
     errors.print(f"mien {'(API key required) ' if settings.api_key else ''}on http://{host}:{port} "
                  f"(data in {settings.data_dir})", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # Client addresses (rate limits) come from X-Forwarded-For only behind a proxy the user vouches for;
+    # idle keep-alive connections close after 5 s; shutdown waits at most 3 s for open requests.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=trust_proxy,
+                forwarded_allow_ips="*" if trust_proxy else None, timeout_keep_alive=5,
+                timeout_graceful_shutdown=3)
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -130,6 +130,7 @@ class JobRunner:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="mien-jobs", daemon=True)
         self._cancel: set[str] = set()  # running jobs asked to stop
+        self._stopping = False  # the server is shutting down: the running job stops and waits for the next start
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued job at once, or a running one at its next image or frame; returns the new status."""
@@ -143,6 +144,8 @@ class JobRunner:
         return "cancelling"
 
     def _check_cancel(self, job_id: str) -> None:
+        if self._stopping:
+            raise JobInterrupted(job_id)
         if job_id in self._cancel:
             raise JobCancelled(job_id)
 
@@ -156,25 +159,33 @@ class JobRunner:
         self._queue.put(job_id)
 
     def stop(self) -> None:
+        """Stop within a few seconds: the running job stops at its next image or frame and is queued
+        again (it runs from the start when the server next starts)."""
+        self._stopping = True
         self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while (job_id := self._queue.get()) is not None:
+        while (job_id := self._queue.get()) is not None and not self._stopping:
             job = self.store.get(job_id)
             if job is None or job.status not in ("queued", "running"):
                 continue
             self.store.update(job_id, status="running", message="started")
+            interrupted = False
             try:
                 self.run(job)
             except JobCancelled:
                 self._cancel.discard(job_id)
                 self.store.update(job_id, status="cancelled", message="cancelled while running")
+            except JobInterrupted:  # its upload stays for the next start
+                interrupted = True
+                self.store.update(job_id, status="queued", progress=0.0, message="interrupted by a shutdown; "
+                                  "runs again when the server starts")
             except Exception as exc:  # a job's failure never stops the server
                 traceback.print_exc()
                 self.store.update(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
             finally:
-                if not self.settings.retain_uploads:
+                if not self.settings.retain_uploads and not interrupted:
                     shutil.rmtree(upload_dir(self.settings, job_id), ignore_errors=True)
 
     def run(self, job: Job) -> None:
@@ -254,6 +265,10 @@ class JobRunner:
 
 class JobCancelled(Exception):
     """A running job was cancelled (raised between images or frames)."""
+
+
+class JobInterrupted(Exception):
+    """The server is stopping; the running job goes back to the queue."""
 
 
 def upload_dir(settings: ServerSettings, job_id: str) -> Path:
