@@ -500,3 +500,21 @@ def test_forwarded_for_is_not_trusted_without_trust_proxy(tmp_path):
         assert codes[-1] == 429
         dodged = httpx.get(url + "/api/jobs", headers={"X-Forwarded-For": "203.0.113.7"})
         assert dodged.status_code == 429  # a made-up address does not reset the limit
+
+
+def test_slow_and_stalled_clients_are_closed(server):
+    import socket
+
+    from mien.server.timeouts import HEADER_TIMEOUT_S
+
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    for payload in (b"", b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "):  # idle; headers never ending
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(HEADER_TIMEOUT_S + 10)
+            if payload:
+                sock.sendall(payload)
+            started = time.monotonic()
+            assert sock.recv(100) == b""  # closed by the server
+            assert time.monotonic() - started < HEADER_TIMEOUT_S + 3
+    assert httpx.get(url + "/api/health").status_code == 200  # ordinary clients are served as before

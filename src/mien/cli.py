@@ -828,9 +828,11 @@ def serve(
                  f"(data in {settings.data_dir})", highlight=False)
     # Client addresses (rate limits) come from X-Forwarded-For only behind a proxy the user vouches for;
     # idle keep-alive connections close after 5 s; shutdown waits at most 3 s for open requests.
+    from mien.server.timeouts import TimedH11Protocol
+
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=trust_proxy,
                 forwarded_allow_ips="*" if trust_proxy else None, timeout_keep_alive=5,
-                timeout_graceful_shutdown=3)
+                timeout_graceful_shutdown=3, http=TimedH11Protocol)  # + slow-header and stalled-body timeouts
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,0 +1,58 @@
+"""Connection timeouts uvicorn does not have: slow request headers and stalled request bodies.
+
+uvicorn closes idle keep-alive connections (`timeout_keep_alive`), but a client that opens a
+connection and sends its headers a byte at a time, or stops halfway through a body, holds the
+connection for ever (18 such connections stayed open for 30 s in the issue's test). This protocol,
+uvicorn's own h11 protocol plus a timer, closes a connection whose request headers are not complete
+`HEADER_TIMEOUT_S` after it opened (or after its last response), and one whose body has sent nothing
+for `BODY_TIMEOUT_S`. Used by `mien serve` (`uvicorn.run(..., http=TimedH11Protocol)`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 30.0
+_CHECK_EVERY_S = 1.0
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with header and body timeouts (see module docs)."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._waiting_since = time.monotonic()  # for request headers, or body data
+        self._watch = self.loop.call_later(_CHECK_EVERY_S, self._check)
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.SEND_BODY:
+            self._waiting_since = time.monotonic()
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._waiting_since = time.monotonic()
+
+    def connection_lost(self, exc) -> None:
+        if getattr(self, "_watch", None) is not None:
+            self._watch.cancel()
+        super().connection_lost(exc)
+
+    def _check(self) -> None:
+        if self.transport.is_closing():
+            return
+        state = self.conn.their_state
+        if state in (h11.SWITCHED_PROTOCOL, h11.MIGHT_SWITCH_PROTOCOL):
+            return  # became a WebSocket: its own protocol handles the connection from here
+        waited = time.monotonic() - self._waiting_since
+        if state is h11.IDLE and self.cycle is None and waited > HEADER_TIMEOUT_S and self.timeout_keep_alive_task is None:
+            self.transport.close()  # headers too slow (an idle keep-alive connection has uvicorn's own timer)
+            return
+        if state is h11.SEND_BODY and waited > BODY_TIMEOUT_S:
+            self.transport.close()  # body stalled
+            return
+        self._watch = self.loop.call_later(_CHECK_EVERY_S, self._check)
