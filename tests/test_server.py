@@ -542,3 +542,20 @@ def test_gate_stops_reading_a_body_at_the_limit():
     assert replies[0]["status"] == 413
     assert sum(seen) <= (1 << 20) + (1 << 20)  # the limit (1 MiB + multipart slack), nothing more
     assert len(sent) <= (2 << 20) // chunk + 1  # and no more was read from the client
+
+
+def test_websocket_key_in_a_header_and_wrong_keys_throttled(tmp_path, astronaut):
+    from websockets.sync.client import connect
+
+    with running_server(tmp_path / "data", "--api-key", "s3cret") as url:
+        ws_url = url.replace("http://", "ws://") + "/api/live"
+        with connect(ws_url, additional_headers={"X-API-Key": "s3cret"}, open_timeout=30) as ws:
+            ws.send(jpeg_bytes(astronaut))
+            assert json.loads(ws.recv(timeout=60))["faces"]
+        from websockets.exceptions import InvalidStatus
+
+        for k in range(25):  # refused at the handshake (HTTP 403), each counted as a wrong key
+            with pytest.raises(InvalidStatus):
+                connect(ws_url + f"?key=guess{k}", open_timeout=30)
+        # the same budget covers HTTP: after 25 wrong WebSocket keys this address is refused there too
+        assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "nope"}).status_code == 429

@@ -24,11 +24,11 @@ from starlette.websockets import WebSocketDisconnect
 from mien import __version__
 from mien.io.table import json_records
 from mien.server.browser import add_headers, allowed_hosts, check_request
-from mien.server.gate import Gate, request_key
+from mien.server.gate import FAILED_KEYS_PER_MINUTE, Gate, request_key
 from mien.io.writer import csv_bytes, write_parquet
 from mien.report.annotate import data_uri
 from mien.server.live import LiveSession
-from mien.server.security import key_matches, key_owner
+from mien.server.security import RateLimiter, key_matches, key_owner
 from mien.server.service import (RESULT_TABLE, AnalyzerPool, JobRunner, analyze_image, result_dir,
                                  save_pictures, upload_dir)
 from mien.server.settings import ServerSettings
@@ -84,7 +84,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}", "status": 422}, 422)
 
     hosts = allowed_hosts(settings.listen_host, tuple(settings.allowed_hosts))
-    app.add_middleware(Gate, settings=settings)  # key, rate limits and body size before any body is read
+    failed_keys = RateLimiter(FAILED_KEYS_PER_MINUTE)  # wrong keys, over HTTP and the WebSocket alike
+    app.add_middleware(Gate, settings=settings, failures=failed_keys)  # key, rate limits and body size before any body is read
     # (added first, so it runs inside the browser protections below: those answer first and label every reply)
 
     @app.middleware("http")
@@ -253,10 +254,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.websocket("/api/live")
     async def live(ws: WebSocket, key: str | None = None) -> None:
         """Webcam mode: send JPEG frames as binary messages; each gets one JSON reply with the faces
-        (track ids, boxes, expression, probabilities, AUs). Send the next frame after the reply."""
-        if settings.api_key and not key_matches(key, settings.api_key):
-            await ws.close(code=1008, reason="missing or wrong API key")
-            return
+        (track ids, boxes, expression, probabilities, AUs). Send the next frame after the reply.
+        The API key goes in the `X-API-Key` (or `Authorization: Bearer`) header, or `?key=` for browsers."""
+        if settings.api_key:
+            given = request_key({k.lower(): v for k, v in ws.headers.items()}) or key
+            address = ws.client.host if ws.client else "?"
+            if not key_matches(given, settings.api_key):
+                wait = failed_keys.allow(address)
+                await ws.close(code=1008, reason="missing or wrong API key" if wait is None
+                               else "too many wrong API keys; wait")
+                return
         if state.live >= settings.max_live:
             await ws.close(code=1013, reason=f"at most {settings.max_live} live sessions; try again later")
             return

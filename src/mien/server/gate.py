@@ -37,10 +37,10 @@ def request_key(headers: dict[str, str]) -> str | None:
 class Gate:
     """ASGI middleware: see the module docs. `settings` is the server's `ServerSettings`."""
 
-    def __init__(self, app, settings) -> None:
+    def __init__(self, app, settings, failures: RateLimiter | None = None) -> None:
         self.app, self.settings = app, settings
         self.limiter = RateLimiter(settings.rate_limit)
-        self.failures = RateLimiter(FAILED_KEYS_PER_MINUTE)
+        self.failures = failures or RateLimiter(FAILED_KEYS_PER_MINUTE)  # shared with the WebSocket
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/") or scope["path"].startswith(_OPEN):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -82,15 +83,21 @@ def check_pixels(source, name: str, max_pixels: int) -> None:
         raise UploadError(413, f"{name}: {pixels / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP per image")
 
 
+# Uploads are decoded at most this many at a time (requests run on a large thread pool): a burst of
+# big images then costs a bounded amount of memory, not one full decode per waiting request.
+_DECODES = threading.BoundedSemaphore(2)
+
+
 def check_image(path: Path, name: str, max_pixels: int | None = None):
     """Decode an uploaded image (`LoadedImage`), or raise UploadError 422 when it is corrupt (413 when its
     header declares more than `max_pixels`)."""
     if max_pixels is not None:
         check_pixels(path, name, max_pixels)
-    try:
-        return load_image(path, source=name)
-    except ImageError as exc:
-        raise UploadError(422, f"{name}: {exc}") from None
+    with _DECODES:
+        try:
+            return load_image(path, source=name)
+        except ImageError as exc:
+            raise UploadError(422, f"{name}: {exc}") from None
 
 
 def check_video(path: Path, name: str, max_seconds: float) -> dict:
