@@ -22,6 +22,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_PIDS: dict[str, int] = {}  # url -> pid of the server process, for memory checks
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident (VmRSS) or peak resident (VmHWM) memory of a process, MB (Linux)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 @contextmanager
 def running_server(data_dir: Path, *args: str, timeout_s: float = 90.0) -> Iterator[str]:
     """Run `mien serve` on a free localhost port; yields its base URL; stops it afterwards."""
@@ -30,6 +41,7 @@ def running_server(data_dir: Path, *args: str, timeout_s: float = 90.0) -> Itera
     process = subprocess.Popen([sys.executable, "-m", "mien", "serve", "--port", str(port), "--data-dir",
                                 str(data_dir), *args], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = process.pid
     try:
         deadline = time.monotonic() + timeout_s
         while True:

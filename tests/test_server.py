@@ -559,3 +559,32 @@ def test_websocket_key_in_a_header_and_wrong_keys_throttled(tmp_path, astronaut)
                 connect(ws_url + f"?key=guess{k}", open_timeout=30)
         # the same budget covers HTTP: after 25 wrong WebSocket keys this address is refused there too
         assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "nope"}).status_code == 429
+
+
+def test_memory_stays_bounded_under_concurrent_big_uploads(tmp_path):
+    """A header bomb costs nothing; three concurrent 40-MP photos are decoded two at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from server_helpers import SERVER_PIDS, rss_mb
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (6300, 6300), (90, 90, 90)).save(big)  # 39.7 MP, a few hundred kB as PNG
+    payload = big.read_bytes()
+    with running_server(tmp_path / "data") as url:
+        pid = SERVER_PIDS[url]
+        httpx.post(url + "/api/images?explain=false", files={"file": ("warm.jpg", jpeg_bytes(np.full((64, 64, 3), 90, np.uint8)))},
+                   timeout=60)  # models loaded
+        before = rss_mb(pid)
+        bomb = httpx.post(url + "/api/images", files={"file": ("bomb.png", _png_claiming(20000, 20000))}, timeout=60)
+        assert bomb.status_code == 413 and rss_mb(pid) - before < 200
+        with ThreadPoolExecutor(3) as pool:
+            codes = list(pool.map(lambda _: httpx.post(url + "/api/images?explain=false",
+                                                       files={"file": ("big.png", payload)}, timeout=180).status_code,
+                                  range(3)))
+        assert codes == [200, 200, 200]
+        peak = rss_mb(pid, "VmHWM") - before
+        # Measured 1.34 GB (two decodes of ~120 MB, their RGB copies and shrunk copies, thread arenas);
+        # without the decode bound every waiting request would decode at once.
+        assert peak < 1800, f"peak grew by {peak:.0f} MB"
