@@ -556,7 +556,7 @@ def eval_aus(
         sys.stdout.write(json.dumps(report) + "\n")
         return
     table = Table(title=f"{folder}: {report['faces']} coded faces with a mesh; AUxx_p (learned occurrence)")
-    for col in ("AU", "positives", "AUROC", f"F1 at threshold", "best threshold", "best F1"):
+    for col in ("AU", "positives", "AUROC", "F1 at threshold", "best threshold", "best F1"):
         table.add_column(col, justify="right")
     for au, e in report["per_au"].items():
         if "auroc" in e:

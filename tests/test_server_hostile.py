@@ -1,0 +1,337 @@
+"""`mien serve` against hostile and careless clients (issue #21): a real server subprocess on loopback,
+bounded loops. Body size and keys before the body, pixel budget, video limits that cannot be lied to,
+a bounded queue with cancellation, key guessing, browser protections, timeouts, WebSocket frames,
+error shapes, SIGTERM, memory under big uploads."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from mien.server.store import JobStore
+from server_helpers import jpeg_bytes, running_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve-hostile") / "data"
+    with running_server(data, "--max-upload-mb", "1", "--max-video-s", "20") as url:
+        yield url, data
+
+
+@pytest.fixture(scope="module")
+def photo(astronaut) -> bytes:
+    return jpeg_bytes(astronaut)
+
+
+def _wait(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_browser_protections_headers_host_and_origin(server, photo):
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for path in ("/", "/api/health", "/static/app.js"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert "default-src 'self'" in response.headers["content-security-policy"]
+            assert response.headers["referrer-policy"] == "no-referrer"
+        rebound = client.get("/api/jobs", headers={"Host": "evil.example"})  # DNS rebinding
+        assert rebound.status_code == 400 and rebound.json()["status"] == 400
+        assert client.get("/api/health", headers={"Host": f"localhost:{port}"}).status_code == 200
+        files = {"file": ("a.jpg", photo, "image/jpeg")}
+        cross = client.post("/api/images?explain=false", files=files, headers={"Origin": "http://evil.example"})
+        assert cross.status_code == 403 and cross.json() == {"error": "cross-origin request refused", "status": 403}
+        same = client.post("/api/images?explain=false", files=files, headers={"Origin": url})
+        assert same.status_code == 200 and same.json()["rows"][0]["face_found"]
+        assert client.post("/api/images?explain=false", files=files).status_code == 200  # scripts send no Origin
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A few bytes of PNG whose header claims width x height pixels (no real pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_pixel_budget_refuses_huge_headers_before_decoding(server):
+    url, data = server
+    bomb = _png_claiming(20000, 20000)  # 400 MP claimed in about 100 bytes
+    response = httpx.post(url + "/api/images", files={"file": ("bomb.png", bomb, "image/png")}, timeout=60)
+    assert response.status_code == 413 and "400 MP; the limit is 40 MP" in response.json()["error"]
+    assert not any((data / "uploads").iterdir())
+
+
+def test_websocket_text_and_oversized_frames_get_an_error_and_a_close_code(server):
+    from websockets.sync.client import connect
+
+    url, data = server
+    ws_url = url.replace("http://", "ws://") + "/api/live"
+    for message, code in (("hello", 1003), (b"", 1007), (_png_claiming(20000, 20000), 1009)):
+        with connect(ws_url, open_timeout=30) as ws:
+            ws.send(message)
+            reply = json.loads(ws.recv(timeout=30))
+            assert reply["status"] == code and reply["error"]
+            with pytest.raises(Exception):
+                ws.recv(timeout=10)
+            assert ws.close_code == code
+    log = (data.parent / f"server-{url.rsplit(':', 1)[1]}.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_errors_have_one_shape_and_no_server_paths(server, tmp_path):
+    url, data = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        missing = client.get("/api/no-such-route")
+        assert missing.status_code == 404 and set(missing.json()) == {"error", "status"}
+        wrong = client.put("/api/health")
+        assert wrong.status_code == 405 and set(wrong.json()) == {"error", "status"}
+        fake = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000  # sniffs as MP4, is not a video
+        bad = client.post("/api/jobs", files={"files": ("clip.mp4", fake, "video/mp4")})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"].startswith("clip.mp4: ") and str(data) not in bad.text and "/uploads/" not in bad.text
+
+
+def test_gate_checks_key_and_size_before_reading_the_body(tmp_path, photo):
+    def chunks(total: int, size: int = 1 << 20):
+        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n\r\n" + photo[:1000]
+        for _ in range(total // size):
+            yield b"\0" * size
+
+    with running_server(tmp_path / "data", "--api-key", "s3cret", "--max-upload-mb", "2") as url:
+        headers = {"Content-Type": "multipart/form-data; boundary=x"}
+        started = time.monotonic()
+        no_key = httpx.post(url + "/api/images", content=chunks(300 << 20), headers=headers, timeout=60)
+        assert no_key.status_code == 401 and no_key.json()["status"] == 401
+        assert time.monotonic() - started < 20  # answered without taking 300 MiB
+        big = httpx.post(url + "/api/images", content=chunks(300 << 20), timeout=60,
+                         headers={**headers, "X-API-Key": "s3cret"})  # chunked: no Content-Length to trust
+        assert big.status_code == 413 and "upload limit (2 MiB per file)" in big.json()["error"]
+        uploads = tmp_path / "data" / "uploads"
+        assert not uploads.exists() or not any(p.is_file() for p in uploads.rglob("*"))  # nothing kept
+        codes = [httpx.get(url + "/api/jobs", headers={"X-API-Key": f"guess{k}"}).status_code for k in range(50)]
+        assert codes[0] == 401 and codes[-1] == 429  # key guessing is throttled
+        assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "wrong"}).status_code == 429
+
+
+def test_a_video_that_lies_about_its_rate_stops_at_the_frame_cap(tmp_path):
+    av = pytest.importorskip("av")
+    import fractions
+
+    path = tmp_path / "fast.mkv"  # 0.5 s at 1000 fps: its duration passes a 1 s limit, its 500 frames do not
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=1000)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    stream.time_base = fractions.Fraction(1, 1000)
+    for k in range(500):
+        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), k % 255, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = k, stream.time_base
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    with running_server(tmp_path / "data", "--max-video-s", "1") as url, httpx.Client(base_url=url, timeout=60) as client:
+        submitted = client.post("/api/jobs", files=[("files", ("fast.mkv", path.read_bytes()))])
+        assert submitted.status_code == 202, submitted.text
+        job = _wait(client, submitted.json()["id"])
+        assert job["status"] == "done" and job["rows"] <= 60, job
+        assert any("frame cap" in e for e in job["errors"]) and not any(str(tmp_path) in e for e in job["errors"])
+
+
+def test_bounded_queue_and_cancelling_queued_and_running_jobs(tmp_path, photo):
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "long.mp4", synthetic.frames(synthetic.faces_grid(1, side=160), 12.0))
+    with running_server(tmp_path / "data", "--max-queued", "2") as url, httpx.Client(base_url=url, timeout=60) as client:
+        running = client.post("/api/jobs", files=[("files", ("long.mp4", video.read_bytes()))]).json()
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{running['id']}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        queued = [client.post("/api/jobs", files=[("files", (f"{k}.jpg", photo))]) for k in range(3)]
+        assert [r.status_code for r in queued] == [202, 202, 503]
+        assert int(queued[2].headers["retry-after"]) > 0 and queued[2].json()["status"] == 503
+        first = queued[0].json()["id"]
+        assert client.delete(f"/api/jobs/{first}").status_code == 409  # queued: cancel first
+        cancelled = client.post(f"/api/jobs/{first}/cancel").json()
+        assert cancelled["cancel"] == "cancelled" and cancelled["status"] == "cancelled"
+        assert client.post(f"/api/jobs/{running['id']}/cancel").json()["cancel"] == "cancelling"
+        job = _wait(client, running["id"])
+        assert job["status"] == "cancelled", job
+        assert _wait(client, queued[1].json()["id"])["status"] == "done"  # the queue goes on
+        assert client.post(f"/api/jobs/{first}/cancel").status_code == 409  # nothing left to cancel
+        assert client.delete(f"/api/jobs/{first}").json() == {"deleted": first}
+
+
+def test_sigterm_with_a_backlog_exits_fast_and_resumes_the_running_job(tmp_path, photo):
+    import signal
+    import subprocess
+    import sys
+
+    from server_helpers import free_port
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "long.mp4", synthetic.frames(synthetic.faces_grid(1, side=160), 12.0))
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "mien", "serve", "--port", str(port), "--data-dir", str(data)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            job = client.post("/api/jobs", files=[("files", ("long.mp4", video.read_bytes()))]).json()
+            for k in range(3):
+                client.post("/api/jobs", files=[("files", (f"{k}.jpg", photo))])
+            while client.get(f"/api/jobs/{job['id']}").json()["status"] != "running":
+                time.sleep(0.1)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert time.monotonic() - started < 5, "shutdown took too long"
+        assert "Traceback" not in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+    store = JobStore(f"sqlite:///{data / 'mien.db'}")
+    assert store.get(job["id"]).status == "queued"  # to run again on the next start
+    store.close()
+    with running_server(data) as url2, httpx.Client(base_url=url2, timeout=60) as client:
+        assert _wait(client, job["id"], timeout_s=180)["status"] == "done"
+
+
+def test_forwarded_for_is_not_trusted_without_trust_proxy(tmp_path):
+    with running_server(tmp_path / "data", "--rate-limit", "3") as url:
+        codes = [httpx.get(url + "/api/jobs").status_code for _ in range(4)]
+        assert codes[-1] == 429
+        dodged = httpx.get(url + "/api/jobs", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert dodged.status_code == 429  # a made-up address does not reset the limit
+
+
+def test_slow_and_stalled_clients_are_closed(server):
+    import socket
+
+    from mien.server.timeouts import HEADER_TIMEOUT_S
+
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    for payload in (b"", b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "):  # idle; headers never ending
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(HEADER_TIMEOUT_S + 10)
+            if payload:
+                sock.sendall(payload)
+            started = time.monotonic()
+            assert sock.recv(100) == b""  # closed by the server
+            assert time.monotonic() - started < HEADER_TIMEOUT_S + 3
+    assert httpx.get(url + "/api/health").status_code == 200  # ordinary clients are served as before
+
+
+def test_gate_stops_reading_a_body_at_the_limit():
+    """In-process: the gate hands the app at most the limit plus one chunk, whatever the client sends."""
+    import asyncio
+
+    from mien.server.gate import Gate
+    from mien.server.settings import ServerSettings
+
+    seen = []
+
+    async def app(scope, receive, send):  # reads the whole body, as a multipart parser would
+        while True:
+            message = await receive()
+            seen.append(len(message.get("body", b"")))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    settings = ServerSettings(max_upload_mb=1, rate_limit=0)
+    gate = Gate(app, settings)
+    chunk = 256 << 10
+    sent = []
+
+    async def receive():
+        sent.append(chunk)
+        return {"type": "http.request", "body": b"\0" * chunk, "more_body": len(sent) < 4000}  # ~1 GiB offered
+
+    replies = []
+
+    async def send(message):
+        replies.append(message)
+
+    scope = {"type": "http", "path": "/api/images", "method": "POST", "headers": [], "client": ("127.0.0.1", 1)}
+    asyncio.run(gate(scope, receive, send))
+    assert replies[0]["status"] == 413
+    assert sum(seen) <= (1 << 20) + (1 << 20)  # the limit (1 MiB + multipart slack), nothing more
+    assert len(sent) <= (2 << 20) // chunk + 1  # and no more was read from the client
+
+
+def test_websocket_key_in_a_header_and_wrong_keys_throttled(tmp_path, astronaut):
+    from websockets.sync.client import connect
+
+    with running_server(tmp_path / "data", "--api-key", "s3cret") as url:
+        ws_url = url.replace("http://", "ws://") + "/api/live"
+        with connect(ws_url, additional_headers={"X-API-Key": "s3cret"}, open_timeout=30) as ws:
+            ws.send(jpeg_bytes(astronaut))
+            assert json.loads(ws.recv(timeout=60))["faces"]
+        from websockets.exceptions import InvalidStatus
+
+        for k in range(25):  # refused at the handshake (HTTP 403), each counted as a wrong key
+            with pytest.raises(InvalidStatus):
+                connect(ws_url + f"?key=guess{k}", open_timeout=30)
+        # the same budget covers HTTP: after 25 wrong WebSocket keys this address is refused there too
+        assert httpx.get(url + "/api/jobs", headers={"X-API-Key": "nope"}).status_code == 429
+
+
+def test_memory_stays_bounded_under_concurrent_big_uploads(tmp_path):
+    """A header bomb costs nothing; three concurrent 40-MP photos are decoded two at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from server_helpers import SERVER_PIDS, rss_mb
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (6300, 6300), (90, 90, 90)).save(big)  # 39.7 MP, a few hundred kB as PNG
+    payload = big.read_bytes()
+    with running_server(tmp_path / "data") as url:
+        pid = SERVER_PIDS[url]
+        httpx.post(url + "/api/images?explain=false", files={"file": ("warm.jpg", jpeg_bytes(np.full((64, 64, 3), 90, np.uint8)))},
+                   timeout=60)  # models loaded
+        before = rss_mb(pid)
+        bomb = httpx.post(url + "/api/images", files={"file": ("bomb.png", _png_claiming(20000, 20000))}, timeout=60)
+        assert bomb.status_code == 413 and rss_mb(pid) - before < 200
+        with ThreadPoolExecutor(3) as pool:
+            codes = list(pool.map(lambda _: httpx.post(url + "/api/images?explain=false",
+                                                       files={"file": ("big.png", payload)}, timeout=180).status_code,
+                                  range(3)))
+        assert codes == [200, 200, 200]
+        peak = rss_mb(pid, "VmHWM") - before
+        # Measured 1.34 GB (two decodes of ~120 MB, their RGB copies and shrunk copies, thread arenas);
+        # without the decode bound every waiting request would decode at once.
+        assert peak < 1800, f"peak grew by {peak:.0f} MB"
