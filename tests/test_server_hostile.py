@@ -335,3 +335,28 @@ def test_memory_stays_bounded_under_concurrent_big_uploads(tmp_path):
         # Measured 1.34 GB (two decodes of ~120 MB, their RGB copies and shrunk copies, thread arenas);
         # without the decode bound every waiting request would decode at once.
         assert peak < 1800, f"peak grew by {peak:.0f} MB"
+
+
+def test_gate_answers_a_missing_key_without_reading_any_body():
+    import asyncio
+
+    from mien.server.gate import Gate
+    from mien.server.settings import ServerSettings
+
+    async def app(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app ran without a key")
+
+    reads, replies = [], []
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"\0" * (1 << 20), "more_body": True}
+
+    async def send(message):
+        replies.append(message)
+
+    gate = Gate(app, ServerSettings(api_key="s3cret"))
+    scope = {"type": "http", "path": "/api/jobs", "method": "POST", "headers": [(b"x-api-key", b"wrong")],
+             "client": ("127.0.0.1", 1)}
+    asyncio.run(gate(scope, receive, send))
+    assert replies[0]["status"] == 401 and reads == []  # not one byte of the body was read
