@@ -57,3 +57,21 @@ def needs_dataset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"dataset {name} not present at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real `mien serve` on a free localhost port for one test module: (base URL, data folder)."""
+    from server_helpers import running_server
+
+    data = tmp_path_factory.mktemp("serve") / "data"
+    with running_server(data, "--max-upload-mb", "1", "--max-video-s", "20") as url:
+        yield url, data
+
+
+@pytest.fixture(scope="module")
+def photo(astronaut) -> bytes:
+    """The astronaut as JPEG bytes, to upload."""
+    from server_helpers import jpeg_bytes
+
+    return jpeg_bytes(astronaut)

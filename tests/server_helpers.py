@@ -69,3 +69,14 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
+    """Poll a job until it is done, failed or cancelled; returns its JSON."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-import time
 
 import httpx
 import numpy as np
@@ -14,29 +13,9 @@ import pytest
 from PIL import Image
 
 from mien.server.store import JobStore
-from server_helpers import jpeg_bytes, running_server
+from server_helpers import jpeg_bytes, running_server, wait_for_job as _wait
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("serve") / "data"
-    with running_server(data, "--max-upload-mb", "1", "--max-video-s", "20") as url:
-        yield url, data
-
-
-@pytest.fixture(scope="module")
-def photo(astronaut) -> bytes:
-    return jpeg_bytes(astronaut)
-
-
-def _wait(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def _count_jobs(data) -> int:

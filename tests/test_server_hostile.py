@@ -13,29 +13,9 @@ import numpy as np
 import pytest
 
 from mien.server.store import JobStore
-from server_helpers import jpeg_bytes, running_server
+from server_helpers import jpeg_bytes, running_server, wait_for_job as _wait
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("serve-hostile") / "data"
-    with running_server(data, "--max-upload-mb", "1", "--max-video-s", "20") as url:
-        yield url, data
-
-
-@pytest.fixture(scope="module")
-def photo(astronaut) -> bytes:
-    return jpeg_bytes(astronaut)
-
-
-def _wait(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_browser_protections_headers_host_and_origin(server, photo):

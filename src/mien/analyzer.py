@@ -17,7 +17,7 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
 from mien.face.detect import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions, FaceDetector, box_iou
-from mien.face.mesh import MeshEstimator, mesh_boxes
+from mien.face.mesh import MeshEstimator, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, ImageLike, LoadedImage, expand_inputs, load_image
@@ -137,7 +137,7 @@ class Analyzer:
         mesh = self._mesh.estimate(rgb, boxes, strict=weak_detections(scores))
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         if self.mesh_boxes:  # a face's box is its mesh's extent (the detector's box where there is no mesh)
-            boxes = np.where(mesh.found[:, None], mesh_boxes(mesh.landmarks), boxes).astype(np.float32)
+            boxes = face_boxes(mesh.landmarks, mesh.found, boxes)
         keep = mesh.found if self.options.require_mesh else np.ones(len(boxes), bool)
         faces = Faces(
             boxes=boxes[keep], scores=scores[keep], image_size=(height, width),

@@ -50,43 +50,29 @@ def analyze(inputs: Inputs, landmarks: str = "none", progress: bool = True, **op
 
     from mien.images_run import ParallelAnalyzer, default_pipelines
     from mien.io.table import faces_to_arrow, arrow_to_frame
-    from mien.provenance import file_sha256, models_used, options_dict, provenance
+    from mien.provenance import analysis_provenance, file_sha256
 
     settings = AnalyzerOptions(**options)
     items = _items(inputs)
-    paths = [i for i in items if isinstance(i, Path)]
     frames, errors, checksums = [], [], []
     with ParallelAnalyzer(settings, default_pipelines(len(items))) as pipelines:
-        if len(paths) == len(items):
-            results = ((str(p), faces) for p, _, faces in pipelines.run(paths))
-        else:  # arrays and images in memory: one pipeline, in order
-            analyzer = pipelines._analyzers[0]
-            results = (_in_memory(analyzer, k, item) for k, item in enumerate(items))
-        for name, faces in track(results, total=len(items), description="analysing", disable=not progress or len(items) < 2):
+        results = track(pipelines.run(items), total=len(items), description="analysing",
+                        disable=not progress or len(items) < 2)
+        for k, (item, _, faces) in enumerate(results):
+            name = str(item) if isinstance(item, Path) else f"<image {k}>"
             if isinstance(faces, ImageError):
                 errors.append(f"{name}: {faces}")
                 continue
             frames.append(faces)
-            if Path(name).is_file():
-                checksums.append({"source": name, "sha256": file_sha256(name)})
+            if isinstance(item, Path) and item.is_file():
+                checksums.append({"source": name, "sha256": file_sha256(item)})
     table = arrow_to_frame(faces_to_arrow(frames, landmarks=landmarks, attributes=settings.attributes))
     table.attrs["errors"] = errors
-    table.attrs["provenance"] = provenance("images", {**options_dict(settings), "landmarks": landmarks},
-                                           models_used(settings.expression, settings.attributes), checksums)
+    table.attrs["provenance"] = analysis_provenance("images", settings, checksums, landmarks=landmarks)
     if errors:
         warnings.warn(f"mien.analyze: {len(errors)} of {len(items)} inputs could not be read "
                       f"(first: {errors[0]}); see df.attrs['errors']", stacklevel=2)
     return table
-
-
-def _in_memory(analyzer, index: int, item):
-    from mien.io.images import load_image
-
-    name = str(item) if isinstance(item, Path) else f"<image {index}>"
-    try:
-        return name, analyzer.analyze_loaded(load_image(item, source=name))
-    except ImageError as exc:
-        return name, exc
 
 
 def analyze_video(source: str | os.PathLike | int, landmarks: str = "none", every: int = 1,

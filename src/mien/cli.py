@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mien.expression.classes import PRIORS
+from mien.face.detect import DEFAULT_MIN_SCORE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="mien: offline facial expression analysis (faces, mesh, pose, blendshapes, AUs, expressions).")
@@ -87,7 +88,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     from mien.io.images import ImageError, expand_inputs
     from mien.io.table import faces_to_frame, resolve_format
     from mien.io.writer import TableWriteError, TableWriter
-    from mien.provenance import file_sha256, models_used, options_dict, provenance
+    from mien.provenance import analysis_provenance, file_sha256
     from mien.report.annotate import annotate, save_rgb
 
     inputs = list(expand_inputs(paths))
@@ -104,8 +105,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
         annotate_dir.mkdir(parents=True, exist_ok=True)
     options = AnalyzerOptions(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
                               require_mesh=require_mesh, expression_prior=prior, attributes=attributes)
-    record = provenance("images", {**options_dict(options), "landmarks": landmarks},
-                        models_used(options.expression, attributes))
+    record = analysis_provenance("images", options, landmarks=landmarks)
     checksums: list[dict[str, str]] = []
     failed, shown, used_names = 0, [], set()
     writer = None
@@ -167,7 +167,7 @@ def analyze(
     mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
-    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
+    min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
     landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
     keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
@@ -256,7 +256,7 @@ def video(
     mode: str = typer.Option("auto", "--mode", "-m", help=_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per frame."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
-    min_score: float = typer.Option(0.6, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
+    min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
     prior: str = typer.Option("natural", help=_PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=_ATTRIBUTES_HELP),
@@ -375,7 +375,7 @@ def demo(
 
     photo = Path(str(files("mien") / "data" / "astronaut.jpg"))
     table = out_dir / "astronaut.csv"
-    code = run_analysis([str(photo)], table, "auto", "auto", None, 0, 0.6, "2d", out_dir)
+    code = run_analysis([str(photo)], table, "auto", "auto", None, 0, DEFAULT_MIN_SCORE, "2d", out_dir)
     if code == EXIT_OK:
         console.print(f"annotated image: {out_dir / 'astronaut_annotated.jpg'}", soft_wrap=True)
     raise typer.Exit(code)

@@ -12,12 +12,11 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from mien.analyzer import Analyzer, AnalyzerOptions
 from mien.faces import Faces
-from mien.io.images import ImageError, LoadedImage, load_image
+from mien.io.images import ImageError, ImageLike, LoadedImage, load_image
 
 
 def default_pipelines(inputs: int) -> int:
@@ -47,11 +46,11 @@ class ParallelAnalyzer:
         for analyzer in self._analyzers:
             analyzer.close()
 
-    def _one(self, path: Path) -> tuple[LoadedImage | None, Faces | ImageError]:
+    def _one(self, item: ImageLike, source: str | None) -> tuple[LoadedImage | None, Faces | ImageError]:
         with self._lock:
             analyzer = self._free.pop()
         try:
-            loaded = load_image(path)
+            loaded = load_image(item, source=source)
             return loaded, analyzer.analyze_loaded(loaded)
         except ImageError as exc:
             return None, exc
@@ -59,12 +58,13 @@ class ParallelAnalyzer:
             with self._lock:
                 self._free.append(analyzer)
 
-    def run(self, paths: Iterable[Path], ahead: int = 4) -> Iterator[tuple[Path, LoadedImage | None, Faces | ImageError]]:
-        """(path, decoded image or None, Faces or ImageError) per path, in input order; at most
-        `pipelines + ahead` images are in memory at once."""
+    def run(self, items: Iterable[ImageLike], ahead: int = 4) -> Iterator[tuple[ImageLike, LoadedImage | None, Faces | ImageError]]:
+        """(item, decoded image or None, Faces or ImageError) per item (a path, or an RGB array or PIL image,
+        named `<image K>` in the table), in input order; at most `pipelines + ahead` images are in memory."""
         pending: deque = deque()
-        for path in paths:
-            pending.append((path, self._pool.submit(self._one, Path(path))))
+        for k, item in enumerate(items):
+            source = None if isinstance(item, (str, os.PathLike)) else f"<image {k}>"
+            pending.append((item, self._pool.submit(self._one, item, source)))
             if len(pending) >= self.pipelines + ahead:
                 done, future = pending.popleft()
                 yield (done, *future.result())

@@ -77,6 +77,13 @@ def provenance(kind: str, options: dict[str, Any], models: list[str],
     }
 
 
+def analysis_provenance(kind: str, options: Any, inputs: list[dict[str, str]] | None = None,
+                        **extra: Any) -> dict[str, Any]:
+    """`provenance` of a run of the image pipeline with these `AnalyzerOptions` (plus `extra` settings)."""
+    return provenance(kind, {**options_dict(options), **extra}, models_used(options.expression, options.attributes),
+                      inputs)
+
+
 def fingerprint(record: dict[str, Any]) -> str:
     """Short hash of what decides the numbers: options, model checksums and thresholds (not time or inputs)."""
     decisive = {key: record.get(key) for key in ("options", "models", "openset_thresholds_sha256")}

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from mien.models import resolve
-from mien.models.quiet import blank_image, native_stderr_silenced
+from mien.models.quiet import native_stderr_silenced
 
 DetectMode = Literal["fast", "thorough", "auto"]
 
@@ -123,6 +123,7 @@ class FaceDetector:
     """Finds faces in RGB images; returns xyxy pixel boxes and scores."""
 
     def __init__(self, options: DetectorOptions | None = None) -> None:
+        import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
         self.options = options or DetectorOptions()
@@ -134,10 +135,12 @@ class FaceDetector:
             min_detection_confidence=min(self.options.min_score, 0.3),
             min_suppression_threshold=0.3,
         )
-        with native_stderr_silenced():
+        with native_stderr_silenced():  # loading and the first calls log; warm up on square and wide inputs here,
+            # not on the first real images: fd 2 is process-wide, and silencing it mid-run would swallow the
+            # lines other threads print (a batch's error lines)
             self._detector = vision.FaceDetector.create_from_options(options)
-            self._detector.detect(blank_image())  # first call logs too
-        self._quiet_calls = 2
+            for shape in ((64, 64, 3), (480, 640, 3), (667, 1000, 3)):
+                self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.full(shape, 128, np.uint8)))
 
     def close(self) -> None:
         with native_stderr_silenced():
@@ -185,14 +188,13 @@ class FaceDetector:
             boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
         return boxes, scores
 
-    def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int,
-                           share: float = 0.15) -> bool:
-        """One or two confident faces at least `share` of the shorter side: a portrait, not a group."""
+    def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
+        """One or two confident, large faces: a portrait, not a group."""
         strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE)]
         if not 1 <= len(strong) <= 2:
             return False
         sides = np.minimum(strong[:, 2] - strong[:, 0], strong[:, 3] - strong[:, 1])
-        return bool(sides.min() >= share * min(width, height))
+        return bool(sides.min() >= 0.15 * min(width, height))
 
     def _detect_windows(self, rgb: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
         import mediapipe as mp
@@ -201,13 +203,7 @@ class FaceDetector:
         all_boxes, all_scores = [], []
         for x1, y1, x2, y2 in windows:
             tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
-            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=tile)
-            if self._quiet_calls > 0:  # LiteRT logs once about buffer alignment on the first real inputs
-                self._quiet_calls -= 1
-                with native_stderr_silenced():
-                    result = self._detector.detect(image)
-            else:
-                result = self._detector.detect(image)
+            result = self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=tile))
             for det in result.detections:
                 bb = det.bounding_box
                 box = np.array([bb.origin_x, bb.origin_y, bb.origin_x + bb.width,

@@ -61,7 +61,8 @@ class MeshEstimator:
         count = workers or max(1, min(2, os.cpu_count() or 1))
         self._landmarkers = [self._create(video=False) for _ in range(count)]
         self._pool = ThreadPoolExecutor(count) if count > 1 else None
-        self._strict = None  # image-mode landmarker demanding STRICT_PRESENCE, made when first needed
+        # Made here, not when first needed: loading silences fd 2, which mid-run would swallow other threads' lines.
+        self._strict = self._create(video=False, presence=STRICT_PRESENCE)  # for weak detections
         self._followers: dict[int, list] = {}  # track key -> [VIDEO-mode landmarker, last timestamp ms]
         self._spare: list = []
         self._max_tracked = max_tracked
@@ -89,7 +90,7 @@ class MeshEstimator:
             self._pool.shutdown()
         self.forget_followers()
         with native_stderr_silenced():
-            for landmarker in self._landmarkers + ([self._strict] if self._strict is not None else []):
+            for landmarker in self._landmarkers + [self._strict]:
                 landmarker.close()
 
     def forget_followers(self) -> None:
@@ -143,8 +144,6 @@ class MeshEstimator:
             if rows:
                 work[id(landmarker)] = (landmarker, rows, None)
         if strict_rows:
-            if self._strict is None:
-                self._strict = self._create(video=False, presence=STRICT_PRESENCE)
             work[id(self._strict)] = (self._strict, strict_rows, None)
         jobs = list(work.values())
         if self._pool is None or len(jobs) < 2:
@@ -205,6 +204,11 @@ def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
     """
     x, y = landmarks[:, :, 0], landmarks[:, :, 1]
     return np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], 1).reshape(-1, 4).astype(np.float32)
+
+
+def face_boxes(landmarks: np.ndarray, found: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """(n, 4) float32 rows' boxes: the mesh's extent where a mesh was `found`, the `detected` box elsewhere."""
+    return np.where(found[:, None], mesh_boxes(landmarks), detected).astype(np.float32)
 
 
 def _central_face(faces: list[np.ndarray]) -> int | None:

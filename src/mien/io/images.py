@@ -190,28 +190,3 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
         else:
             yield path
 
-
-def load_ahead(paths: Iterable[str | os.PathLike], depth: int = 4) -> Iterator[tuple[Path, "LoadedImage | ImageError"]]:
-    """(path, LoadedImage or ImageError) for each path, in order, decoded on a background thread
-    `depth` images ahead, so decoding overlaps the analysis of the previous images (PIL and the
-    models release the GIL)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    def decode(path: Path):
-        try:
-            return load_image(path)
-        except ImageError as exc:
-            return exc
-
-    paths = iter(Path(p) for p in paths)
-    with ThreadPoolExecutor(1, thread_name_prefix="mien-decode") as pool:
-        pending: deque = deque()
-        for path in paths:
-            pending.append((path, pool.submit(decode, path)))
-            if len(pending) >= depth:
-                done_path, future = pending.popleft()
-                yield done_path, future.result()
-        while pending:
-            done_path, future = pending.popleft()
-            yield done_path, future.result()

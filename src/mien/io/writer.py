@@ -63,13 +63,17 @@ def csv_bytes(rows) -> bytes:
     return sink.getvalue()
 
 
+def provenance_metadata(provenance: dict | None) -> dict[bytes, bytes] | None:
+    """Parquet key-value metadata holding a provenance record (None: no metadata)."""
+    return None if provenance is None else {METADATA_KEY: json.dumps(provenance, default=str).encode()}
+
+
 def write_parquet(rows, path: str | Path, provenance: dict | None = None) -> None:
     """Write a whole table (Arrow or DataFrame) to one Parquet file at once, with its provenance."""
     import pyarrow.parquet as pq
 
     table = frame_to_arrow(rows) if isinstance(rows, pd.DataFrame) else rows
-    if provenance is not None:
-        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(provenance, default=str).encode()})
+    table = table.replace_schema_metadata(provenance_metadata(provenance))
     tmp = Path(path).with_name(Path(path).name + ".tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
@@ -99,7 +103,6 @@ class TableWriter:
         self.provenance = provenance
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self.rows = 0  # rows accepted (written or buffered)
-        self.written = 0  # rows on disk
         self.schema = self._schema()
         self._faces: list[Faces] = []
         self._buffer: list = []
@@ -169,7 +172,6 @@ class TableWriter:
         table = pa.concat_tables(self._buffer, promote_options="default")
         self._buffer, self._buffered = [], 0
         self._guard(self._write_table, table)
-        self.written += table.num_rows
 
     def close(self) -> None:
         """Flush, then (Parquet) merge the parts into the output file; CSV/JSONL get their sidecar."""
@@ -187,17 +189,16 @@ class TableWriter:
 
     # -- internals --------------------------------------------------------------------------------
     def _guard(self, action, *args):
+        """Run a write step; any I/O or Arrow failure becomes one `TableWriteError` line naming the file."""
+        import pyarrow as pa
+
         try:
             return action(*args)
         except TableWriteError:
             raise
-        except (OSError, ValueError) as exc:
-            import pyarrow as pa
-
+        except (OSError, ValueError, pa.ArrowException) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TableWriteError(f"{self.path}: cannot write the table ({reason})") from None
-        except pa.ArrowException as exc:  # pragma: no cover - schema problems are bugs, named all the same
-            raise TableWriteError(f"{self.path}: cannot write the table ({str(exc).splitlines()[0]})") from None
 
     def _schema(self):
         import pyarrow as pa
@@ -211,9 +212,8 @@ class TableWriter:
         return schema
 
     def _with_metadata(self, schema):
-        if self.provenance is None:
-            return schema
-        return schema.with_metadata({METADATA_KEY: json.dumps(self.provenance, default=str).encode()})
+        metadata = provenance_metadata(self.provenance)
+        return schema if metadata is None else schema.with_metadata(metadata)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,7 +253,7 @@ class TableWriter:
 
             part = parts_dir(self.path) / f"part-{self._parts:06d}.parquet"
             tmp = part.with_suffix(".tmp")
-            pq.write_table(table.replace_schema_metadata(self._with_metadata(table.schema).metadata), tmp)
+            pq.write_table(table.replace_schema_metadata(provenance_metadata(self.provenance)), tmp)
             tmp.replace(part)  # a part is either complete or absent
             self._parts += 1
         elif self.format == "csv":

@@ -26,7 +26,7 @@ from mien.explain.face import explain_face
 from mien.explain.rationale import rationale
 from mien.explain.saliency import overlay
 from mien.faces import QUALITY_FLAGS, Faces
-from mien.provenance import file_sha256, html_block, models_used, options_dict, provenance
+from mien.provenance import analysis_provenance, file_sha256, html_block
 from mien.report import plots
 from mien.report.annotate import annotate, data_uri, encode_image
 
@@ -174,8 +174,7 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
     if errors:
         head.append("<h2>Inputs that could not be read</h2><ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in errors)
                     + "</ul>")
-    options = analyzer.options
-    record = provenance("report", options_dict(options), models_used(options.expression, options.attributes), inputs)
+    record = analysis_provenance("report", analyzer.options, inputs)
     out.write_text(_page("mien report: images", head + body, record), encoding="utf-8")
     return errors
 

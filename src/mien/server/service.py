@@ -105,11 +105,10 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
 
 def image_provenance(analyzer: Analyzer, sources: list[str], checksums: list[str] | None = None) -> dict[str, Any]:
     """The provenance record of rows made by `analyzer` from uploaded images."""
-    from mien.provenance import models_used, options_dict, provenance
+    from mien.provenance import analysis_provenance
 
-    options = analyzer.options
     inputs = [{"source": s, "sha256": c} for s, c in zip(sources, checksums or [None] * len(sources))]
-    return provenance("images", options_dict(options), models_used(options.expression, options.attributes), inputs)
+    return analysis_provenance("images", analyzer.options, inputs)
 
 
 def save_pictures(result: ImageResult, folder: Path, index: int) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from mien.analyzer import Analyzer, AnalyzerOptions, mesh_matches_box, weak_detections
-from mien.face.mesh import mesh_boxes
+from mien.face.mesh import face_boxes
 from mien.face.detect import box_iou
 from mien.faces import Faces
 from mien.video.reader import VideoFrame
@@ -113,12 +113,11 @@ class VideoAnalyzer:
         ids, predicted = self.tracker.predict(t)
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
-        rois, hints, _, scores = self._regions(rgb, ids, predicted, detect)
+        rois, hints, scores = self._regions(rgb, ids, predicted, detect)
         mesh = self.analyzer.mesh.estimate(rgb, rois, keys=hints, time_s=t, strict=weak_detections(scores))
         found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
-        extents = mesh_boxes(mesh.landmarks)
-        boxes = np.where(found[:, None], extents, rois).astype(np.float32)  # as in images: the mesh's extent
-        keep = self._distinct(found, extents)
+        boxes = face_boxes(mesh.landmarks, found, rois)  # as in images: the mesh's extent
+        keep = self._distinct(found, boxes)
         # A followed face that the mesh lost, or a new face: detect again next frame.
         self._detect_next = bool(((hints >= 0) & ~keep).any())
         faces = Faces(boxes=boxes[keep], scores=scores[keep], image_size=rgb.shape[:2], source=source,
@@ -140,7 +139,7 @@ class VideoAnalyzer:
 
     def _regions(self, rgb, ids, predicted, detect):
         """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces."""
-        rois, hints, det_based, scores = [], [], [], []
+        rois, hints, scores = [], [], []
         matched_tracks: set[int] = set()
         if detect:
             auto = self.options.analyzer.mode == "auto"
@@ -158,7 +157,6 @@ class VideoAnalyzer:
                 c = pairs.get(r)
                 rois.append(box)
                 hints.append(ids[c] if c is not None else -1)
-                det_based.append(True)
                 scores.append(det_scores[r])
                 if c is not None:
                     matched_tracks.add(c)
@@ -166,13 +164,11 @@ class VideoAnalyzer:
             if c not in matched_tracks:
                 rois.append(predicted[c])
                 hints.append(track_id)
-                det_based.append(False)
                 scores.append(self._scores.get(int(track_id), np.nan))
         # Followed faces first: when two boxes find the same face, the existing track keeps it.
         order = sorted(range(len(rois)), key=lambda i: hints[i] < 0)
         return (np.array([rois[i] for i in order], np.float32).reshape(-1, 4),
-                np.array([hints[i] for i in order], np.int64), np.array([det_based[i] for i in order], bool),
-                np.array([scores[i] for i in order], np.float32))
+                np.array([hints[i] for i in order], np.int64), np.array([scores[i] for i in order], np.float32))
 
     def _distinct(self, found: np.ndarray, extents: np.ndarray) -> np.ndarray:
         keep = found.copy()
