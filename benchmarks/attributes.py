@@ -5,7 +5,7 @@
     python benchmarks/attributes.py                  # evaluate both on valid and test, pick one
 
 UTKFace (../shared/datasets/utkface, 4,000 faces) is split by a hash of the file name (70/15/15,
-`mien.train.utkface.split_of`). The template and mien's network use only the train split; the
+`mien.datasets.utkface.split_of`). The template and mien's network use only the train split; the
 choice is made on valid; test is reported. Needs the `train` extra (torch) for mien's network.
 Writes benchmarks/attributes_results.json.
 """
@@ -102,13 +102,13 @@ def main() -> None:
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"UTKFace not found at {DATA}")
-    from mien.train.utkface import cached_arrays, mesh_cache
+    from mien.datasets.utkface import cached_arrays, mesh_cache
 
     table = mesh_cache(DATA, CACHE)
     arrays = cached_arrays(CACHE)
     if args.fit_template:
         TEMPLATE_JSON.write_text(json.dumps({"template": fit_template(table, arrays),
-                                             "fitted_on": "UTKFace train split (mien.train.utkface)"}, indent=1) + "\n")
+                                             "fitted_on": "UTKFace train split (mien.datasets.utkface)"}, indent=1) + "\n")
         print(f"wrote {TEMPLATE_JSON}")
         return
     from mien.face.attributes import AttributeEstimator

@@ -27,7 +27,7 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.expression.crop import expression_crop, mesh_face_image
 from mien.face.mesh import MeshEstimator
 from mien.io.images import load_image
-from mien.train.datasets import read_builtin
+from mien.datasets.expressions import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from mien.expression.evaluate import classifier_speed, evaluate
 from mien.models import resolve
 from mien.report.card import render_expression_card
 from mien.train.cache import build_cache, load_cache
-from mien.train.datasets import read_builtin
+from mien.datasets.expressions import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
 # FER+ under both protocols: majority (the FER+ authors', which published figures use) and all faces.

@@ -30,7 +30,7 @@ from mien.expression.classes import EXPRESSIONS, PRIORS
 from mien.expression.classifier import ExpressionClassifier
 from mien.expression.openset import auroc, energy
 from mien.train.cache import build_cache, load_cache
-from mien.train.datasets import read_builtin
+from mien.datasets.expressions import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT_SHARE = 0.3
@@ -54,7 +54,7 @@ def _unknown_faces(datasets: Path, split: str) -> list[Path]:
 
 
 def _unknown_cache(datasets: Path, cache: Path, split: str) -> dict:
-    from mien.train.datasets import LabelledSet
+    from mien.datasets.expressions import LabelledSet
 
     paths = _unknown_faces(datasets, split)
     labelled = LabelledSet(f"ferplus-{split}-unknown", paths, np.full((len(paths), 8), 1 / 8, np.float32))

@@ -44,6 +44,13 @@ def test_analyze_video_and_read_back(tmp_path):
     write_parquet(rows, path, rows.attrs["provenance"])
     again = mien.read(path)
     assert len(again) == 30 and again.attrs["provenance"]["kind"] == "video"
+    from matplotlib.axes import Axes
+
+    assert isinstance(again.mien.plot_timeline(0), Axes)
+    assert isinstance(again.mien.plot_timeline(0, columns=["AU12", "AU06"]), Axes)
+    based = again.mien.baseline()
+    assert based["AU12_delta"].notna().all() and abs(based["AU12_delta"].median()) < 0.2
+    assert list(again.mien.segments()["track_id"].unique()) == [0]
 
 
 def test_accessor_gives_the_same_answers_on_a_fresh_and_a_re_read_table(tmp_path, astronaut):
@@ -64,5 +71,11 @@ def test_accessor_gives_the_same_answers_on_a_fresh_and_a_re_read_table(tmp_path
     compared = again.mien.compare("condition", "A", "B")
     assert {"AU12", "valence"} <= set(compared["measure"]) and compared["p_holm"].between(0, 1).all()
     assert len(again[again["condition"] == "A"].mien.aus) == 2  # survives filtering
+    from matplotlib.axes import Axes
+
+    assert isinstance(again.mien.plot_expressions(by="condition"), Axes)
+    assert isinstance(again.mien.plot_aus_on_face(0), Axes)
+    detections = again.mien.plot_detections(0, image=shifted[0])
+    assert isinstance(detections, Axes) and len(detections.patches) == 1 and "happy" in detections.texts[0].get_text()
     with pytest.raises(AttributeError, match="landmark"):
         mien.analyze(shifted[:1], progress=False).mien.landmarks

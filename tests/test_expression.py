@@ -64,7 +64,7 @@ def test_table_has_expression_columns(analyzer, astronaut):
 
 def test_ferplus_test_sample_accuracy(classifier):
     from mien.expression.evaluate import run_eval
-    from mien.train.datasets import read_ferplus
+    from mien.datasets.expressions import read_ferplus
 
     labelled = read_ferplus(needs_dataset("ferplus"), "test")
     run = run_eval(labelled.paths[:300], labelled.labels[:300], crops=True, classifier=classifier, progress=False)
@@ -73,7 +73,7 @@ def test_ferplus_test_sample_accuracy(classifier):
 
 def test_shipped_temperature_lowers_ece_on_valid(classifier):
     from mien.expression.evaluate import collect_crops
-    from mien.train.datasets import read_ferplus
+    from mien.datasets.expressions import read_ferplus
 
     labelled = read_ferplus(needs_dataset("ferplus"), "valid")
     paths = labelled.paths[:800]

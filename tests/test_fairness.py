@@ -10,7 +10,7 @@ import pytest
 
 from conftest import needs_dataset
 from mien.fairness import age_band, group_metrics, holm, largest_gaps
-from mien.train.utkface import parse_name, split_of
+from mien.datasets.utkface import parse_name, split_of
 
 
 def test_group_parser():
@@ -125,7 +125,7 @@ def test_attributes_on_held_out_utkface():
     folder = needs_dataset("utkface")
     import mien
     from mien.io.images import load_image
-    from mien.train.utkface import index
+    from mien.datasets.utkface import index
 
     table = index(folder)
     held = table[table["split"] == "test"].iloc[::8].head(40)

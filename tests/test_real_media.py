@@ -267,7 +267,7 @@ def test_open_set_thresholds_are_fitted_per_prior():
     from mien.face.mesh import MeshEstimator
     from mien.expression.crop import crop_from_face_image
     from mien.io.images import load_image
-    from mien.train.datasets import read_ferplus
+    from mien.datasets.expressions import read_ferplus
 
     root = needs_dataset("ferplus")
     valid = read_ferplus(root, "valid", "majority")

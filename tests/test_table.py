@@ -42,8 +42,9 @@ def test_openface_format(tmp_path, frames):
         writer.write(faces_to_frame(frames))
     back = pd.read_csv(path)
     for name in ("frame", "face_id", "confidence", "success", "pose_Rx", "pose_Ry", "pose_Rz",
-                 "gaze_angle_x", "AU12_r", "AU12_c", "x_0", "y_477"):
+                 "gaze_angle_x", "AU12_r", "AU12_c", "x_0", "y_67"):
         assert name in back.columns
+    assert "y_68" not in back.columns  # OpenFace's 68 points, not the 478-point mesh under its names
     row = back.iloc[0]
     assert row["AU12_r"] > 3 and row["AU12_c"] == 1  # the astronaut smiles
     assert abs(row["pose_Ry"]) < 0.35  # radians

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mien.expression.classes import EXPRESSIONS
-from mien.train.datasets import read_class_folders, read_ferplus
+from mien.datasets.expressions import read_class_folders, read_ferplus
 
 torch = pytest.importorskip("torch")
 
@@ -295,7 +295,7 @@ def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astrona
     import sys
 
     from mien.expression.classifier import ExpressionClassifier
-    from mien.train.datasets import read_builtin
+    from mien.datasets.expressions import read_builtin
     from mien.train.loop import DOMAINS, absent_mask
 
     data = _tiny_datasets(tmp_path / "data", astronaut)

@@ -16,7 +16,8 @@ from mien.analyzer import Analyzer, AnalyzerOptions
 from mien.api import analyze, analyze_video, read
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, load_image
+from mien.io.openface import read_openface
 
 __version__ = "0.1.0"
 __all__ = ["Analyzer", "AnalyzerOptions", "Faces", "ImageError", "QUALITY_FLAGS", "analyze", "analyze_video",
-           "load_image", "read", "__version__"]
+           "load_image", "read", "read_openface", "__version__"]

@@ -29,11 +29,12 @@ def summarize(table: pd.DataFrame, by: str | list[str] = "source") -> pd.DataFra
     faces = faces_only(table)
     grouped = faces.groupby(by, sort=True)
     out = grouped.size().rename("faces").to_frame()
-    shares = pd.crosstab([faces[b] for b in ([by] if isinstance(by, str) else by)], faces["expression"],
-                         normalize="index")
-    shares = shares.reindex(columns=list(EXPRESSIONS), fill_value=0.0).add_suffix("_share")
+    if "expression" in faces.columns:  # an OpenFace import has no expressions
+        shares = pd.crosstab([faces[b] for b in ([by] if isinstance(by, str) else by)], faces["expression"],
+                             normalize="index")
+        out = out.join(shares.reindex(columns=list(EXPRESSIONS), fill_value=0.0).add_suffix("_share"))
     means = grouped[[c for c in MEASURES if c in faces.columns]].mean().add_suffix("_mean")
-    return out.join(shares).join(means).reset_index()
+    return out.join(means).reset_index()
 
 
 def compare_groups(table: pd.DataFrame, group: str, a, b, measures: list[str] | None = None) -> pd.DataFrame:
@@ -41,7 +42,7 @@ def compare_groups(table: pd.DataFrame, group: str, a, b, measures: list[str] | 
 
     Returns one row per measure: group means, difference (b - a), the rank-biserial effect size
     (-1..1: how often a face from b scores higher than one from a, minus the reverse), the p-value
-    and the Holm-adjusted p-value, sorted by it. Faces are treated as independent; several rows
+    and the Holm-adjusted p-value, sorted by it (then by the raw p-value). Faces are treated as independent; several rows
     from one person (video) are not, so compare per-person summaries (`summarize(by="track_id")`)
     in that case.
     """
@@ -63,7 +64,7 @@ def compare_groups(table: pd.DataFrame, group: str, a, b, measures: list[str] | 
     if result.empty:
         return result
     result["p_holm"] = _holm(result["p_value"].to_numpy())
-    return result.sort_values("p_holm", ignore_index=True)
+    return result.sort_values(["p_holm", "p_value"], ignore_index=True)
 
 
 def _holm(p: np.ndarray) -> np.ndarray:

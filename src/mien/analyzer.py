@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -15,52 +14,13 @@ from mien.expression import openset
 from mien.expression.calibration import softmax
 from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
-from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
-from mien.face.detect import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions, FaceDetector, box_iou
+from mien.face.align import ALIGN_MARGIN, align_face
+from mien.face.detect import FaceDetector, box_iou
 from mien.face.mesh import MeshEstimator, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, ImageLike, LoadedImage, expand_inputs, load_image
-
-
-@dataclass
-class AnalyzerOptions:
-    """Options of `Analyzer`.
-
-    Attributes:
-        mode: detector mode, "fast" (one pass; large faces), "thorough" (tile pyramid; groups
-            and crowds) or "auto" (fast, then thorough when the image looks like a group).
-        min_score: minimum detector confidence, 0-1.
-        min_face_size: ignore faces smaller than this many pixels (shorter box side).
-        max_faces: keep at most this many faces per image, most confident first.
-        require_mesh: drop detections in which the mesh model finds no face (fewer false
-            positives); with False they are kept, flagged `no_mesh`.
-        align_size: side in pixels of the aligned face crops.
-        keep_aligned: keep the aligned crops in `Faces.aligned` (needed by later stages).
-        expression: run mien's expression classifier (probabilities, valence/arousal).
-        expression_prior: the classifier's class prior, "natural" or "balanced" (see
-            `ExpressionClassifier`).
-        attributes: also estimate apparent age and gender presentation (`mien.face.attributes`);
-            off by default.
-        threads: CPU threads for the mesh and the classifier (None: up to two); 1 when several
-            pipelines share the cores (batch workers).
-    """
-
-    mode: DetectMode = "auto"
-    min_score: float = DEFAULT_MIN_SCORE
-    min_face_size: int = 0
-    max_faces: int | None = None
-    require_mesh: bool = True
-    align_size: int = ALIGN_SIZE
-    keep_aligned: bool = False
-    expression: bool = True
-    expression_prior: str = "natural"
-    attributes: bool = False
-    threads: int | None = None
-    detector: DetectorOptions = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.detector = DetectorOptions(self.mode, self.min_score, self.min_face_size, self.max_faces)
+from mien.options import AnalyzerOptions, analyzer_options
 
 
 class Analyzer:
@@ -73,8 +33,8 @@ class Analyzer:
 
     mesh_boxes = True  # boxes from the mesh's extent; False gives the detector's boxes (benchmarks only)
 
-    def __init__(self, options: AnalyzerOptions | None = None, **kwargs) -> None:
-        self.options = options or AnalyzerOptions(**kwargs)
+    def __init__(self, options: AnalyzerOptions | None = None, **kwargs: Any) -> None:
+        self.options = options or analyzer_options(**kwargs)
         self._detector = FaceDetector(self.options.detector)
         self._mesh = MeshEstimator(workers=self.options.threads)
         self._openset = openset.load_thresholds(self.options.expression_prior)
@@ -105,7 +65,7 @@ class Analyzer:
     def __enter__(self) -> "Analyzer":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -138,14 +98,12 @@ class Analyzer:
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         if self.mesh_boxes:  # a face's box is its mesh's extent (the detector's box where there is no mesh)
             boxes = face_boxes(mesh.landmarks, mesh.found, boxes)
-        keep = mesh.found if self.options.require_mesh else np.ones(len(boxes), bool)
-        faces = Faces(
-            boxes=boxes[keep], scores=scores[keep], image_size=(height, width),
-            source=loaded.source, frame=frame, time_s=time_s,
-            landmarks=mesh.landmarks[keep], blendshapes=mesh.blendshapes[keep],
-            transforms=mesh.transforms[keep],
-        )
-        faces.set_flag("no_mesh", ~mesh.found[keep])
+        faces = Faces(boxes=boxes, scores=scores, image_size=(height, width), source=loaded.source, frame=frame,
+                      time_s=time_s, landmarks=mesh.landmarks, blendshapes=mesh.blendshapes,
+                      transforms=mesh.transforms)
+        faces.set_flag("no_mesh", ~mesh.found)
+        if self.options.require_mesh:
+            faces = faces[mesh.found]
         self.measure(faces, rgb)
         if loaded.scale != 1.0:
             _rescale(faces, loaded)
@@ -170,14 +128,14 @@ class Analyzer:
         aligned = np.zeros((len(faces), size, size, 3), np.uint8)
         for i in np.flatnonzero(ok):
             aligned[i] = align_face(rgb, faces.landmarks[i], size, ALIGN_MARGIN)
-            faces.blur[i] = quality.sharpness(aligned[i])
+            faces.sharpness[i] = quality.sharpness(aligned[i])
         if self.options.keep_aligned:
             faces.aligned = aligned
         if self._attributes is not None:
             faces.age, faces.female = self._attributes.estimate(rgb, faces.landmarks)
         _flag_quality(faces, rgb)
         if self._classifier is not None:
-            untrusted = faces.flags[:, [QUALITY_FLAGS.index(f) for f in openset.UNTRUSTED_FLAGS]].any(1)
+            untrusted = np.asarray(faces.flags[:, [QUALITY_FLAGS.index(f) for f in openset.UNTRUSTED_FLAGS]].any(1))
             faces.status[:] = openset.statuses(faces.expression, faces.familiarity, untrusted,
                                                self._openset["unknown_below"])
             faces.blend[:] = openset.blends(faces.expression, self._openset["blend_min"])
@@ -200,7 +158,7 @@ def _flag_quality(faces: Faces, rgb: np.ndarray) -> None:
     with np.errstate(invalid="ignore"):
         strong = (np.abs(faces.pose[:, 0]) > quality.MAX_YAW) | (np.abs(faces.pose[:, 1]) > quality.MAX_PITCH)
         faces.set_flag("strong_pose", strong)
-        faces.set_flag("blurry", faces.blur < quality.BLUR_THRESHOLD)
+        faces.set_flag("blurry", faces.sharpness < quality.BLUR_THRESHOLD)
     partial = quality.box_outside_share(faces.boxes, width, height) > 0.10
     occluded = np.zeros(len(faces), bool)
     if ok.any():

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Union
 import numpy as np
 import pandas as pd
 
-from mien.analyzer import AnalyzerOptions
+from mien.options import analyzer_options, video_options
 from mien.io.images import ImageError, ImageLike, expand_inputs
 
 Inputs = Union[ImageLike, Iterable[ImageLike]]
@@ -52,7 +52,7 @@ def analyze(inputs: Inputs, landmarks: str = "none", progress: bool = True, **op
     from mien.io.table import faces_to_arrow, arrow_to_frame
     from mien.provenance import analysis_provenance, file_sha256
 
-    settings = AnalyzerOptions(**options)
+    settings = analyzer_options(**options)
     items = _items(inputs)
     frames, errors, checksums = [], [], []
     with ParallelAnalyzer(settings, default_pipelines(len(items))) as pipelines:
@@ -89,15 +89,14 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = "none", ever
 
     from mien.io.table import read_table
     from mien.provenance import read_provenance
-    from mien.video.analyzer import VideoOptions
     from mien.video.reader import open_video
     from mien.video.run import analyze_video as run_video, timeline_paths
 
-    video_options = VideoOptions(analyzer=AnalyzerOptions(**options))
+    settings = video_options(**options)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.parquet"
         with open_video(source, every=every, fps=fps, start_s=start_s, end_s=end_s) as reader:
-            run = run_video(reader, out, video_options, landmarks=landmarks, quiet=not progress,
+            run = run_video(reader, out, settings, landmarks=landmarks, quiet=not progress,
                             console=Console(stderr=True, quiet=not progress))
         table = read_table(out) if out.exists() else pd.DataFrame()
         table.attrs["provenance"] = read_provenance(out) if out.exists() else None

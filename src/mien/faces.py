@@ -5,24 +5,43 @@ action units, later expression and tracking). Coordinates are pixels of the **up
 image (EXIF orientation applied, full stored resolution; see `mien.io.images.LoadedImage`),
 x to the right and y down; `image_size` is its (H, W). To draw on a resized copy, use
 `Faces.scaled_to`. Turn it into table rows with `mien.io.table.faces_to_frame`.
+
+It is a container: `faces[mask]`, `faces[[0, 2]]` and `faces[1:]` give the chosen faces (every
+per-face array, smoothed copies included), `Faces.concat` joins faces of one image, and
+`Faces.empty` is an image without faces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
+from mien.face.blendshapes import BLENDSHAPE_NAMES
+from mien.face.mesh import N_LANDMARKS
+from mien.face.quality import QUALITY_FLAGS
 
-N_LANDMARKS = 478
-QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh", "occluded")
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Faces", "N_LANDMARKS", "PER_FACE", "QUALITY_FLAGS"]
 
 
 def _nan(*shape: int) -> np.ndarray:
     return np.full(shape, np.nan, dtype=np.float32)
+
+
+# Per-face arrays: name -> shape of one face's entry (None: any, as for the aligned crops).
+PER_FACE: dict[str, tuple[int, ...] | None] = {
+    "boxes": (4,), "scores": (), "landmarks": (N_LANDMARKS, 3), "blendshapes": (len(BLENDSHAPE_NAMES),),
+    "pose": (3,), "gaze": (2,), "aus": (len(AU_NAMES),), "au_prob": (len(AU_NAMES),),
+    "flags": (len(QUALITY_FLAGS),), "sharpness": (), "transforms": (4, 4), "track_ids": (),
+    "expression": (len(EXPRESSIONS),), "affect": (2,), "familiarity": (), "status": (), "blend": (),
+    "aligned": None, "age": (3,), "female": (),
+}
 
 
 @dataclass
@@ -42,7 +61,7 @@ class Faces:
         au_prob: (n, 20) probability that a FACS coder would mark each AU present (learned, see
             `mien.expression.au_model`); NaN without a mesh.
         flags: (n, len(QUALITY_FLAGS)) bool quality flags.
-        blur: (n,) sharpness score (variance of the Laplacian on the aligned crop).
+        sharpness: (n,) sharpness score (variance of the Laplacian on the aligned crop); low = blurry.
         aligned: (n, S, S, 3) uint8 RGB aligned face crops (S = alignment size), or None.
         expression: (n, 8) calibrated expression probabilities ordered as `EXPRESSIONS`; NaN
             where the expression stage did not run or the face has no mesh.
@@ -68,21 +87,21 @@ class Faces:
     source: str = "<array>"
     frame: int = 0
     time_s: float | None = None
-    landmarks: np.ndarray = field(default=None)  # type: ignore[assignment]
-    blendshapes: np.ndarray = field(default=None)  # type: ignore[assignment]
-    pose: np.ndarray = field(default=None)  # type: ignore[assignment]
-    gaze: np.ndarray = field(default=None)  # type: ignore[assignment]
-    aus: np.ndarray = field(default=None)  # type: ignore[assignment]
-    au_prob: np.ndarray = field(default=None)  # type: ignore[assignment]
-    flags: np.ndarray = field(default=None)  # type: ignore[assignment]
-    blur: np.ndarray = field(default=None)  # type: ignore[assignment]
-    transforms: np.ndarray = field(default=None)  # type: ignore[assignment]
-    track_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
-    expression: np.ndarray = field(default=None)  # type: ignore[assignment]
-    affect: np.ndarray = field(default=None)  # type: ignore[assignment]
-    familiarity: np.ndarray = field(default=None)  # type: ignore[assignment]
-    status: np.ndarray = field(default=None)  # type: ignore[assignment]
-    blend: np.ndarray = field(default=None)  # type: ignore[assignment]
+    landmarks: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    blendshapes: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    pose: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    gaze: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    aus: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    au_prob: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    flags: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    sharpness: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    transforms: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    track_ids: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    expression: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    affect: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    familiarity: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    status: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    blend: np.ndarray = field(default=None)  # type: ignore[arg-type]
     aligned: np.ndarray | None = None
     age: np.ndarray | None = None
     female: np.ndarray | None = None
@@ -92,7 +111,7 @@ class Faces:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         n = len(self.boxes)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
-        defaults = {
+        defaults: dict[str, Callable[[], np.ndarray]] = {
             "landmarks": lambda: _nan(n, N_LANDMARKS, 3),
             "blendshapes": lambda: _nan(n, len(BLENDSHAPE_NAMES)),
             "pose": lambda: _nan(n, 3),
@@ -100,7 +119,7 @@ class Faces:
             "aus": lambda: _nan(n, len(AU_NAMES)),
             "au_prob": lambda: _nan(n, len(AU_NAMES)),
             "flags": lambda: np.zeros((n, len(QUALITY_FLAGS)), dtype=bool),
-            "blur": lambda: _nan(n),
+            "sharpness": lambda: _nan(n),
             "transforms": lambda: _nan(n, 4, 4),
             "track_ids": lambda: np.full(n, -1, dtype=np.int64),
             "expression": lambda: _nan(n, len(EXPRESSIONS)),
@@ -112,11 +131,70 @@ class Faces:
         for name, make in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, make())
-            elif len(getattr(self, name)) != n:
-                raise ValueError(f"Faces.{name} has {len(getattr(self, name))} rows, boxes has {n}")
+        for name, shape in PER_FACE.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            expected = (n, *shape) if shape is not None else (n,)
+            actual = np.shape(value) if shape is not None else np.shape(value)[:1]
+            if actual != expected:
+                raise ValueError(f"Faces.{name} has shape {np.shape(value)}, expected {expected} "
+                                 f"({n} faces)")
+        for name, value in self.smoothed.items():
+            if len(value) != n:
+                raise ValueError(f"Faces.smoothed[{name!r}] has {len(value)} rows, expected {n}")
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def __getitem__(self, index: Any) -> "Faces":
+        """The faces chosen by a bool mask, an array or list of indices, a slice or an int (always a
+        `Faces`, never one row); every per-face array and smoothed copy is indexed alike."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        if not isinstance(index, slice):
+            index = np.asarray(index)
+            if index.dtype == bool and index.shape != (len(self),):
+                raise IndexError(f"a mask of {index.shape} cannot index {len(self)} faces")
+            if index.dtype != bool:
+                index = index.astype(np.int64).reshape(-1)
+        chosen = {name: getattr(self, name)[index] for name in PER_FACE if getattr(self, name) is not None}
+        smoothed = {name: value[index] for name, value in self.smoothed.items()}
+        return replace(self, **chosen, smoothed=smoothed)
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int], source: str = "<array>", frame: int = 0,
+              time_s: float | None = None) -> "Faces":
+        """No faces, in an image of `image_size` (H, W)."""
+        return cls(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32), image_size=image_size,
+                   source=source, frame=frame, time_s=time_s)
+
+    @classmethod
+    def concat(cls, parts: Sequence["Faces"]) -> "Faces":
+        """The faces of several `Faces` of one image or frame (same size, source, frame and time), in
+        order. Optional arrays (aligned crops, attributes, smoothed copies) must be in all parts or none."""
+        if not parts:
+            raise ValueError("Faces.concat needs at least one Faces")
+        first = parts[0]
+        def where(f: Faces) -> tuple[Any, ...]:
+            return tuple(f.image_size), f.source, f.frame, f.time_s
+
+        for part in parts[1:]:
+            if where(part) != where(first):
+                raise ValueError(f"Faces.concat joins faces of one image; got {where(first)} and {where(part)}")
+        joined: dict[str, Any] = {}
+        for name in PER_FACE:
+            values = [getattr(part, name) for part in parts]
+            present = [v is not None for v in values]
+            if all(present):
+                joined[name] = np.concatenate(values)
+            elif any(present):
+                raise ValueError(f"Faces.concat: {name} is set in some parts and not in others")
+        keys = set(first.smoothed)
+        if any(set(part.smoothed) != keys for part in parts):
+            raise ValueError("Faces.concat: the parts have different smoothed arrays")
+        smoothed = {key: np.concatenate([part.smoothed[key] for part in parts]) for key in keys}
+        return replace(first, **joined, smoothed=smoothed)
 
     def flag(self, name: str) -> np.ndarray:
         """(n,) bool column of one quality flag, by name from QUALITY_FLAGS."""
@@ -160,7 +238,7 @@ class Faces:
         """(n,) True where the 478-point mesh was found."""
         return ~self.flag("no_mesh")
 
-    def to_pandas(self, **kwargs):
+    def to_pandas(self, **kwargs: Any) -> "pd.DataFrame":
         """Tidy table, one row per face (see `mien.io.table.faces_to_frame`)."""
         from mien.io.table import faces_to_frame
 

@@ -146,7 +146,7 @@ def collect_utkface(folder, progress: bool = True) -> pd.DataFrame:
 
     from mien.analyzer import Analyzer, AnalyzerOptions
     from mien.io.images import load_image
-    from mien.train.utkface import index
+    from mien.datasets.utkface import index
 
     table = index(folder)
     records = []

@@ -17,9 +17,9 @@ from mien.batch.plan import Task
 TMP = ".tmp"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchOptions:
-    """Pipeline options shared by all tasks of a batch."""
+    """Pipeline options shared by all tasks of a batch (validated: a bad value raises `OptionsError`)."""
 
     mode: str = "auto"
     every: int = 1
@@ -29,11 +29,25 @@ class BatchOptions:
     prior: str = "natural"
     threads: int | None = None  # per worker; the runner sets 1 when workers fill the cores
 
-    def analyzer_options(self):
-        from mien.analyzer import AnalyzerOptions
+    def __post_init__(self) -> None:
+        from mien.options import LANDMARK_COLUMNS, check_choice, check_range
 
-        return AnalyzerOptions(mode=self.mode, attributes=self.attributes, expression_prior=self.prior,
-                               threads=self.threads)
+        check_range("every", self.every, 1, integer=True)
+        check_choice("landmarks", self.landmarks, LANDMARK_COLUMNS)
+        self.analyzer_options()
+
+    def analyzer_options(self):
+        """The image pipeline's options (`mien.options.analyzer_options`)."""
+        from mien.options import analyzer_options
+
+        return analyzer_options(mode=self.mode, attributes=self.attributes, prior=self.prior, threads=self.threads)
+
+    def video_options(self):
+        """The video pipeline's options (`mien.options.video_options`)."""
+        from mien.options import video_options
+
+        return video_options(smooth=self.smooth, mode=self.mode, attributes=self.attributes, prior=self.prior,
+                             threads=self.threads)
 
 
 def batch_provenance(options: BatchOptions) -> dict[str, Any]:
@@ -62,13 +76,10 @@ class BatchWorker:
         return self._analyzer
 
     def video(self):
-        from mien.video.analyzer import VideoAnalyzer, VideoOptions
-        from mien.video.smoothing import SmoothingOptions
+        from mien.video.analyzer import VideoAnalyzer
 
         if self._video is None:
-            options = VideoOptions(analyzer=self.options.analyzer_options(),
-                                   smoothing=SmoothingOptions() if self.options.smooth else None)
-            self._video = VideoAnalyzer(options)
+            self._video = VideoAnalyzer(self.options.video_options())
         else:
             self._video.reset()  # a new chunk: fresh tracks, same models
         return self._video

@@ -18,7 +18,7 @@ import numpy as np
 from mien.expression.aus import AU_NAMES, estimate_aus
 from mien.expression.openset import auroc
 
-SHIPPED_THRESHOLD = 0.3  # `AUxx_c` / OpenFace-style presence of an estimate (see `mien.io.table.to_openface`)
+SHIPPED_THRESHOLD = 0.3  # `AUxx_c` / OpenFace-style presence of an estimate (see `mien.io.openface.to_openface`)
 MIN_POSITIVES = 30  # AUs with fewer coded positives are listed but left out of the means
 
 

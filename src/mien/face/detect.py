@@ -38,7 +38,7 @@ _MIN_FACE_SHARE = 0.08
 _BOX_WIDTH_SCALE = 0.83
 
 
-@dataclass
+@dataclass(frozen=True)
 class DetectorOptions:
     """Options of `FaceDetector`.
 

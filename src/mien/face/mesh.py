@@ -22,6 +22,8 @@ from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.models import resolve
 from mien.models.quiet import blank_image, native_stderr_silenced
 
+N_LANDMARKS = 478  # points of MediaPipe's face mesh (468 face + 10 iris)
+
 CROP_SIZE = 256
 CROP_SCALE = 1.9
 # Face presence the landmarker must see in the crop of a weak detection (see `estimate(strict=...)`);

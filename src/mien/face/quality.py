@@ -17,6 +17,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# Names of the quality flags, in the order of `Faces.flags` columns.
+QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh", "occluded")
 MIN_SIDE = 40
 MAX_YAW, MAX_PITCH = 45.0, 30.0
 BLUR_THRESHOLD = 40.0

@@ -10,13 +10,13 @@ Columns (in order):
 - quality: `sharpness` and bool `flag_<name>` for each quality flag;
 - landmarks (optional): `lm_x_<i>`, `lm_y_<i>` (and `lm_z_<i>` for "3d"), pixels.
 
-`--format openface` renames to OpenFace 2.x names (see `to_openface`).
+`--format openface` writes OpenFace 2.x names and conventions (see `mien.io.openface`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import TYPE_CHECKING, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,9 +24,14 @@ import pandas as pd
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES, column_name
-from mien.faces import N_LANDMARKS, QUALITY_FLAGS, Faces
+from mien.face.mesh import N_LANDMARKS
+from mien.face.quality import QUALITY_FLAGS
+from mien.options import LandmarkColumns
 
-LandmarkColumns = Literal["none", "2d", "3d"]
+if TYPE_CHECKING:  # the table reads Faces; Faces.to_pandas imports this module
+    from mien.faces import Faces
+
+
 ID_COLUMNS = ["source", "frame", "time_s", "face_id", "track_id", "image_width", "image_height", "face_found"]
 BOX_COLUMNS = ["box_x", "box_y", "box_w", "box_h", "box_score"]
 POSE_COLUMNS = ["pose_yaw", "pose_pitch", "pose_roll", "gaze_yaw", "gaze_pitch"]
@@ -106,7 +111,7 @@ def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attri
         age = faces.age if faces.age is not None else np.full((n, 3), np.nan, np.float32)
         female = faces.female if faces.female is not None else np.full(n, np.nan, np.float32)
         pieces += [age, female[:, None]]
-    pieces += [faces.aus, faces.au_prob, faces.blendshapes, faces.blur[:, None]]
+    pieces += [faces.aus, faces.au_prob, faces.blendshapes, faces.sharpness[:, None]]
     if smoothed:
         sm = faces.smoothed
         nan = np.full((n, 20), np.nan, np.float32)
@@ -221,6 +226,14 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
     return arrow_to_frame(faces_to_arrow(frames, landmarks, empty_rows, smoothed))
 
 
+def face_records(faces: Faces, landmarks: LandmarkColumns = "none", empty_rows: bool = True) -> list[dict]:
+    """One image's or frame's rows as JSON-ready dicts: the table's columns and names (box as `box_x`,
+    `box_y`, `box_w`, `box_h`; the `*_smooth` columns when the faces were smoothed; NaN as None). The
+    one serialiser of rows for the REST API and the WebSocket, as for the files."""
+    table = faces_to_arrow([faces], landmarks, empty_rows, smoothed=bool(faces.smoothed))
+    return [{k: None if isinstance(v, float) and v != v else v for k, v in row.items()} for row in table.to_pylist()]
+
+
 def frame_to_arrow(frame: pd.DataFrame):
     """A tidy DataFrame (any subset of mien's columns, or extra ones) as Arrow with the declared types."""
     import pyarrow as pa
@@ -239,37 +252,6 @@ def frame_to_arrow(frame: pd.DataFrame):
         frame = frame.copy(deep=False)
         frame.attrs = {}
     return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
-
-
-def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rename/convert to OpenFace 2.x column conventions, for users migrating from OpenFace.
-
-    `confidence`, `success`, `timestamp`; `pose_Rx/Ry/Rz` = pitch, yaw, roll and
-    `gaze_angle_x/y` = gaze yaw, pitch, all in radians (mien's sign convention); `AUxx_r`
-    intensity on OpenFace's 0-5 scale; `AUxx_c` presence (the learned occurrence probability `AUxx_p`
-    at its threshold, or the estimate >= 0.3 in tables without it); landmarks `x_i`,
-    `y_i`, `z_i`. Other mien columns (blendshapes, flags) are kept under their own names.
-    """
-    cols = {
-        "input": frame["source"], "frame": frame["frame"], "face_id": frame["face_id"],
-        "timestamp": frame["time_s"].fillna(0.0),
-        "confidence": frame["box_score"], "success": frame["face_found"].astype(int),
-        "gaze_angle_x": np.radians(frame["gaze_yaw"]), "gaze_angle_y": np.radians(frame["gaze_pitch"]),
-        "pose_Rx": np.radians(frame["pose_pitch"]), "pose_Ry": np.radians(frame["pose_yaw"]),
-        "pose_Rz": np.radians(frame["pose_roll"]),
-    }
-    cols.update({f"{au}_r": (frame[au] * 5.0).astype(np.float32) for au in AU_COLUMNS})
-    from mien.expression.au_model import thresholds
-
-    limits = dict(zip(AU_COLUMNS, thresholds()))
-    cols.update({f"{au}_c": ((frame[f"{au}_p"] >= limits[au]) if f"{au}_p" in frame.columns else (frame[au] >= 0.3)).astype(int)
-                 for au in AU_COLUMNS})
-    cols.update({c.replace("lm_", "", 1): frame[c] for c in frame.columns if c.startswith("lm_")})
-    keep = [c for c in frame.columns if c.startswith(("expr_", "bs_", "flag_", "box_"))
-            or c in ("sharpness", "expression", "expression_confidence", "expression_status", "expression_blend",
-                     "expression_familiarity", "valence", "arousal")]
-    cols.update({c: frame[c] for c in keep})
-    return pd.DataFrame(cols)
 
 
 def json_records(frame: pd.DataFrame) -> list[dict]:

@@ -22,7 +22,8 @@ import pandas as pd
 
 from mien.faces import Faces
 from mien.provenance import METADATA_KEY, read_provenance, sidecar_path  # noqa: F401 (read_provenance re-exported)
-from mien.io.table import (LandmarkColumns, TableFormat, arrow_to_frame, faces_to_arrow, frame_to_arrow, resolve_format, table_schema, to_openface)
+from mien.io.table import (LandmarkColumns, TableFormat, arrow_to_frame, faces_to_arrow, frame_to_arrow, resolve_format, table_schema)
+from mien.io.openface import OPENFACE_NOTES, to_openface
 
 _FORMULA_START = r"^[=+\-@\t\r]"
 
@@ -100,7 +101,7 @@ class TableWriter:
         if self.format not in ("parquet", "csv", "jsonl"):
             raise ValueError(f"unknown table format {self.format!r}")
         self.landmarks, self.smoothed, self.attributes = landmarks, smoothed, attributes
-        self.provenance = provenance
+        self.provenance = self._noted(provenance)
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self.rows = 0  # rows accepted (written or buffered)
         self.schema = self._schema()
@@ -185,7 +186,13 @@ class TableWriter:
 
     def set_provenance(self, provenance: dict) -> None:
         """Replace the provenance written at `close()` (e.g. with the inputs' checksums added)."""
-        self.provenance = provenance
+        self.provenance = self._noted(provenance)
+
+    def _noted(self, provenance: dict | None) -> dict | None:
+        """OpenFace-format output says in its provenance what differs from OpenFace's own."""
+        if provenance is None or not self.openface:
+            return provenance
+        return {**provenance, "openface_conventions": list(OPENFACE_NOTES)}
 
     # -- internals --------------------------------------------------------------------------------
     def _guard(self, action, *args):

@@ -183,16 +183,17 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
     """Analyse a video and write its report; returns `out`."""
     from mien.analyzer import Analyzer
     from mien.video.reader import open_video
-    from mien.video.analyzer import VideoOptions
+    from mien.options import video_options
     from mien.video.run import analyze_video, video_provenance
     from mien.video.timeline import events, expression_segments, track_summary
 
+    options = options or video_options()
     with tempfile.TemporaryDirectory() as tmp:
         rows = Path(tmp) / "rows.parquet"
         with open_video(source) as reader:
             info = reader.info
             run = analyze_video(reader, rows, options, timelines=False)
-            record = video_provenance(reader, options or VideoOptions(), "none")
+            record = video_provenance(reader, options, "none")
         table = pd.read_parquet(rows) if run.rows else pd.DataFrame(columns=["track_id", "face_found"])
     faces_rows = table[table["face_found"]]
     body = [f"<h2>Video</h2><p>{html.escape(str(source))}: {info.width}x{info.height}, {info.fps:.2f} fps, "
@@ -214,7 +215,7 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
         apex = track.loc[track["expression_confidence"].idxmax()]
         keyframes[int(track_id)] = int(apex["frame"])
     frames = _frames(source, set(keyframes.values()))
-    with Analyzer(mode="auto") as analyzer:
+    with Analyzer(options.analyzer) as analyzer:
         for track_id in longest:
             track = faces_rows[faces_rows["track_id"] == track_id].sort_values("time_s")
             body.append(f"<h2>Person {int(track_id)}</h2>")

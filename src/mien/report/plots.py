@@ -108,6 +108,21 @@ def timeline(track, expressions: list[str], title: str = ""):
     return fig
 
 
+def lines(track, columns: list[str], title: str = "", ylabel: str = "value"):
+    """Any columns of one track over time (smoothed copies when the table has them)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    t = track["time_s"].to_numpy()
+    for name in columns:
+        column = f"{name}_smooth" if f"{name}_smooth" in track else name
+        ax.plot(t, track[column].to_numpy(), label=name, linewidth=1.2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.legend(ncol=4, fontsize=7, loc="upper right")
+    ax.set_title(title)
+    return fig
+
+
 # Which facial region each AU acts on, for drawing AU intensities on the mesh.
 AU_REGIONS = {"AU01": "brows", "AU02": "brows", "AU04": "brows", "AU05": "eyes", "AU06": "cheeks", "AU07": "eyes",
               "AU09": "nose", "AU10": "mouth", "AU12": "mouth", "AU14": "mouth", "AU15": "mouth", "AU17": "chin",

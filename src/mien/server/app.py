@@ -252,8 +252,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.websocket("/api/live")
     async def live(ws: WebSocket, key: str | None = None) -> None:
-        """Webcam mode: send JPEG frames as binary messages; each gets one JSON reply with the faces
-        (track ids, boxes, expression, probabilities, AUs). Send the next frame after the reply.
+        """Webcam mode: send JPEG frames as binary messages; each gets one JSON reply whose `faces` are
+        table rows, as in the files and the REST results (`box_x/y/w/h`, track ids, expression,
+        probabilities, AUs, and their `*_smooth` columns). Send the next frame after the reply.
         The API key goes in the `X-API-Key` (or `Authorization: Bearer`) header, or `?key=` for browsers."""
         if settings.api_key:
             given = request_key({k.lower(): v for k, v in ws.headers.items()}) or key

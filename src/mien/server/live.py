@@ -7,9 +7,9 @@ import time
 import cv2
 import numpy as np
 
-from mien.analyzer import AnalyzerOptions
-from mien.server.service import faces_summary
-from mien.video.analyzer import VideoAnalyzer, VideoOptions
+from mien.io.table import face_records
+from mien.options import video_options
+from mien.video.analyzer import VideoAnalyzer
 from mien.video.reader import VideoFrame
 
 MAX_SIDE = 1280
@@ -19,7 +19,7 @@ class LiveSession:
     """One browser camera: a `VideoAnalyzer` of its own, so track ids and smoothing follow the stream."""
 
     def __init__(self) -> None:
-        self.video = VideoAnalyzer(VideoOptions(analyzer=AnalyzerOptions(mode="auto")))
+        self.video = VideoAnalyzer(video_options())
         self.started = time.monotonic()
         self.frames = 0
 
@@ -37,7 +37,7 @@ class LiveSession:
         faces = self.video.process(frame, source="live")
         self.frames += 1
         return {"frame": frame.index, "time_s": round(frame.time_s, 3), "width": rgb.shape[1],
-                "height": rgb.shape[0], "faces": faces_summary(faces),
+                "height": rgb.shape[0], "faces": face_records(faces, empty_rows=False),
                 "ms": round(1000 * (time.perf_counter() - began), 1)}
 
     def close(self) -> None:

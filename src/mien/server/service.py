@@ -18,14 +18,14 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from mien.analyzer import Analyzer, AnalyzerOptions
+from mien.analyzer import Analyzer
+from mien.options import AnalyzerOptions, analyzer_options, video_options
 from mien.explain.face import explain_faces
 from mien.explain.rationale import rationale
 from mien.explain.saliency import overlay
 from mien.expression.classes import EXPRESSIONS
-from mien.faces import Faces
 from mien.io.images import ImageError, LoadedImage, load_image
-from mien.io.table import faces_to_frame, json_records
+from mien.io.table import face_records
 from mien.report.annotate import annotate, blur_faces, encode_image
 from mien.server.settings import ServerSettings
 from mien.server.store import Job, JobStore
@@ -37,8 +37,9 @@ class AnalyzerPool:
     """A few loaded image pipelines shared by request threads (models load once, at start)."""
 
     def __init__(self, size: int, options: AnalyzerOptions | None = None) -> None:
+        self.options = options or analyzer_options()
         self._free: queue.Queue[Analyzer] = queue.Queue()
-        self._all = [Analyzer(options or AnalyzerOptions()) for _ in range(max(1, size))]
+        self._all = [Analyzer(self.options) for _ in range(max(1, size))]
         for analyzer in self._all:
             self._free.put(analyzer)
 
@@ -95,7 +96,7 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
     shown = blur_faces(rgb, faces) if blur else rgb
     annotated = jpeg(annotate(shown, faces, mesh=not blur))
     heat_jpeg = jpeg(overlay(shown, heat)) if heat is not None else None
-    rows = json_records(faces_to_frame([faces], landmarks=landmarks))
+    rows = face_records(faces, landmarks=landmarks)
     for row in rows:
         face = row["face_id"]
         row["rationale"] = reasons[face] if row["face_found"] and face < len(reasons) else None
@@ -230,7 +231,7 @@ class JobRunner:
                           error=None if frames else "no input could be analysed", message="finished")
 
     def _run_video(self, job: Job, out: Path) -> None:
-        from mien.video.analyzer import VideoOptions
+        from mien.provenance import options_dict
         from mien.video.reader import open_video
         from mien.video.run import analyze_video
 
@@ -251,7 +252,7 @@ class JobRunner:
                     share = min(frames * every / total, 0.99) if total else 0.0
                     self.store.update(job.id, progress=share, message=f"{frames} frames")
 
-            options = VideoOptions(analyzer=AnalyzerOptions(mode="auto"))
+            options = video_options(**options_dict(self.pool.options))  # the image pipeline's settings
             run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress)
             if reader.reached_end:
                 run.warnings.append(f"{item['name']}: analysed its first {limit:g} s (the --max-video-s limit)")
@@ -276,24 +277,3 @@ def upload_dir(settings: ServerSettings, job_id: str) -> Path:
 
 def result_dir(settings: ServerSettings, job_id: str) -> Path:
     return settings.data_dir / "results" / job_id
-
-
-def faces_summary(faces: Faces) -> list[dict[str, Any]]:
-    """Compact per-face results for live display (boxes, track ids, expression, top AUs)."""
-    from mien.expression.aus import AU_NAMES
-
-    out = []
-    for i in range(len(faces)):
-        probs = faces.smoothed.get("expression", faces.expression)[i]
-        aus = faces.smoothed.get("aus", faces.aus)[i]
-        box = faces.smoothed.get("boxes", faces.boxes)[i]
-        item: dict[str, Any] = {"track_id": int(faces.track_ids[i]),
-                                "box": [float(v) for v in box]}
-        if not np.isnan(probs).any():
-            top = int(np.argmax(probs))
-            item.update(expression=EXPRESSIONS[top], confidence=float(probs[top]),
-                        probabilities={c: round(float(p), 4) for c, p in zip(EXPRESSIONS, probs)},
-                        aus={a: round(float(v), 3) for a, v in zip(AU_NAMES, np.nan_to_num(aus))},
-                        status=faces.status[i])
-        out.append(item)
-    return out

@@ -15,7 +15,7 @@ from rich.progress import track
 
 from mien.expression.crop import CROP_FRAMING, crop_from_face_image
 from mien.io.images import load_image
-from mien.train.datasets import LabelledSet
+from mien.datasets.expressions import LabelledSet
 
 _worker_mesh = None
 _worker_crop: tuple[int, bool] = (CROP_FRAMING["input_size"], False)

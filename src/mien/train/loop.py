@@ -24,7 +24,7 @@ from mien.expression.classifier import blend_input
 from mien.face.blendshapes import mirrored_order
 from mien.train.augment import augment
 from mien.train.cache import build_cache, load_cache
-from mien.train.datasets import read_builtin
+from mien.datasets.expressions import read_builtin
 from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
 

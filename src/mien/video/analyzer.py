@@ -11,47 +11,22 @@ same measurements as for images (pose, AUs, expression...) and optional per-trac
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mien.analyzer import Analyzer, AnalyzerOptions, mesh_matches_box, weak_detections
-from mien.face.mesh import face_boxes
+from mien.analyzer import Analyzer, mesh_matches_box, weak_detections
 from mien.face.detect import box_iou
+from mien.face.mesh import face_boxes
 from mien.faces import Faces
+from mien.options import VideoOptions
 from mien.video.reader import VideoFrame
-from mien.video.smoothing import SmoothingOptions, TrackSmoother
-from mien.video.tracker import FaceTracker, TrackerOptions, appearance_vector
+from mien.video.smoothing import TrackSmoother
+from mien.video.tracker import FaceTracker, appearance_vector
 
 # Two followed faces whose meshes overlap this much are the same face (one track drifted onto it).
 _SAME_FACE_IOU = 0.5
-
-
-@dataclass
-class VideoOptions:
-    """Options of `VideoAnalyzer`.
-
-    Attributes:
-        analyzer: image pipeline options (detector mode, minimum score and size, expression prior...).
-        detect_every: run the detector every this many processed frames (1: every frame).
-        tile_every: in "auto" mode, search the smaller tile levels on every this many detection frames
-            (the whole frame on all of them): a new small face is found within `detect_every *
-            tile_every` frames (1 s at 30 fps), and detection costs a third.
-        detect_levels: in "auto" mode, the tile-pyramid levels searched on detection frames (2: the
-            whole frame and its half-size tiles, about 15 ms at 640x480, finds faces down to about a
-            twentieth of the frame; the full pyramid of "thorough" costs ~5x more).
-        tracker: track matching and re-acquisition options.
-        smoothing: per-track smoothing options, or None for no smoothing.
-    """
-
-    analyzer: AnalyzerOptions = field(default_factory=AnalyzerOptions)
-    detect_every: int = 10
-    tile_every: int = 3
-    detect_levels: int = 2
-    tracker: TrackerOptions = field(default_factory=TrackerOptions)
-    smoothing: SmoothingOptions | None = field(default_factory=SmoothingOptions)
 
 
 class VideoAnalyzer:
@@ -120,9 +95,9 @@ class VideoAnalyzer:
         keep = self._distinct(found, boxes)
         # A followed face that the mesh lost, or a new face: detect again next frame.
         self._detect_next = bool(((hints >= 0) & ~keep).any())
-        faces = Faces(boxes=boxes[keep], scores=scores[keep], image_size=rgb.shape[:2], source=source,
-                      frame=frame.index, time_s=t, landmarks=mesh.landmarks[keep],
-                      blendshapes=mesh.blendshapes[keep], transforms=mesh.transforms[keep])
+        faces = Faces(boxes=boxes, scores=scores, image_size=rgb.shape[:2], source=source, frame=frame.index,
+                      time_s=t, landmarks=mesh.landmarks, blendshapes=mesh.blendshapes,
+                      transforms=mesh.transforms)[keep]
         looks = np.stack([appearance_vector(rgb, box) for box in faces.boxes]) if len(faces) else None
         faces.track_ids = self.tracker.update(t, faces.boxes, looks, hints[keep])
         for i, track_id in enumerate(faces.track_ids):

@@ -9,11 +9,11 @@ table; smoothed ones go to `Faces.smoothed` and the `*_smooth` columns.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from mien.faces import Faces
+from mien.options import SmoothingOptions
 
 
 def _alpha(cutoff_hz, dt: float):
@@ -67,23 +67,6 @@ class Ema:
             self._x = a * x + (1 - a) * self._x
         self._t = time_s
         return self._x.astype(np.float32)
-
-
-@dataclass
-class SmoothingOptions:
-    """Options of `TrackSmoother`.
-
-    Attributes:
-        min_cutoff: One-Euro minimum cut-off (Hz) for landmarks, boxes and pose; lower is smoother.
-        beta: One-Euro speed coefficient; higher follows fast motion with less lag.
-        tau_s: EMA time constant (seconds) for expression probabilities, AUs and valence/arousal.
-        forget_s: a track unseen this long starts its filters afresh.
-    """
-
-    min_cutoff: float = 1.0
-    beta: float = 0.05
-    tau_s: float = 0.2
-    forget_s: float = 1.0
 
 
 # Faces attribute -> filter kind

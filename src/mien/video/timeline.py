@@ -52,31 +52,34 @@ def add_baseline(table: pd.DataFrame, window_s: float = 2.0) -> pd.DataFrame:
     """Copy of `table` with `<AU>_delta` and `expr_<class>_delta` columns: values minus the track's baseline.
 
     The baseline is the mean over the track's calmest `window_s` seconds: the window with the
-    lowest mean total AU activity (or the whole track when it is shorter).
+    lowest mean total AU activity (or the whole track when it is shorter). Works on the AU and
+    expression columns the table has (an OpenFace import has AUs only).
     """
+    values = [c for c in _BASELINE_VALUES if c in table.columns]
+    deltas = [f"{name}_delta" for name in values]
     out = table.copy()
-    for name in _DELTAS:
+    for name in deltas:
         out[name] = np.float32(np.nan)
     for _, rows in _tracks(table):
-        out.loc[rows.index, _DELTAS] = _deltas(rows, window_s)
+        out.loc[rows.index, deltas] = _deltas(rows, values, window_s)
     return out
 
 
 _BASELINE_VALUES = list(AU_NAMES) + [f"expr_{c}" for c in EXPRESSIONS]
-_DELTAS = [f"{name}_delta" for name in _BASELINE_VALUES]
 
 
-def _deltas(rows: pd.DataFrame, window_s: float) -> np.ndarray:
-    """(n, len(_DELTAS)) one track's AUs and probabilities minus their calmest-window mean."""
-    base = _calmest(rows, window_s)[_BASELINE_VALUES].mean().to_numpy(np.float32)
-    return rows[_BASELINE_VALUES].to_numpy(np.float32) - base
+def _deltas(rows: pd.DataFrame, values: list[str], window_s: float) -> np.ndarray:
+    """(n, len(values)) one track's AUs and probabilities minus their calmest-window mean."""
+    base = _calmest(rows, window_s)[values].mean().to_numpy(np.float32)
+    return rows[values].to_numpy(np.float32) - base
 
 
 def _calmest(rows: pd.DataFrame, window_s: float) -> pd.DataFrame:
     t = rows["time_s"].to_numpy()
     if t[-1] - t[0] <= window_s:
         return rows
-    activity = pd.Series(rows[list(AU_NAMES)].sum(1).to_numpy(), index=pd.to_timedelta(t, unit="s"))
+    aus = [au for au in AU_NAMES if au in rows.columns]
+    activity = pd.Series(rows[aus].sum(1).to_numpy(), index=pd.to_timedelta(t, unit="s"))
     trailing = activity.rolling(pd.Timedelta(seconds=window_s)).mean().to_numpy(copy=True)
     trailing[t - t[0] < window_s * 0.9] = np.inf  # windows not yet full
     end = int(np.argmin(trailing))
@@ -133,13 +136,14 @@ def events(table: pd.DataFrame, au_on: float = 0.25, au_off: float = 0.12, expr_
     `micro_candidate`. Columns: `EVENT_COLUMNS`.
     """
     records = []
-    signals = [("au", au, _DELTAS.index(f"{au}_delta"), au_on, au_off) for au in AU_NAMES]
-    signals += [("expression", c, _DELTAS.index(f"expr_{c}_delta"), expr_on, expr_off)
-                for c in EXPRESSIONS if c != "neutral"]
+    measured = [c for c in _BASELINE_VALUES if c in table.columns]
+    signals = [("au", au, measured.index(au), au_on, au_off) for au in AU_NAMES if au in measured]
+    signals += [("expression", c, measured.index(f"expr_{c}"), expr_on, expr_off)
+                for c in EXPRESSIONS if c != "neutral" and f"expr_{c}" in measured]
     for track_id, rows in _tracks(table):  # one track at a time: memory stays small on long videos
         t = rows["time_s"].to_numpy()
         step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-        deltas = _deltas(rows, window_s)
+        deltas = _deltas(rows, measured, window_s)
         for kind, label, column, on, off in signals:
             for first, last in _above(deltas[:, column], on, off):
                 if last - first + 1 < min_frames:

@@ -17,28 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from mien.face.detect import box_iou
-
-
-@dataclass
-class TrackerOptions:
-    """Options of `FaceTracker`.
-
-    Attributes:
-        min_iou: a detection continues an active track when it overlaps the track's predicted
-            box by at least this IoU.
-        max_lost_s: a lost track can be re-acquired for this long (seconds).
-        reacquire_distance: how far (in face widths, from where it was lost) a lost face may
-            reappear and still get its id back.
-        max_appearance_distance: largest appearance distance (0-2, 1 - correlation of the
-            aligned face thumbnails) for re-acquisition.
-        velocity_smoothing: weight of the newest motion in the velocity estimate (0-1).
-    """
-
-    min_iou: float = 0.2
-    max_lost_s: float = 2.0
-    reacquire_distance: float = 2.5
-    max_appearance_distance: float = 0.6
-    velocity_smoothing: float = 0.5
+from mien.options import TrackerOptions
 
 
 @dataclass

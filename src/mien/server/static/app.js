@@ -322,17 +322,28 @@ async function startWebcam() {
   });
 }
 
+// A live face is a table row (as in the files and the REST API): box_x/y/w/h, and the smoothed
+// columns (*_smooth) that the video pipeline adds, preferred for display.
+function liveView(face) {
+  const expression = face.expression_smooth ?? face.expression;
+  const confidence = expression ? (face[`expr_${expression}_smooth`] ?? face.expression_confidence ?? 0) : 0;
+  const aus = Object.keys(face).filter((k) => /^AU\d\d$/.test(k))
+    .map((au) => [au, face[`${au}_smooth`] ?? face[au] ?? 0]);
+  return {expression, confidence, aus};
+}
+
 function drawLive(ctx, result) {
   const list = el("ul");
   ctx.lineWidth = 3; ctx.font = "16px system-ui, sans-serif";
   for (const face of result.faces) {
-    const [x1, y1, x2, y2] = face.box;
-    const colour = COLOURS[face.expression] || "#3a3";
-    ctx.strokeStyle = colour; ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    const label = face.expression ? `#${face.track_id} ${face.expression} ${face.confidence.toFixed(2)}` : `#${face.track_id}`;
+    const x1 = face.box_x, y1 = face.box_y, x2 = face.box_x + face.box_w;
+    const view = liveView(face);
+    const colour = COLOURS[view.expression] || "#3a3";
+    ctx.strokeStyle = colour; ctx.strokeRect(x1, y1, face.box_w, face.box_h);
+    const label = view.expression ? `#${face.track_id} ${view.expression} ${view.confidence.toFixed(2)}` : `#${face.track_id}`;
     ctx.fillStyle = colour; ctx.fillText(label, x1, Math.max(16, y1 - 6));
-    if (face.aus) {
-      const top = Object.entries(face.aus).sort((a, b) => b[1] - a[1]).slice(0, 4);
+    if (view.aus.length) {
+      const top = view.aus.sort((a, b) => b[1] - a[1]).slice(0, 4);
       top.forEach(([au, v], k) => {
         ctx.fillStyle = "#222"; ctx.fillRect(x2 + 4, y1 + k * 14, 60, 10);
         ctx.fillStyle = "#3584e4"; ctx.fillRect(x2 + 4, y1 + k * 14, 60 * v, 10);

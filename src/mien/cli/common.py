@@ -1,0 +1,69 @@
+"""What every `mien` command shares: the Typer app, the consoles, exit codes, help texts, choice
+checks, the progress bar, and the builder of analysis options (`mien.options`) for the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mien.options import AnalyzerOptions, OptionsError, analyzer_options, video_options
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="mien: offline facial expression analysis (faces, mesh, pose, blendshapes, AUs, expressions).")
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
+
+ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "
+                   "gender_presentation*); see `mien card age` and `mien card gender` for their errors per group.")
+MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."
+PRIOR_HELP = ("Expression class prior: natural (everyday frequencies, mostly neutral and happy; most accurate on "
+              "ordinary photos) or balanced (every class equally likely; finds more fear, disgust, contempt, anger).")
+SAMPLING_HELP = {
+    "every": "Analyse every Nth frame.",
+    "fps": "Analyse about this many frames per second instead of every frame.",
+    "start": "Start time in seconds.",
+    "end": "End time in seconds (default: to the end).",
+    "input_fps": "Frame rate of an image sequence, or an override for a file whose frame rate is missing or wrong.",
+    "detect_every": "Run the face detector every K analysed frames; in between, faces are followed by the mesh.",
+}
+# CLI option names of the settings `mien.options` validates (for error messages).
+_FLAGS = {"mode": "--mode", "min_score": "--min-score", "min_face_size": "--min-face-size", "max_faces": "--max-faces",
+          "expression_prior": "--prior", "prior": "--prior", "detect_every": "--detect-every"}
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """Exit with a usage error unless `value` is one of `choices`."""
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+
+
+def _usage_error(exc: OptionsError) -> typer.BadParameter:
+    name = str(exc).split(" ", 1)[0]
+    return typer.BadParameter(str(exc), param_hint=_FLAGS.get(name, name))
+
+
+def cli_analyzer_options(**settings: Any) -> AnalyzerOptions:
+    """`mien.options.analyzer_options`, with a bad value reported as a usage error naming the flag."""
+    try:
+        return analyzer_options(**settings)
+    except OptionsError as exc:
+        raise _usage_error(exc) from None
+
+
+def cli_video_options(**settings: Any):
+    """`mien.options.video_options`, with a bad value reported as a usage error naming the flag."""
+    try:
+        return video_options(**settings)
+    except OptionsError as exc:
+        raise _usage_error(exc) from None
+
+
+def progress_bar(total: int) -> Progress:
+    """The progress bar of long commands, on stderr; hidden for a single input."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=errors, transient=True, disable=total < 2)

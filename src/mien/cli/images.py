@@ -1,0 +1,207 @@
+"""`mien analyze`, `mien report` and `mien demo`: images (and a video report) in, tables and pictures out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
+                             app, check_choice, cli_analyzer_options,
+                             cli_video_options, console, errors, progress_bar)
+from mien.options import LANDMARK_COLUMNS
+from mien.face.detect import DEFAULT_MIN_SCORE
+
+
+def _summary(frame, limit: int = 20) -> Table:
+    from mien.expression.aus import AU_NAMES
+
+    table = Table(title="faces", show_lines=False)
+    attributes = "apparent_age" in frame.columns
+    for col in ("source", "face", "score", "box x,y,w,h", "yaw/pitch/roll", "expression", "valence/arousal",
+                "top AUs", "top blendshapes", "flags") + (("apparent age, gender pres.",) if attributes else ()):
+        table.add_column(col, overflow="fold")
+    bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
+    for _, row in frame.head(limit).iterrows():
+        name = Path(str(row["source"])).name
+        if not row["face_found"]:
+            table.add_row(name, "-", "", "", "", "no face found", "", "", "", "", *([""] if attributes else []))
+            continue
+        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:2]
+        shapes = sorted(bs_cols, key=lambda c: -row[c])[:2]
+        flags = [c[5:] for c in frame.columns if c.startswith("flag_") and row[c]]
+        table.add_row(
+            name, str(row["face_id"]), f"{row['box_score']:.2f}",
+            f"{row['box_x']:.0f},{row['box_y']:.0f},{row['box_w']:.0f},{row['box_h']:.0f}",
+            f"{row['pose_yaw']:+.0f}/{row['pose_pitch']:+.0f}/{row['pose_roll']:+.0f}",
+            f"{row['expression']} {row['expression_confidence']:.2f}" if isinstance(row["expression"], str) else "-",
+            f"{row['valence']:+.2f}/{row['arousal']:+.2f}",
+            "\n".join(f"{a} {row[a]:.2f}" for a in aus),
+            "\n".join(f"{c[3:]} {row[c]:.2f}" for c in shapes),
+            ",".join(flags),
+            *([f"{row['apparent_age']:.0f} ({row['apparent_age_low']:.0f}-{row['apparent_age_high']:.0f}), "
+               f"{row['gender_presentation']} {max(row['gender_presentation_p_female'], 1 - row['gender_presentation_p_female']):.2f}"
+               if isinstance(row["gender_presentation"], str) else "-"] if attributes else []),
+        )
+    if len(frame) > limit:
+        table.caption = f"first {limit} of {len(frame)} rows"
+    return table
+
+def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
+    stem = source.stem
+    name, k = f"{stem}_annotated.jpg", 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}_annotated.jpg"
+    used.add(name)
+    return directory / name
+
+def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, max_faces: Optional[int],
+                 min_face_size: int, min_score: float, landmarks: str, annotate_dir: Optional[Path],
+                 show_table: bool = True, require_mesh: bool = True, prior: str = "natural",
+                 attributes: bool = False) -> int:
+    """Shared by `analyze` and `demo`; returns the exit code."""
+    import pandas as pd
+
+    from mien.images_run import ParallelAnalyzer, default_pipelines
+    from mien.io.images import ImageError, expand_inputs
+    from mien.io.table import faces_to_frame, resolve_format
+    from mien.io.writer import TableWriteError, TableWriter
+    from mien.provenance import analysis_provenance, file_sha256
+    from mien.report.annotate import annotate, save_rgb
+
+    options = cli_analyzer_options(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
+                                   require_mesh=require_mesh, prior=prior, attributes=attributes)
+    inputs = list(expand_inputs(paths))
+    if not inputs:
+        errors.print("mien: no inputs given")
+        return EXIT_USAGE
+    if output is not None:
+        try:
+            resolve_format(output, fmt)  # fail before any work on a bad suffix
+        except ValueError as exc:
+            errors.print(f"mien: {exc}")
+            return EXIT_USAGE
+    if annotate_dir is not None:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+    record = analysis_provenance("images", options, landmarks=landmarks)
+    checksums: list[dict[str, str]] = []
+    failed, shown, used_names = 0, [], set()
+    writer = None
+    try:
+        if output is not None:
+            writer = TableWriter(output, fmt, landmarks=landmarks, attributes=attributes, provenance=record)
+        with ParallelAnalyzer(options, default_pipelines(len(inputs))) as analyzer, progress_bar(len(inputs)) as progress:
+            task = progress.add_task("analysing", total=len(inputs))
+            for path, loaded, faces in analyzer.run(inputs):
+                if isinstance(faces, ImageError):
+                    failed += 1
+                    progress.console.print(f"[red]error[/red] {path}: {faces}", highlight=False, soft_wrap=True)
+                    progress.advance(task)
+                    continue
+                checksums.append({"source": str(path), "sha256": file_sha256(path)})
+                if writer is not None:
+                    writer.write_faces([faces])
+                if annotate_dir is not None:
+                    save_rgb(_annotated_path(annotate_dir, Path(path), used_names), annotate(loaded.rgb, faces))
+                if show_table and sum(len(f) for f in shown) < 50:
+                    shown.append(faces_to_frame([faces], landmarks="none"))
+                progress.advance(task)
+        if writer is not None:
+            writer.set_provenance({**record, "inputs": checksums})
+            writer.close()
+    except TableWriteError as exc:
+        errors.print(f"error: {exc}; rows written before it are kept", soft_wrap=True, highlight=False, markup=False)
+        return EXIT_FAILED_INPUTS
+    finally:
+        if writer is not None:
+            try:
+                writer.close()
+            except TableWriteError:
+                pass
+    if show_table and shown:
+        console.print(_summary(pd.concat(shown, ignore_index=True)))
+    ok = len(inputs) - failed
+    if output is not None:
+        console.print(f"wrote {writer.rows} rows for {ok} of {len(inputs)} inputs to {output}", soft_wrap=True)
+    if failed:
+        errors.print(f"mien: {failed} of {len(inputs)} inputs failed", soft_wrap=True)
+        return EXIT_FAILED_INPUTS
+    return EXIT_OK
+
+@app.command()
+def analyze(
+    paths: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Table to write: .parquet, .csv or .jsonl."),
+    fmt: str = typer.Option("auto", "--format", "-f", help="auto (from suffix), parquet, csv, jsonl, or openface (OpenFace 2 column names)."),
+    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
+    min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
+    min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
+    landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
+    annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
+    keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
+    prior: str = typer.Option("natural", help=PRIOR_HELP),
+    attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
+) -> None:
+    """Analyse images: one table row per face (box, pose, gaze, AUs, blendshapes, flags, landmarks)."""
+    check_choice("--format", fmt, ("auto", "parquet", "csv", "jsonl", "openface"))
+    check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
+    code = run_analysis(paths, output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
+                        annotate_dir, show_table=not quiet, require_mesh=not keep_unconfirmed, prior=prior,
+                        attributes=attributes)
+    raise typer.Exit(code)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mjpeg"}
+
+@app.command()
+def report(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders or globs; or one video file."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
+    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    max_faces: int = typer.Option(60, help="Faces shown in detail (heatmap, rationale) in an image report."),
+) -> None:
+    """One self-contained HTML report: annotated faces, heatmaps, rationales, timelines, summaries, limits."""
+    from mien.analyzer import Analyzer
+    from mien.io.images import expand_inputs
+    from mien.report.html import image_report, video_report
+    from mien.video.reader import VideoError
+
+    options = cli_video_options(mode=mode)
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES:
+        try:
+            video_report(inputs[0], output, options)
+        except VideoError as exc:
+            errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_FAILED_INPUTS)
+    else:
+        paths = list(expand_inputs(inputs))
+        if not paths:
+            errors.print("mien: no inputs given")
+            raise typer.Exit(EXIT_USAGE)
+        with Analyzer(options.analyzer) as analyzer, progress_bar(len(paths)) as progress:
+            task = progress.add_task("report", total=len(paths))
+            failed = image_report(paths, output, analyzer, max_faces, progress=lambda: progress.advance(task))
+        for line in failed:
+            errors.print(f"error: {line}", soft_wrap=True, highlight=False)
+        if failed:
+            console.print(f"wrote {output}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_FAILED_INPUTS)
+    console.print(f"wrote {output}", soft_wrap=True, highlight=False)
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("mien-demo"), "--out", "-o", help="Folder for the table and annotated image."),
+) -> None:
+    """Analyse the bundled astronaut photo (public domain): prints a table, writes CSV and a picture."""
+    from importlib.resources import files
+
+    photo = Path(str(files("mien") / "data" / "astronaut.jpg"))
+    table = out_dir / "astronaut.csv"
+    code = run_analysis([str(photo)], table, "auto", "auto", None, 0, DEFAULT_MIN_SCORE, "2d", out_dir)
+    if code == EXIT_OK:
+        console.print(f"annotated image: {out_dir / 'astronaut_annotated.jpg'}", soft_wrap=True)
+    raise typer.Exit(code)

@@ -1,0 +1,95 @@
+"""`mien models`, `mien card` and `mien info`: the weights, their cards, and how an output was made."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_USAGE, app, console, errors
+
+
+@app.command()
+def models() -> None:
+    """List the model weights mien uses: source package, license, checksum, status."""
+    from mien.models.registry import list_models, verify
+
+    table = Table(title="models")
+    for col in ("name", "file", "contents", "source", "license", "runtime", "sha256", "status"):
+        table.add_column(col, overflow="fold")
+    for info in list_models():
+        status = "[green]ok[/green]" if verify(info.name) else "[red]missing[/red]"
+        table.add_row(info.name, info.file, info.description, info.source, info.license, info.runtime,
+                      info.sha256[:16] + "...", status)
+    console.print(table)
+
+@app.command()
+def card(
+    model: str = typer.Argument("expression", help="Model name (see `mien models`)."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Also write the Markdown to this file."),
+) -> None:
+    """Print a model card: intended and out-of-scope uses, training data and terms, metrics, limits."""
+    from mien.report.card import render_card
+
+    try:
+        text = render_card(model)
+    except KeyError as error:
+        errors.print(f"error: {error.args[0]}", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    except FileNotFoundError:
+        errors.print(f"error: the model card data for {model!r} is missing from this install", soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+    if write:
+        write.write_text(text)
+    sys.stdout.write(text)
+
+@app.command()
+def info(
+    path: Path = typer.Argument(..., help="A table (.parquet, .csv, .jsonl), an HTML report or a batch output folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole record as JSON."),
+) -> None:
+    """How an output was made: mien version, model checksums, analysis options, prior, input checksums."""
+    import json
+
+    from mien.provenance import flat_options, read_provenance
+
+    if not path.exists():
+        errors.print(f"error: {path}: no such file or folder", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        record = read_provenance(path)
+    except (OSError, ValueError) as exc:
+        errors.print(f"error: {path}: cannot read its provenance ({exc})", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+    if record is None:
+        errors.print(f"error: {path}: no provenance found (not written by mien, or by a version before 0.2)",
+                     soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+    if as_json:
+        sys.stdout.write(json.dumps(record, indent=1) + "\n")
+        return
+    console.print(f"[bold]{path}[/bold]: {record.get('kind', '?')} made by {record.get('made_by')} "
+                  f"at {record.get('created_utc')}", soft_wrap=True, highlight=False)
+    table = Table(title="models", show_lines=False)
+    for col in ("model", "file", "SHA-256"):
+        table.add_column(col)
+    for name, model in record.get("models", {}).items():
+        table.add_row(name, model["file"], model["sha256"])
+    console.print(table)
+    options = Table(title="options", show_lines=False)
+    options.add_column("option")
+    options.add_column("value")
+    for key, value in flat_options(record.get("options", {})).items():
+        options.add_row(key, str(value))
+    console.print(options)
+    for note in record.get("openface_conventions", []):
+        console.print(f"OpenFace format: {note}", soft_wrap=True, highlight=False)
+    inputs = record.get("inputs", [])
+    console.print(f"{len(inputs)} inputs" + (":" if inputs else ""), highlight=False)
+    for item in inputs[:20]:
+        console.print(f"  {item.get('sha256') or '-'}  {item.get('source')}", soft_wrap=True, highlight=False)
+    if len(inputs) > 20:
+        console.print(f"  ... and {len(inputs) - 20} more (--json lists them all)", highlight=False)

@@ -1,0 +1,85 @@
+"""`mien train`: the expression model from the shared datasets (needs the train extra)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mien.cli.common import app, console
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Datasets folder holding ferplus/ and affectnet8/ (as ../shared/datasets)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoint, best weights, training.json, expression.onnx."),
+    epochs: int = typer.Option(30, help="Training epochs."),
+    seed: int = typer.Option(0, help="Random seed."),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+    cache: Path = typer.Option(Path(".cache/expr"), help="Folder for cached aligned crops and blendshapes."),
+    stop_after: Optional[int] = typer.Option(None, help="Stop after this many epochs in this call (resume later with the same command)."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle schedule)."),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt instead of starting from scratch."),
+    sets: str = typer.Option("ferplus-train,affectnet8-train", help="Comma-separated training sets."),
+    select: str = typer.Option("", help="Comma-separated valid sets whose mean accuracy picks the best epoch (default: all)."),
+    channels: str = typer.Option("16,32,64,128", help="Channels of the four CNN stages (width of the model)."),
+    top: int = typer.Option(256, help="Width of the image feature layer."),
+    test_flip: bool = typer.Option(True, help="Average over the face and its mirror image (about half the speed)."),
+    init_share: float = typer.Option(0.0, min=0.0, max=1.0, help="With --init: ship this share of the initial weights "
+                                     "averaged with the fine-tuned ones (WiSE-FT); 0 ships the fine-tuned weights. "
+                                     "Re-running a finished run with another share re-exports it without training."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32: bf16 autocast trains ~2x faster on CPUs with "
+                                  "AVX512-BF16 or AMX; auto uses it where the CPU has it."),
+    domain_bias: bool = typer.Option(True, help="Learn a class-prior bias per dataset (FER+, AffectNet) while "
+                                     "training; the model ships with FER+'s."),
+    balance: float = typer.Option(0.3, min=0.0, max=1.0, help="Class-balanced sampling: a face is drawn with weight "
+                                  "(1 / its class frequency) ** BALANCE; 0 samples as the data come, 1 balances fully."),
+    exclude: str = typer.Option("", help="Comma-separated classes to leave out of training (open-set experiments)."),
+    valid_sets: str = typer.Option("ferplus-valid,affectnet8-valid", "--valid-sets",
+                                   help="Comma-separated validation sets (selection and calibration), e.g. add rafdb-valid."),
+    input_size: int = typer.Option(48, help="Side in pixels of the crop the model reads (48, 64, 80, 96...; divisible by 16)."),
+    colour: bool = typer.Option(False, "--colour/--grey", help="RGB crops (cached at 96 px) instead of grey 48 px ones."),
+    grey_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="With --colour: share of training faces turned grey "
+                                    "(keeps grey inputs such as FER+ familiar)."),
+) -> None:
+    """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
+    try:
+        from mien.train.export import train_and_export
+        from mien.train.loop import TrainConfig
+    except ImportError as error:
+        raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
+    from mien.expression.classes import EXPRESSIONS
+    from mien.datasets.expressions import BUILTIN
+
+    try:
+        stage_channels = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--channels takes comma-separated integers, got {channels!r}") from None
+    train_sets = tuple(name.strip() for name in sets.split(",") if name.strip())
+    select_on = tuple(name.strip() for name in select.split(",") if name.strip())
+    unknown = [name for name in train_sets if name not in BUILTIN]
+    if unknown:
+        raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}")
+    excluded = tuple(c.strip() for c in exclude.split(",") if c.strip())
+    if any(c not in EXPRESSIONS for c in excluded):
+        raise typer.BadParameter(f"--exclude takes classes of {', '.join(EXPRESSIONS)}")
+    valid = tuple(name.strip() for name in valid_sets.split(",") if name.strip())
+    unknown = [name for name in valid if name not in BUILTIN]
+    if unknown:
+        raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}", param_hint="--valid-sets")
+    if input_size % 16:
+        raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
+    config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
+                         train_sets=train_sets, valid_sets=valid, select_on=select_on,
+                         init_share=init_share if init else 0.0,
+                         channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
+                         domain_bias=domain_bias, balance_power=balance,
+                         exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob)
+    bad_select = [name for name in select_on if name not in config.valid_sets]
+    if bad_select:
+        raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
+    command = shlex.join(["mien", *sys.argv[1:]])  # as typed; training.json also records every setting
+    train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)

@@ -1,0 +1,124 @@
+"""`mien video` and `mien live`: videos, image sequences, cameras and streams."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
+                             SAMPLING_HELP, app, check_choice, cli_video_options, console, errors)
+from mien.options import LANDMARK_COLUMNS
+from mien.face.detect import DEFAULT_MIN_SCORE
+
+
+def _open_source(source: str, every: int, fps: Optional[float], start: float, end: Optional[float],
+                 input_fps: Optional[float]):
+    from mien.video.reader import VideoError, open_video
+
+    try:
+        return open_video(source, every=every, fps=fps, start_s=start, end_s=end, input_fps=input_fps)
+    except (VideoError, ValueError) as exc:
+        errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_FAILED_INPUTS)
+
+def _finish_video(run, source: str, output: Optional[Path]) -> int:
+    for line in run.warnings:
+        errors.print(f"warning: {line}", soft_wrap=True, highlight=False)
+    tracks = len([t for t in run.tracks if t >= 0])
+    console.print(f"{source}: {run.frames} frames in {run.seconds:.1f} s ({run.fps:.1f} fps), {tracks} tracks"
+                  + (f", {run.rows} rows" if output is not None else ""), soft_wrap=True, highlight=False)
+    for path in run.outputs:
+        console.print(f"wrote {path}", soft_wrap=True, highlight=False)
+    if run.interrupted:
+        errors.print("mien: interrupted; rows up to the interruption were written", soft_wrap=True)
+        return EXIT_FAILED_INPUTS
+    if run.frames == 0:
+        errors.print(f"error: {source}: no frames in the chosen range", soft_wrap=True, highlight=False)
+        return EXIT_FAILED_INPUTS
+    return EXIT_FAILED_INPUTS if run.truncated else EXIT_OK
+
+@app.command()
+def video(
+    source: str = typer.Argument(..., help="Video file, folder or glob of images (a sequence), webcam index (0) or stream URL."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Table to write, streamed as it goes: .parquet, .csv or .jsonl."),
+    fmt: str = typer.Option("auto", "--format", "-f", help="auto (from suffix), parquet, csv, jsonl, or openface."),
+    annotate: Optional[Path] = typer.Option(None, "--annotate", help="Write an annotated video (.mp4): boxes, ids, expression, AU bars."),
+    every: int = typer.Option(1, min=1, help=SAMPLING_HELP["every"]),
+    fps: Optional[float] = typer.Option(None, min=0.001, help=SAMPLING_HELP["fps"]),
+    start: float = typer.Option(0.0, min=0.0, help=SAMPLING_HELP["start"]),
+    end: Optional[float] = typer.Option(None, min=0.0, help=SAMPLING_HELP["end"]),
+    input_fps: Optional[float] = typer.Option(None, min=0.001, help=SAMPLING_HELP["input_fps"]),
+    detect_every: int = typer.Option(10, help=SAMPLING_HELP["detect_every"]),
+    smooth: bool = typer.Option(True, help="Add per-track smoothed columns (*_smooth); raw values are always kept."),
+    timelines: bool = typer.Option(True, help="Also write <output>.segments.csv, .events.csv and .tracks.csv."),
+    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per frame."),
+    min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
+    min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
+    landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
+    prior: str = typer.Option("natural", help=PRIOR_HELP),
+    attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
+    flush_s: float = typer.Option(10.0, min=0.05, help="Write rows to disk at least this often (seconds); a killed run "
+                                  "keeps them in OUTPUT.parts/ (Parquet) or in OUTPUT (CSV, JSON Lines)."),
+) -> None:
+    """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
+    from mien.io.table import resolve_format
+    from mien.video.run import analyze_video
+
+    check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
+    options = cli_video_options(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
+                                prior=prior, attributes=attributes, detect_every=detect_every, smooth=smooth)
+    if output is None and annotate is None:
+        raise typer.BadParameter("give --output and/or --annotate", param_hint="--output")
+    if output is not None:
+        try:
+            resolve_format(output, fmt)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--output")
+    reader = _open_source(source, every, fps, start, end, input_fps)
+    info = reader.info
+    errors.print(f"{source}: {info.kind}, {info.width}x{info.height}, {info.fps:.2f} fps"
+                 + (" (assumed; none in the source)" if info.fps_assumed else "")
+                 + (f", {info.frame_count} frames, {info.duration_s:.1f} s" if info.frame_count else ""),
+                 soft_wrap=True, highlight=False)
+    with reader:
+        try:
+            run = analyze_video(reader, output, options, fmt=fmt, landmarks=landmarks, annotate=annotate,
+                                timelines=timelines and output is not None, console=errors, flush_s=flush_s)
+        except OSError as exc:
+            errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_FAILED_INPUTS)
+    raise typer.Exit(_finish_video(run, source, output))
+
+@app.command()
+def live(
+    source: str = typer.Argument("0", help="Webcam index (default 0), stream URL, or a video file to replay."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Also write the annotated frames to this video (.mp4)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also stream the rows to this table."),
+    window: bool = typer.Option(True, help="Show the annotated frames in a window (q or Esc quits)."),
+    seconds: Optional[float] = typer.Option(None, min=0.1, help="Stop after this many seconds."),
+    detect_every: int = typer.Option(10, help=SAMPLING_HELP["detect_every"]),
+    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    prior: str = typer.Option("natural", help=PRIOR_HELP),
+) -> None:
+    """Analyse a webcam or stream live: overlaid results, fps printed every second, optional recording."""
+    import os
+
+    from mien.video.run import analyze_video
+
+    if window and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform != "linux"):
+        errors.print("error: no display to show a window on; use --no-window (with --record or --output)", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    options = cli_video_options(mode=mode, prior=prior, detect_every=detect_every)
+    reader = _open_source(source, 1, None, 0.0, None, None)
+    with reader:
+        try:
+            run = analyze_video(reader, output, options, annotate=record, display=window, console=errors,
+                                report_fps_every_s=1.0, max_seconds=seconds, timelines=False)
+        except OSError as exc:
+            errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
+            raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(_finish_video(run, source, output))
