@@ -125,3 +125,105 @@ def test_eval_aus_command_on_a_coded_folder(tmp_path, astronaut):
     report = json.loads(result.stdout)
     assert report["coded_faces"] == 3 and report["per_au"]["AU12"]["positives"] == 3
     assert (out / "aus.json").exists() and (out / "aus.png").stat().st_size > 1000
+
+
+def _wink(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The subject's right eye (the image's left) closed: the eye painted over with the skin around it,
+    and a lash line drawn along the lower lid."""
+    import cv2
+
+    ring = [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7]
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [landmarks[ring, :2].astype(np.int32)], 255)
+    mask = cv2.dilate(mask, np.ones((5, 5), np.uint8), iterations=2)
+    out = cv2.inpaint(rgb, mask, 7, cv2.INPAINT_TELEA)
+    lid = landmarks[[33, 7, 163, 144, 145, 153, 154, 155, 133], :2] - [0, 1]
+    cv2.polylines(out, [lid.astype(np.int32)], False, (60, 40, 35), 2, cv2.LINE_AA)
+    return out
+
+
+def _cheek_raise(rgb: np.ndarray, landmarks: np.ndarray, amount: float = 7.0, sigma: float = 14.0) -> np.ndarray:
+    """Cheeks and lower lids pushed up (what AU06 does), the mouth left where it is."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    shift = np.zeros((h, w), np.float32)
+    for cx, cy in (landmarks[205, :2], landmarks[425, :2], landmarks[145, :2] + [0, 4], landmarks[374, :2] + [0, 4]):
+        shift += amount * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2))
+    return cv2.remap(rgb, xx, yy + shift, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _side(faces, name: str) -> float:
+    from mien.expression.aus import SIDE_NAMES
+
+    return float(faces.au_sides[0, SIDE_NAMES.index(name)])
+
+
+def test_a_wink_gives_one_sided_eye_closure(analyzer, astronaut):
+    before = analyzer.analyze(astronaut)
+    after = analyzer.analyze(_wink(astronaut, before.landmarks[0]))
+    assert len(after) == 1
+    assert _side(after, "AU45_R") - _side(after, "AU45_L") > 0.15  # the right eye blinks, the left does not
+    assert _side(after, "AU43_R") - _side(after, "AU43_L") > 0.15
+    assert abs(_side(before, "AU45_R") - _side(before, "AU45_L")) < 0.05
+    row = after.to_pandas(landmarks="none").iloc[0]
+    assert row["AU45_R"] == pytest.approx(_side(after, "AU45_R")) and "AU12_L" in row.index
+
+
+def test_a_cheek_raise_moves_au06_without_au12(analyzer, astronaut):
+    i06, i12 = AU_NAMES.index("AU06"), AU_NAMES.index("AU12")
+    before = analyzer.analyze(astronaut)
+    after = analyzer.analyze(_cheek_raise(astronaut, before.landmarks[0]))
+    assert after.aus[0, i06] - before.aus[0, i06] > 0.15
+    assert abs(after.aus[0, i12] - before.aus[0, i12]) < 0.05
+    assert after.au_prob[0, i06] > before.au_prob[0, i06]
+
+
+@pytest.mark.parametrize("degrees", [-20, -10, 10, 20])
+def test_geometric_aus_hold_still_when_the_head_pitches(analyzer, astronaut, degrees):
+    """The astronaut's real mesh turned about its horizontal axis, as a head pitching: AU43 and AU25 read
+    3-D distances, so they stay put (their 2-D projections shrink by cos(pitch))."""
+    from mien.expression.aus import estimate_sides
+
+    faces = analyzer.analyze(astronaut)
+    mesh, shapes = faces.landmarks[:1], faces.blendshapes[:1]
+    centre = mesh[0].mean(0)
+    a = np.radians(degrees)
+    rotation = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]], np.float32)
+    pitched = ((mesh[0] - centre) @ rotation.T + centre)[None]
+    still, moved = estimate_aus(shapes, mesh)[0], estimate_aus(shapes, pitched)[0]
+    for au in ("AU43", "AU25"):
+        assert abs(moved[AU_NAMES.index(au)] - still[AU_NAMES.index(au)]) < 0.02, au
+    assert np.allclose(estimate_sides(shapes, pitched), estimate_sides(shapes, mesh), atol=0.02)
+    # the 2-D projections (the old measure) do move
+    from mien.expression.aus import eye_opening, lips_apart
+
+    flat, flat_still = pitched.copy(), mesh.copy()
+    flat[..., 2] = flat_still[..., 2] = 0
+    moved_2d = max(abs(eye_opening(flat) - eye_opening(flat_still))[0], abs(lips_apart(flat) - lips_apart(flat_still))[0])
+    assert moved_2d > 0.008
+
+
+def test_au_stage_costs_under_a_millisecond_per_face(analyzer, astronaut):
+    import time
+
+    from mien.expression.au_model import occurrence
+    from mien.expression.aus import estimate_sides
+    from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
+
+    faces = analyzer.analyze(astronaut)
+    n = 5
+    shapes, mesh = np.repeat(faces.blendshapes, n, 0), np.repeat(faces.landmarks, n, 0)
+    crops = np.repeat(align_face(astronaut, faces.landmarks[0], ALIGN_SIZE, ALIGN_MARGIN)[None], n, 0)
+    logits = np.zeros((n, 8), np.float32)
+    occurrence(shapes, mesh, crops, logits)
+    best = np.inf
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(10):
+            estimate_aus(shapes, mesh)
+            estimate_sides(shapes, mesh)
+            occurrence(shapes, mesh, crops, logits)
+        best = min(best, (time.perf_counter() - began) / (10 * n))
+    assert best < 1e-3, f"{best * 1000:.2f} ms per face"

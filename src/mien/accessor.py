@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from mien.expression.aus import AU_NAMES
+from mien.expression.aus import AU_NAMES, SIDE_NAMES
 from mien.expression.classes import EXPRESSIONS
 from mien.faces import N_LANDMARKS, QUALITY_FLAGS
 
@@ -42,6 +42,11 @@ class MienAccessor:
     def aus(self) -> pd.DataFrame:
         """AU intensity estimates `AU01` ... `AU45` (0-1)."""
         return self._columns(list(AU_NAMES))
+
+    @property
+    def au_sides(self) -> pd.DataFrame:
+        """One-sided AU estimates `AU06_L`, `AU06_R`, `AU12_L` ... (subject's left and right)."""
+        return self._columns(list(SIDE_NAMES))
 
     @property
     def au_probabilities(self) -> pd.DataFrame:

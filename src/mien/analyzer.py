@@ -9,7 +9,7 @@ import numpy as np
 
 from mien.expression.affect import valence_arousal
 from mien.expression.au_model import occurrence as au_occurrence
-from mien.expression.aus import estimate_aus
+from mien.expression.aus import estimate_aus, estimate_sides
 from mien.expression import openset
 from mien.expression.calibration import softmax
 from mien.expression.classifier import ExpressionClassifier
@@ -113,22 +113,25 @@ class Analyzer:
         """Fill pose, gaze, AUs, expression, aligned crops, sharpness and quality flags of `faces` (boxes,
         landmarks, blendshapes and transforms set) in place; `rgb` is the frame they were found in."""
         ok = faces.has_mesh
+        size = self.options.align_size
+        aligned = np.zeros((len(faces), size, size, 3), np.uint8)
+        for i in np.flatnonzero(ok):
+            aligned[i] = align_face(rgb, faces.landmarks[i], size, ALIGN_MARGIN)
+            faces.sharpness[i] = quality.sharpness(aligned[i])
         if ok.any():
             faces.pose[ok] = euler_from_transform(faces.transforms[ok])
             faces.gaze[ok] = gaze_from_landmarks(faces.landmarks[ok])
             faces.aus[ok] = estimate_aus(faces.blendshapes[ok], faces.landmarks[ok])
-            faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok])
+            faces.au_sides[ok] = estimate_sides(faces.blendshapes[ok], faces.landmarks[ok])
+            network_logits = None
             if self._classifier is not None:
                 crops = np.stack([self._classifier.crop(rgb, faces.landmarks[i]) for i in np.flatnonzero(ok)])
                 logits = self._classifier.logits(crops, faces.blendshapes[ok])
                 faces.expression[ok] = softmax(logits, self._classifier.temperature)
                 faces.familiarity[ok] = openset.energy(logits, self._classifier.temperature)
                 faces.affect[ok] = valence_arousal(faces.expression[ok], faces.aus[ok])
-        size = self.options.align_size
-        aligned = np.zeros((len(faces), size, size, 3), np.uint8)
-        for i in np.flatnonzero(ok):
-            aligned[i] = align_face(rgb, faces.landmarks[i], size, ALIGN_MARGIN)
-            faces.sharpness[i] = quality.sharpness(aligned[i])
+                network_logits = logits - self._classifier.shift  # the AU model reads them without the prior
+            faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok], network_logits)
         if self.options.keep_aligned:
             faces.aligned = aligned
         if self._attributes is not None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from mien.expression.aus import AU_NAMES
+from mien.expression.aus import AU_NAMES, SIDE_NAMES
 from mien.expression.classes import EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.face.mesh import N_LANDMARKS
@@ -37,7 +37,7 @@ def _nan(*shape: int) -> np.ndarray:
 # Per-face arrays: name -> shape of one face's entry (None: any, as for the aligned crops).
 PER_FACE: dict[str, tuple[int, ...] | None] = {
     "boxes": (4,), "scores": (), "landmarks": (N_LANDMARKS, 3), "blendshapes": (len(BLENDSHAPE_NAMES),),
-    "pose": (3,), "gaze": (2,), "aus": (len(AU_NAMES),), "au_prob": (len(AU_NAMES),),
+    "pose": (3,), "gaze": (2,), "aus": (len(AU_NAMES),), "au_sides": (len(SIDE_NAMES),), "au_prob": (len(AU_NAMES),),
     "flags": (len(QUALITY_FLAGS),), "sharpness": (), "transforms": (4, 4), "track_ids": (),
     "expression": (len(EXPRESSIONS),), "affect": (2,), "familiarity": (), "status": (), "blend": (),
     "aligned": None, "age": (3,), "female": (),
@@ -58,6 +58,8 @@ class Faces:
         pose: (n, 3) head yaw, pitch, roll in degrees (see `mien.face.pose`).
         gaze: (n, 2) eye gaze yaw, pitch in degrees relative to the head (see `mien.face.pose`).
         aus: (n, 20) action-unit intensity estimates in [0, 1], ordered as `AU_NAMES`.
+        au_sides: (n, 10) one-sided AU estimates in [0, 1] (AU06, AU12, AU14, AU43, AU45 for the
+            subject's left and right), ordered as `SIDE_NAMES`.
         au_prob: (n, 20) probability that a FACS coder would mark each AU present (learned, see
             `mien.expression.au_model`); NaN without a mesh.
         flags: (n, len(QUALITY_FLAGS)) bool quality flags.
@@ -92,6 +94,7 @@ class Faces:
     pose: np.ndarray = field(default=None)  # type: ignore[arg-type]
     gaze: np.ndarray = field(default=None)  # type: ignore[arg-type]
     aus: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    au_sides: np.ndarray = field(default=None)  # type: ignore[arg-type]
     au_prob: np.ndarray = field(default=None)  # type: ignore[arg-type]
     flags: np.ndarray = field(default=None)  # type: ignore[arg-type]
     sharpness: np.ndarray = field(default=None)  # type: ignore[arg-type]
@@ -117,6 +120,7 @@ class Faces:
             "pose": lambda: _nan(n, 3),
             "gaze": lambda: _nan(n, 2),
             "aus": lambda: _nan(n, len(AU_NAMES)),
+            "au_sides": lambda: _nan(n, len(SIDE_NAMES)),
             "au_prob": lambda: _nan(n, len(AU_NAMES)),
             "flags": lambda: np.zeros((n, len(QUALITY_FLAGS)), dtype=bool),
             "sharpness": lambda: _nan(n),

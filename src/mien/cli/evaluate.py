@@ -111,6 +111,14 @@ def eval_aus(
                   f"{report['min_positives']} positives: AUROC {report['mean_auroc']}, F1 {report['mean_f1']}; "
                   f"AUxx (rule-based estimates, >= 0.3): AUROC {report['estimates']['mean_auroc']}, "
                   f"F1 {report['estimates']['mean_f1']}", soft_wrap=True, highlight=False)
+    compound = report.get("compound")
+    if compound:
+        console.print(f"compound expressions ({compound['faces']} faces): both components in mien's top two "
+                      f"{compound['both_components_top2']}, one {compound['one_component_top2']}; expression_blend "
+                      f"exactly right {compound['blend_exact']['accuracy']} (blend threshold "
+                      f"{compound['blend_exact']['threshold']}); votes: mean KL {compound['votes']['mean_kl']} "
+                      f"(uniform {compound['votes']['mean_kl_uniform']}), correlation "
+                      f"{compound['votes']['mean_correlation']}", soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir / 'aus.json'}, {out_dir / 'aus.png'}", soft_wrap=True, highlight=False)
 
 def _print_eval(report: dict, out_dir: Path) -> None:

@@ -32,47 +32,82 @@ def parse_aus(text: str) -> set[int] | None:
 
 @dataclass
 class CodedSet:
-    """Faces of a folder with their coded AUs (only the coded faces)."""
+    """Faces of a folder with their coded AUs (only the coded faces), compound labels and 6-emotion votes."""
 
     paths: list[Path]
     coded: list[set[int]]
+    compounds: list[str] | None = None
+    votes: np.ndarray | None = None  # (n, 6) in VOTE_CLASSES order
 
     def present(self, au: str) -> np.ndarray:
         number = int(au[2:])
         return np.array([number in c for c in self.coded])
 
 
-def read_coded(folder: Path) -> CodedSet:
-    paths, coded = [], []
+VOTE_CLASSES = ("surprise", "fear", "disgust", "happy", "sad", "anger")  # RAF-CE's p_* columns (mien's names)
+_VOTE_COLUMNS = ("p_surprise", "p_fear", "p_disgust", "p_happy", "p_sad", "p_anger")
+
+
+def read_coded(folder: Path, coded_only: bool = True) -> CodedSet:
+    """The faces of a RAF-CE-style folder: with `coded_only`, those a coder coded (AUs); else all of them
+    (uncoded faces get an empty AU set; for the compound-label scores)."""
+    paths, coded, compounds, votes = [], [], [], []
     with open(Path(folder) / "labels.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             aus = parse_aus(row.get("aus", ""))
-            if aus is not None:
-                paths.append(Path(folder) / "images" / row["file"])
-                coded.append(aus)
-    return CodedSet(paths, coded)
+            if aus is None and coded_only:
+                continue
+            paths.append(Path(folder) / "images" / row["file"])
+            coded.append(aus or set())
+            compounds.append(row.get("compound") or "")
+            votes.append([float(row.get(c) or "nan") for c in _VOTE_COLUMNS])
+    return CodedSet(paths, coded, compounds, np.asarray(votes, np.float32).reshape(-1, len(_VOTE_COLUMNS)))
 
 
-def measure_faces(paths: list[Path], progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(blendshapes (n, 52), landmarks (n, 478, 3), found (n,)) for face-crop images."""
+@dataclass
+class MeasuredFaces:
+    """What the AU stage reads for each face of a face-crop folder (NaN / zeros where no mesh was found)."""
+
+    blendshapes: np.ndarray  # (n, 52)
+    landmarks: np.ndarray    # (n, 478, 3)
+    found: np.ndarray        # (n,) bool
+    aligned: np.ndarray      # (n, 112, 112, 3) uint8 aligned crops
+    logits: np.ndarray       # (n, 8) expression network logits without the class prior
+    probabilities: np.ndarray  # (n, 8) calibrated expression probabilities under the natural prior
+
+
+def measure_faces(paths: list[Path], progress: bool = True) -> MeasuredFaces:
+    """The AU stage's inputs for face-crop images, measured as the pipeline measures a face (mesh on the
+    whole crop, `mien.expression.crop.mesh_face_image`; aligned crop and expression logits as in
+    `Analyzer.measure`)."""
     from rich.progress import track
 
+    from mien.expression.calibration import softmax
+    from mien.expression.classifier import ExpressionClassifier
     from mien.expression.crop import mesh_face_image
+    from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
     from mien.face.mesh import MeshEstimator
     from mien.io.images import load_image
 
-    blend = np.full((len(paths), 52), np.nan, np.float32)
-    marks = np.full((len(paths), 478, 3), np.nan, np.float32)
-    found = np.zeros(len(paths), bool)
-    mesh = MeshEstimator()
+    n = len(paths)
+    out = MeasuredFaces(np.full((n, 52), np.nan, np.float32), np.full((n, 478, 3), np.nan, np.float32),
+                        np.zeros(n, bool), np.zeros((n, ALIGN_SIZE, ALIGN_SIZE, 3), np.uint8),
+                        np.full((n, 8), np.nan, np.float32), np.full((n, 8), np.nan, np.float32))
+    mesh, classifier = MeshEstimator(), ExpressionClassifier(spin=False)
     try:
         for i, path in enumerate(track(paths, description="faces", disable=not progress)):
-            _, result = mesh_face_image(mesh, load_image(path).rgb)
-            if result.found[0]:
-                blend[i], marks[i], found[i] = result.blendshapes[0], result.landmarks[0], True
+            image, result = mesh_face_image(mesh, load_image(path).rgb)
+            if not result.found[0]:
+                continue
+            out.blendshapes[i], out.landmarks[i], out.found[i] = result.blendshapes[0], result.landmarks[0], True
+            out.aligned[i] = align_face(image, result.landmarks[0], ALIGN_SIZE, ALIGN_MARGIN)
+            crop = classifier.crop(image, result.landmarks[0])[None]
+            logits = classifier.logits(crop, result.blendshapes[:1])
+            out.logits[i] = logits[0] - classifier.shift
+            out.probabilities[i] = softmax(logits, classifier.temperature)[0]
     finally:
         mesh.close()
-    return blend, marks, found
+    return out
 
 
 def f1_at(scores: np.ndarray, truth: np.ndarray, threshold: float) -> float:
@@ -123,14 +158,22 @@ def evaluate_folder(folder: Path, progress: bool = True) -> dict:
     from mien.expression.au_model import load_model, occurrence
 
     coded = read_coded(folder)
-    blend, marks, found = measure_faces(coded.paths, progress)
+    faces = measure_faces(coded.paths, progress)
+    found = faces.found
     estimates = np.full((len(coded.paths), len(AU_NAMES)), np.nan, np.float32)
     probabilities = estimates.copy()
     if found.any():
-        estimates[found] = estimate_aus(blend[found], marks[found])
-        probabilities[found] = occurrence(blend[found], marks[found])
+        estimates[found] = estimate_aus(faces.blendshapes[found], faces.landmarks[found])
+        probabilities[found] = occurrence(faces.blendshapes[found], faces.landmarks[found], faces.aligned[found],
+                                          faces.logits[found])
     model = load_model()
     report = au_report(probabilities, coded, thresholds=model["threshold"] if model else None)
+    if coded.compounds and any(coded.compounds):
+        from mien.expression.compound_eval import compound_report
+        from mien.expression.openset import load_thresholds
+
+        report["compound"] = compound_report(faces.probabilities, coded.compounds, coded.votes, VOTE_CLASSES,
+                                             load_thresholds("natural")["blend_min"])
     report.update(folder=str(folder), coded_faces=len(coded.paths),
                   scores="AUxx_p (learned occurrence probabilities, thresholds chosen on RAF-CE valid)",
                   estimates={**au_report(estimates, coded), "scores": "AUxx (rule-based intensity estimates, >= 0.3)"})

@@ -27,6 +27,16 @@ geometry, giving an intensity in [0, 1]. The table below is the mapping; `README
 | AU43 | eyes closed          | geometry: 1 - (eye opening / eye width - 0.05) / 0.17       |
 | AU45 | blink                | mean(eyeBlinkLeft, eyeBlinkRight)                           |
 
+One-sided AUs (`SIDE_NAMES`: `AU06_L`, `AU06_R`, `AU12_L`... for AU06, AU12, AU14, AU43, AU45; L and R
+are the subject's left and right, as in the blendshape names) keep what the means above erase: a
+one-sided smile or dimpler (contempt is AU14 on one side), a wink. AU06_L is max(cheekSquintLeft,
+eyeSquintLeft), AU12_L mouthSmileLeft, AU14_L mouthDimpleLeft, AU45_L eyeBlinkLeft, AU43_L the
+eye-opening geometry of the left eye alone. The bilateral `AU12` etc. stay the mean of the two sides.
+
+The geometric AUs (AU25, AU43) are ratios of 3-D distances in the mesh (x, y and the mesh's depth
+z, on the same scale), so turning or pitching the head does not shrink them as it shrinks their
+2-D projections.
+
 AU06: MediaPipe's cheekSquint outputs stay near zero, so the eye squint (the cheek raiser narrows
 the eye from below) stands in for it; no AU is computed from another AU (an AU06 from AU12 would
 make AU6+AU12 "Duchenne" analyses circular). AU23: mouthPucker is lip puckering (AU18), which on
@@ -90,7 +100,8 @@ def _mean_of(blendshapes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
 
 
 def _dist(points: np.ndarray, a: int, b: int) -> np.ndarray:
-    return np.linalg.norm(points[:, a, :2] - points[:, b, :2], axis=1)
+    """(n,) 3-D distance between two mesh points (pose-invariant, unlike the 2-D one)."""
+    return np.linalg.norm(points[:, a, :3] - points[:, b, :3], axis=1)
 
 
 def lips_apart(landmarks: np.ndarray) -> np.ndarray:
@@ -99,13 +110,19 @@ def lips_apart(landmarks: np.ndarray) -> np.ndarray:
     return _dist(landmarks, _INNER_LIP_TOP, _INNER_LIP_BOTTOM) / np.maximum(width, 1e-6)
 
 
+def eye_openings(landmarks: np.ndarray) -> np.ndarray:
+    """(n, 2) eyelid distance divided by eye width of the subject's right and left eye."""
+    return np.stack([_dist(landmarks, top, bottom) / np.maximum(_dist(landmarks, outer, inner), 1e-6)
+                     for outer, inner, top, bottom in _EYES], axis=1)
+
+
 def eye_opening(landmarks: np.ndarray) -> np.ndarray:
     """(n,) eyelid distance divided by eye width, averaged over both eyes."""
-    ratios = [
-        _dist(landmarks, top, bottom) / np.maximum(_dist(landmarks, outer, inner), 1e-6)
-        for outer, inner, top, bottom in _EYES
-    ]
-    return np.mean(ratios, axis=0)
+    return eye_openings(landmarks).mean(axis=1)
+
+
+def _eyes_closed(opening: np.ndarray) -> np.ndarray:
+    return 1.0 - (opening - 0.05) / 0.17
 
 
 def estimate_aus(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -125,5 +142,26 @@ def estimate_aus(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     cheek = _mean_of(blendshapes, ("cheekSquintLeft", "cheekSquintRight"))
     out[:, col["AU06"]] = np.maximum(cheek, squint)
     out[:, col["AU25"]] = lips_apart(landmarks) / 0.15
-    out[:, col["AU43"]] = 1.0 - (eye_opening(landmarks) - 0.05) / 0.17
+    out[:, col["AU43"]] = _eyes_closed(eye_opening(landmarks))
     return np.clip(out, 0.0, 1.0)
+
+
+SIDED_AUS: tuple[str, ...] = ("AU06", "AU12", "AU14", "AU43", "AU45")
+SIDE_NAMES: tuple[str, ...] = tuple(f"{au}_{side}" for au in SIDED_AUS for side in "LR")
+
+
+def estimate_sides(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(n, 10) one-sided AU estimates in [0, 1], columns ordered as SIDE_NAMES (subject's left, right)."""
+    b = np.asarray(blendshapes, dtype=np.float32)
+    shape = lambda name: b[:, BLENDSHAPE_INDEX[name]]  # noqa: E731
+    closed = _eyes_closed(eye_openings(np.asarray(landmarks, dtype=np.float32)))  # (right, left)
+    columns = []
+    for side, word, eye in (("L", "Left", 1), ("R", "Right", 0)):
+        columns.append({
+            "AU06": np.maximum(shape(f"cheekSquint{word}"), shape(f"eyeSquint{word}")),
+            "AU12": shape(f"mouthSmile{word}"), "AU14": shape(f"mouthDimple{word}"),
+            "AU43": closed[:, eye], "AU45": shape(f"eyeBlink{word}"),
+        })
+    left, right = columns
+    out = np.stack([(left if name.endswith("_L") else right)[name[:4]] for name in SIDE_NAMES], axis=1)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)

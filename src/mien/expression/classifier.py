@@ -67,6 +67,7 @@ class ExpressionClassifier:
             raise ValueError(f"{path}: no class prior {prior!r}; this model has {', '.join(priors)}")
         self.prior = prior
         self._shift = np.asarray(priors[prior]["shift"], np.float32)
+        self.shift = self._shift  # added to the network's logits for the chosen prior
         self.temperature = float(priors[prior]["temperature"])
         self.input_size = int(meta.get("input_size", 48))
         self.colour = bool(meta.get("colour", False))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Literal
 import numpy as np
 import pandas as pd
 
-from mien.expression.aus import AU_NAMES
+from mien.expression.aus import AU_NAMES, SIDE_NAMES
 from mien.expression.classes import EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES, column_name
 from mien.face.mesh import N_LANDMARKS
@@ -36,6 +36,8 @@ ID_COLUMNS = ["source", "frame", "time_s", "face_id", "track_id", "image_width",
 BOX_COLUMNS = ["box_x", "box_y", "box_w", "box_h", "box_score"]
 POSE_COLUMNS = ["pose_yaw", "pose_pitch", "pose_roll", "gaze_yaw", "gaze_pitch"]
 AU_COLUMNS = list(AU_NAMES)
+# One-sided estimates (`mien.expression.aus.estimate_sides`): AU06_L, AU06_R, AU12_L ...
+AU_SIDE_COLUMNS = list(SIDE_NAMES)
 # Learned occurrence probabilities (`mien.expression.au_model`), one per AU estimate.
 AU_PROB_COLUMNS = [f"{au}_p" for au in AU_NAMES]
 BLENDSHAPE_COLUMNS = [column_name(n) for n in BLENDSHAPE_NAMES]
@@ -64,7 +66,7 @@ def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
 def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attributes: bool = False) -> list[str]:
     """All column names of the tidy table, in order."""
     return (ID_COLUMNS + BOX_COLUMNS + POSE_COLUMNS + EXPRESSION_COLUMNS + (ATTRIBUTE_COLUMNS if attributes else [])
-            + AU_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS
+            + AU_COLUMNS + AU_SIDE_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS
             + ["sharpness"] + FLAG_COLUMNS + (SMOOTH_COLUMNS if smoothed else []) + landmark_columns(landmarks))
 
 
@@ -111,7 +113,7 @@ def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attri
         age = faces.age if faces.age is not None else np.full((n, 3), np.nan, np.float32)
         female = faces.female if faces.female is not None else np.full(n, np.nan, np.float32)
         pieces += [age, female[:, None]]
-    pieces += [faces.aus, faces.au_prob, faces.blendshapes, faces.sharpness[:, None]]
+    pieces += [faces.aus, faces.au_sides, faces.au_prob, faces.blendshapes, faces.sharpness[:, None]]
     if smoothed:
         sm = faces.smoothed
         nan = np.full((n, 20), np.nan, np.float32)
@@ -128,7 +130,7 @@ def _float_names(landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -
              + ["expression_confidence", "expression_familiarity", "valence", "arousal"])
     if attributes:
         names += ["apparent_age", "apparent_age_low", "apparent_age_high", "gender_presentation_p_female"]
-    names += AU_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
+    names += AU_COLUMNS + AU_SIDE_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
     if smoothed:
         names += ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{e}_smooth" for e in EXPRESSIONS]
                   + ["valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])

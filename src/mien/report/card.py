@@ -12,7 +12,7 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-CARDS = ("detector", "mesh", "blendshapes", "expression", "age", "gender")
+CARDS = ("detector", "mesh", "blendshapes", "expression", "aus", "age", "gender")
 
 
 def card_data(name: str) -> dict:
@@ -241,7 +241,10 @@ def render_generic_card(data: dict) -> str:
         lines += ["", f"**{metric['title']}**: {metric['text']}"]
     for item in data.get("measured", []):
         lines += ["", f"- {item}"]
-    lines += _fairness_lines(data)
+    if "per_group" in data:  # measured elsewhere than `mien fairness` (the AU card: RAF-CE's coded faces)
+        lines += ["", "## Per group", "", *data["per_group"]]
+    else:
+        lines += _fairness_lines(data)
     if data.get("known_gaps"):
         lines += ["", "## Known gaps", *[f"- {x}" for x in data["known_gaps"]]]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,58 @@
+"""Compound expressions scored against RAF-CE-style labels ("happily surprised", 14 classes) and the 6-emotion
+vote distributions: is mien's `expression_blend` the labelled compound, are both (or one) of its
+components mien's two most probable classes, and how close are mien's probabilities to the votes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.openset import _ADJECTIVE, _ADVERB, blend_name, blends
+
+_FROM_ADVERB = {word: name for name, word in _ADVERB.items()}
+_FROM_ADJECTIVE = {word: name for name, word in _ADJECTIVE.items()}
+
+
+def compound_parts(label: str) -> tuple[str, str] | None:
+    """("happy", "surprise") for "happily surprised"; None for anything else."""
+    words = label.strip().lower().split()
+    if len(words) != 2 or words[0] not in _FROM_ADVERB or words[1] not in _FROM_ADJECTIVE:
+        return None
+    return _FROM_ADVERB[words[0]], _FROM_ADJECTIVE[words[1]]
+
+
+def compound_report(probs: np.ndarray, labels: list[str], votes: np.ndarray, vote_classes: tuple[str, ...],
+                    blend_min: float) -> dict:
+    """Scores of (n, 8) probabilities (NaN rows: no face) against compound labels and (n, k) votes over
+    `vote_classes`. Blend accuracy at `blend_min` (the shipped threshold) and at the best one on these faces."""
+    probs = np.asarray(probs, np.float64)
+    parts = [compound_parts(label) for label in labels]
+    ok = ~np.isnan(probs).any(1) & np.array([p is not None for p in parts])
+    p, truth = probs[ok], [parts[i] for i in np.flatnonzero(ok)]
+    top2 = np.argsort(-p, 1)[:, :2]
+    both = np.mean([{EXPRESSIONS[a], EXPRESSIONS[b]} == set(t) for (a, b), t in zip(top2, truth)])
+    one = np.mean([bool({EXPRESSIONS[a], EXPRESSIONS[b]} & set(t)) for (a, b), t in zip(top2, truth)])
+    wanted = [blend_name(*t) for t in truth]
+
+    def blend_accuracy(threshold: float) -> float:
+        return float(np.mean([b == w for b, w in zip(blends(p, threshold), wanted)]))
+
+    candidates = np.round(np.arange(0.02, 0.51, 0.02), 2)
+    best = max(candidates, key=blend_accuracy)
+    # Vote distributions: mien's probabilities over the voted classes, renormalised.
+    columns = [EXPRESSIONS.index(c) for c in vote_classes]
+    v = np.asarray(votes, np.float64)[ok]
+    keep = ~np.isnan(v).any(1) & (v.sum(1) > 0)
+    v = v[keep] / v[keep].sum(1, keepdims=True)
+    q = p[keep][:, columns]
+    q = q / np.maximum(q.sum(1, keepdims=True), 1e-12)
+    kl = np.sum(np.where(v > 0, v * np.log(np.maximum(v, 1e-12) / np.maximum(q, 1e-6)), 0.0), 1)
+    uniform = np.sum(np.where(v > 0, v * np.log(np.maximum(v, 1e-12) * len(columns)), 0.0), 1)
+    correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(v, q) if a.std() > 0 and b.std() > 0]
+    return {"faces": int(ok.sum()), "both_components_top2": round(float(both), 3),
+            "one_component_top2": round(float(one), 3),
+            "blend_exact": {"threshold": blend_min, "accuracy": round(blend_accuracy(blend_min), 3)},
+            "blend_exact_best": {"threshold": float(best), "accuracy": round(blend_accuracy(best), 3)},
+            "votes": {"faces": int(keep.sum()), "mean_kl": round(float(kl.mean()), 3),
+                      "mean_kl_uniform": round(float(uniform.mean()), 3),
+                      "mean_correlation": round(float(np.mean(correlation)), 3)}}
