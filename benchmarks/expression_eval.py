@@ -27,8 +27,9 @@ from mien.datasets.expressions import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
 # FER+ under both protocols: majority (the FER+ authors', which published figures use) and all faces.
-SETS = ("ferplus-test-majority", "ferplus-test", "ferplus-valid-majority", "ferplus-valid", "affectnet8-valid")
-BALANCED_SETS = ("ferplus-test-majority", "ferplus-test", "affectnet8-valid")  # also with the balanced prior
+SETS = ("ferplus-test-majority", "ferplus-test", "ferplus-valid-majority", "ferplus-valid", "affectnet8-valid",
+        "rafdb-valid", "rafdb-test")
+BALANCED_SETS = ("ferplus-test-majority", "ferplus-test", "affectnet8-valid", "rafdb-test")  # also balanced
 
 
 def _parameters(path: Path) -> int:
@@ -38,10 +39,16 @@ def _parameters(path: Path) -> int:
 
 
 def _image_only(classifier: ExpressionClassifier, cache: Path) -> dict:
+    import cv2
+
     data = load_cache(cache)
     labels = data["targets"].argmax(1)
-    with_blend = classifier.predict(data["crops"], data["blendshapes"]).argmax(1)
-    without = classifier.predict(data["crops"], np.full_like(data["blendshapes"], np.nan)).argmax(1)
+    crops = data["crops"]
+    if crops.shape[1] != classifier.input_size:  # colour caches hold 96 px crops; the model reads its own size
+        side = classifier.input_size
+        crops = np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in crops])
+    with_blend = classifier.predict(crops, data["blendshapes"]).argmax(1)
+    without = classifier.predict(crops, np.full_like(data["blendshapes"], np.nan)).argmax(1)
     return {"with_blendshapes": float((with_blend == labels).mean()), "image_only": float((without == labels).mean())}
 
 
@@ -51,10 +58,13 @@ def main() -> None:
     parser.add_argument("--training", type=Path, nargs="+", default=[ROOT / "runs" / "expr" / "training.json"],
                         help="training.json of each training step, in order (base run, then fine-tuning)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "expr")
+    parser.add_argument("--model", type=Path, default=None, help="another expression ONNX (default: the shipped one)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "expression_eval.json")
+    parser.add_argument("--no-card", action="store_true", help="only measure (e.g. the previous model, for RESULTS)")
     args = parser.parse_args()
 
-    classifier = ExpressionClassifier()
-    balanced = ExpressionClassifier(prior="balanced")
+    classifier = ExpressionClassifier(args.model)
+    balanced = ExpressionClassifier(args.model, prior="balanced")
     evaluations = {}
     runs = [(name, classifier, name) for name in SETS]
     runs += [(name, balanced, f"{name}, balanced prior") for name in BALANCED_SETS]
@@ -66,11 +76,13 @@ def main() -> None:
         print(f"{key}: accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f} ECE {report['ece']:.4f}")
     hardware = f"{platform.machine()}, {__import__('os').cpu_count()} cores"
     speed = {**classifier_speed(classifier, batch=256, repeats=40), "hardware": hardware}
-    path = resolve("expression")
+    path = args.model or resolve("expression")
     ablations = {}
-    for name in ("ferplus-test-majority", "ferplus-test", "affectnet8-valid"):
+    for name in ("ferplus-test-majority", "ferplus-test", "affectnet8-valid", "rafdb-test"):
         # build_cache reuses the cached crops only if they match the data's files and today's framing.
-        cache = build_cache(read_builtin(name, args.datasets), args.cache / f"{name}.npz")
+        folder = args.cache / "rgb96" if classifier.colour else args.cache
+        cache = build_cache(read_builtin(name, args.datasets), folder / f"{name}.npz",
+                            size=96 if classifier.colour else None, colour=classifier.colour)
         r = _image_only(classifier, cache)
         ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
                            f"{100 * r['image_only']:.1f}% with the image alone")
@@ -87,8 +99,10 @@ def main() -> None:
         "speed": speed,
         "ablations": ablations,
     }
-    (ROOT / "benchmarks" / "expression_eval.json").write_text(json.dumps(
-        {"evaluations": evaluations, "speed": speed, "ablations": ablations}, indent=2))
+    args.out.write_text(json.dumps({"model": str(path), "evaluations": evaluations, "speed": speed,
+                                    "ablations": ablations}, indent=2))
+    if args.no_card:
+        return
     cards = ROOT / "src" / "mien" / "data" / "cards"
     cards.mkdir(parents=True, exist_ok=True)
     (cards / "expression.json").write_text(json.dumps(card, indent=2))

@@ -48,6 +48,8 @@ still image; in video AU45 is the brief version. Measured against FACS coders: `
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from mien.face.blendshapes import BLENDSHAPE_INDEX
@@ -95,6 +97,16 @@ _MOUTH_CORNERS = (61, 291)
 _EYES = ((33, 133, 159, 145), (263, 362, 386, 374))
 
 
+@lru_cache(maxsize=1)
+def _mean_weights() -> np.ndarray:
+    """(52, 20) weights making each `_FROM_BLENDSHAPES` AU the mean of its blendshapes (zero elsewhere)."""
+    weights = np.zeros((len(BLENDSHAPE_INDEX), len(AU_NAMES)), np.float32)
+    for au, names in _FROM_BLENDSHAPES.items():
+        for name in names:
+            weights[BLENDSHAPE_INDEX[name], AU_NAMES.index(au)] = 1.0 / len(names)
+    return weights
+
+
 def _mean_of(blendshapes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return blendshapes[:, [BLENDSHAPE_INDEX[n] for n in names]].mean(axis=1)
 
@@ -136,8 +148,7 @@ def estimate_aus(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     landmarks = np.asarray(landmarks, dtype=np.float32)
     out = np.zeros((len(blendshapes), len(AU_NAMES)), dtype=np.float32)
     col = {name: i for i, name in enumerate(AU_NAMES)}
-    for au, names in _FROM_BLENDSHAPES.items():
-        out[:, col[au]] = _mean_of(blendshapes, names)
+    out[:] = np.einsum("nb,ba->na", blendshapes, _mean_weights())  # every plain mean at once
     squint = _mean_of(blendshapes, ("eyeSquintLeft", "eyeSquintRight"))
     cheek = _mean_of(blendshapes, ("cheekSquintLeft", "cheekSquintRight"))
     out[:, col["AU06"]] = np.maximum(cheek, squint)
