@@ -22,7 +22,7 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.expression.evaluate import classifier_speed, evaluate
 from mien.models import resolve
 from mien.report.card import render_expression_card
-from mien.train.cache import build_cache, load_cache
+from mien.train.cache import cache_for_classifier
 from mien.datasets.expressions import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,17 +38,10 @@ def _parameters(path: Path) -> int:
     return int(sum(np.prod(t.dims) for t in onnx.load(str(path)).graph.initializer))
 
 
-def _image_only(classifier: ExpressionClassifier, cache: Path) -> dict:
-    import cv2
-
-    data = load_cache(cache)
+def _image_only(classifier: ExpressionClassifier, data: dict) -> dict:
     labels = data["targets"].argmax(1)
-    crops = data["crops"]
-    if crops.shape[1] != classifier.input_size:  # colour caches hold 96 px crops; the model reads its own size
-        side = classifier.input_size
-        crops = np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in crops])
-    with_blend = classifier.predict(crops, data["blendshapes"]).argmax(1)
-    without = classifier.predict(crops, np.full_like(data["blendshapes"], np.nan)).argmax(1)
+    with_blend = classifier.predict(data["crops"], data["blendshapes"]).argmax(1)
+    without = classifier.predict(data["crops"], np.full_like(data["blendshapes"], np.nan)).argmax(1)
     return {"with_blendshapes": float((with_blend == labels).mean()), "image_only": float((without == labels).mean())}
 
 
@@ -79,11 +72,10 @@ def main() -> None:
     path = args.model or resolve("expression")
     ablations = {}
     for name in ("ferplus-test-majority", "ferplus-test", "affectnet8-valid", "rafdb-test"):
-        # build_cache reuses the cached crops only if they match the data's files and today's framing.
-        folder = args.cache / "rgb96" if classifier.colour else args.cache
-        cache = build_cache(read_builtin(name, args.datasets), folder / f"{name}.npz",
-                            size=96 if classifier.colour else None, colour=classifier.colour)
-        r = _image_only(classifier, cache)
+        # the cache is rebuilt only if it does not match the data's files and today's framing.
+        data = cache_for_classifier(read_builtin(name, args.datasets), args.cache, classifier.input_size,
+                                    classifier.colour)
+        r = _image_only(classifier, data)
         ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
                            f"{100 * r['image_only']:.1f}% with the image alone")
     stages = [json.loads(path.read_text()) for path in args.training]

@@ -29,7 +29,7 @@ from mien.expression.calibration import softmax
 from mien.expression.classes import EXPRESSIONS, PRIORS
 from mien.expression.classifier import ExpressionClassifier
 from mien.expression.openset import auroc, energy
-from mien.train.cache import build_cache, load_cache
+from mien.train.cache import cache_for_classifier
 from mien.datasets.expressions import read_builtin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,8 @@ SPLIT_SHARE = 0.3
 BLEND_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 
 
-def _cached(name: str, datasets: Path, cache: Path) -> dict:
-    return load_cache(build_cache(read_builtin(name, datasets), cache / f"{name}.npz"))
+def _cached(name: str, datasets: Path, cache: Path, classifier: ExpressionClassifier) -> dict:
+    return cache_for_classifier(read_builtin(name, datasets), cache, classifier.input_size, classifier.colour)
 
 
 def _scores(classifier: ExpressionClassifier, data: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -53,12 +53,12 @@ def _unknown_faces(datasets: Path, split: str) -> list[Path]:
         return [root / split / row[0] for row in csv.reader(handle) if np.argmax(np.array(row[2:12], float)) == 8]
 
 
-def _unknown_cache(datasets: Path, cache: Path, split: str) -> dict:
+def _unknown_cache(datasets: Path, cache: Path, split: str, classifier: ExpressionClassifier) -> dict:
     from mien.datasets.expressions import LabelledSet
 
     paths = _unknown_faces(datasets, split)
     labelled = LabelledSet(f"ferplus-{split}-unknown", paths, np.full((len(paths), 8), 1 / 8, np.float32))
-    return load_cache(build_cache(labelled, cache / f"ferplus-{split}-unknown.npz"))
+    return cache_for_classifier(labelled, cache, classifier.input_size, classifier.colour)
 
 
 def _blend_agreement(probs: np.ndarray, targets: np.ndarray, min_second: float) -> dict:
@@ -87,11 +87,12 @@ def main() -> None:
     out_path = ROOT / "benchmarks" / "openset_results.json"
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
     fitted = {}
-    valid_m = _cached("ferplus-valid-majority", args.datasets, args.cache)
-    test_m = _cached("ferplus-test-majority", args.datasets, args.cache)
-    unknown_test = _unknown_cache(args.datasets, args.cache, "test")
-    valid = _cached("ferplus-valid", args.datasets, args.cache)
-    test = _cached("ferplus-test", args.datasets, args.cache)
+    shipped_model = ExpressionClassifier()  # its input size and colour decide how the cached crops are read
+    valid_m = _cached("ferplus-valid-majority", args.datasets, args.cache, shipped_model)
+    test_m = _cached("ferplus-test-majority", args.datasets, args.cache, shipped_model)
+    unknown_test = _unknown_cache(args.datasets, args.cache, "test", shipped_model)
+    valid = _cached("ferplus-valid", args.datasets, args.cache, shipped_model)
+    test = _cached("ferplus-test", args.datasets, args.cache, shipped_model)
     for prior in PRIORS:  # the prior shifts the logits: each gets its own thresholds
         classifier = ExpressionClassifier(prior=prior)
         valid_energy, _ = _scores(classifier, valid_m)
@@ -125,7 +126,7 @@ def main() -> None:
         model = ExpressionClassifier(args.excluded)
         inside, outside, inside_msp, outside_msp = [], [], [], []
         for name in ("ferplus-test", "affectnet8-valid"):
-            data = _cached(name, args.datasets, args.cache)
+            data = _cached(name, args.datasets, args.cache, model)
             e, p = _scores(model, data)
             unseen = data["targets"].argmax(1) == held
             inside.append(e[~unseen]), outside.append(e[unseen])

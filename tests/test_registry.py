@@ -32,3 +32,23 @@ def test_corrupt_weights_are_refused(tmp_path, monkeypatch):
 def test_unknown_model_name():
     with pytest.raises(KeyError, match="unknown model"):
         resolve("no_such_model")
+
+
+def test_every_registered_weight_file_verifies():
+    for info in list_models():
+        path = resolve(info.name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == info.sha256, info.name
+
+
+def test_an_altered_au_model_stops_the_pipeline_with_its_name(tmp_path, monkeypatch):
+    from mien.expression import au_model
+
+    bad = tmp_path / "au_occurrence.npz"
+    bad.write_bytes(b"not the weights")
+    monkeypatch.setattr(registry, "_candidates", lambda name: [bad])
+    au_model.load_model.cache_clear()
+    try:
+        with pytest.raises(ModelNotFoundError, match="au_occurrence"):
+            au_model.load_model()
+    finally:
+        au_model.load_model.cache_clear()

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from mien.expression.affect import valence_arousal
+from mien.expression.au_model import load_model as load_au_model
 from mien.expression.au_model import occurrence as au_occurrence
 from mien.expression.aus import estimate_aus, estimate_sides
 from mien.expression import openset
@@ -38,6 +39,7 @@ class Analyzer:
         self._detector = FaceDetector(self.options.detector)
         self._mesh = MeshEstimator(workers=self.options.threads)
         self._openset = openset.load_thresholds(self.options.expression_prior)
+        load_au_model()  # checked now: a missing or altered weight file fails here, with its name
         self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False,
                                                  threads=self.options.threads)
                             if self.options.expression else None)

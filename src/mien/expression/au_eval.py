@@ -167,7 +167,7 @@ def evaluate_folder(folder: Path, progress: bool = True) -> dict:
         probabilities[found] = occurrence(faces.blendshapes[found], faces.landmarks[found], faces.aligned[found],
                                           faces.logits[found])
     model = load_model()
-    report = au_report(probabilities, coded, thresholds=model["threshold"] if model else None)
+    report = au_report(probabilities, coded, thresholds=model["threshold"])
     if coded.compounds and any(coded.compounds):
         from mien.expression.compound_eval import compound_report
         from mien.expression.openset import load_thresholds

@@ -83,16 +83,12 @@ def log_probabilities(logits: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def load_model() -> dict | None:
-    """The shipped AU occurrence model (verified by SHA-256), or None if this install has none."""
+def load_model() -> dict:
+    """The shipped AU occurrence model, verified by SHA-256 (`ModelNotFoundError` naming the file when it
+    is missing or altered)."""
     from mien.models import resolve
-    from mien.models.registry import ModelNotFoundError
 
-    try:
-        path = resolve("au_occurrence")
-    except ModelNotFoundError:
-        return None
-    with np.load(path) as data:
+    with np.load(resolve("au_occurrence")) as data:
         model = {k: data[k] for k in data.files}
     model["threshold"] = dict(zip(AU_NAMES, model["thresholds"].tolist()))
     return model
@@ -134,7 +130,7 @@ def occurrence(blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarr
     """
     model = model or load_model()
     n = len(np.asarray(blendshapes).reshape(-1, 52))
-    if model is None or n == 0:
+    if n == 0:
         return np.full((n, len(AU_NAMES)), np.nan, np.float32)
     z = model_inputs(model, blendshapes, landmarks, aligned, logits)
     out = np.full((n, len(AU_NAMES)), np.nan, np.float32)
@@ -145,6 +141,5 @@ def occurrence(blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarr
 
 
 def thresholds() -> np.ndarray:
-    """(20,) occurrence threshold per AU (F1-optimal on RAF-CE valid); 0.5 without a model."""
-    model = load_model()
-    return model["thresholds"].astype(np.float32) if model is not None else np.full(len(AU_NAMES), 0.5, np.float32)
+    """(20,) occurrence threshold per AU (F1-optimal on RAF-CE valid)."""
+    return load_model()["thresholds"].astype(np.float32)

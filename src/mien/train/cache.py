@@ -75,3 +75,20 @@ def load_cache(path: Path) -> dict[str, np.ndarray]:
     """Arrays of a cache file written by `build_cache`."""
     with np.load(path) as data:
         return {key: data[key] for key in data.files}
+
+
+COLOUR_CACHE_SIDE = 96  # colour crops are cached at this side and resized to the model's input
+
+
+def cache_for_classifier(labelled: LabelledSet, cache_dir: Path, input_size: int, colour: bool) -> dict:
+    """A set's cached crops as a classifier of `input_size` px (grey, or RGB when `colour`) reads them: grey
+    caches in `cache_dir`, colour ones (96 px) in `cache_dir/rgb96`, resized on load."""
+    import cv2
+
+    folder = Path(cache_dir) / f"rgb{COLOUR_CACHE_SIDE}" if colour else Path(cache_dir)
+    data = dict(load_cache(build_cache(labelled, folder / f"{labelled.name}.npz",
+                                       size=COLOUR_CACHE_SIDE if colour else None, colour=colour)))
+    crops = data["crops"]
+    if crops.shape[1] != input_size:
+        data["crops"] = np.stack([cv2.resize(c, (input_size, input_size), interpolation=cv2.INTER_AREA) for c in crops])
+    return data

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from mien.expression.classifier import blend_input
 from mien.face.blendshapes import mirrored_order
 from mien.train.augment import augment
-from mien.train.cache import build_cache, load_cache
+from mien.train.cache import COLOUR_CACHE_SIDE, build_cache, load_cache
 from mien.datasets.expressions import read_builtin
 from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
@@ -34,7 +34,6 @@ VALID_SETS = ("ferplus-valid", "affectnet8-valid")
 # Classes a dataset family never labels: their logit is masked for its faces (RAF-DB has no contempt),
 # rather than teaching the model that its faces are "never contempt".
 ABSENT = {"rafdb": ("contempt",)}
-COLOUR_CACHE_SIDE = 96  # colour crops are cached at this side and resized to the model's input
 
 
 @dataclass
