@@ -322,3 +322,33 @@ def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astrona
     assert crop.shape == (32, 32, 3)
     probs = classifier.predict(np.stack([crop, crop]), np.full((2, 52), np.nan, np.float32))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_onnx_backbone_reproduces_the_shipped_face_network_and_trains():
+    """dlib's age network (shipped) as a torch backbone: the same pooled features as onnxruntime, and an
+    expression model built on it takes a gradient step."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    from mien.models import resolve
+    from mien.train.loop import TrainConfig, build_model
+    from mien.train.onnx_backbone import OnnxBackbone
+    from dataclasses import asdict
+
+    path = resolve("age")
+    images = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        ours = OnnxBackbone(path).eval()(torch.from_numpy(images)).numpy()
+    graph = onnx.load(str(path))
+    pooled = next(n for n in graph.graph.node if n.op_type == "GlobalAveragePool").output[0]
+    graph.graph.output.append(helper.make_tensor_value_info(pooled, onnx.TensorProto.FLOAT, None))
+    reference = ort.InferenceSession(graph.SerializeToString()).run([pooled], {"images": images})[0].reshape(2, -1)
+    np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(reference).max())
+
+    model = build_model(asdict(TrainConfig(colour=True, input_size=64, backbone="age")))
+    before = model.backbone.layers["n0"].weight.detach().clone()
+    loss = model(torch.rand(4, 3, 64, 64), torch.rand(4, 53)).logsumexp(1).mean()
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not torch.equal(before, model.backbone.layers["n0"].weight)

@@ -44,6 +44,9 @@ def train(
     colour: bool = typer.Option(False, "--colour/--grey", help="RGB crops (cached at 96 px) instead of grey 48 px ones."),
     grey_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="With --colour: share of training faces turned grey "
                                     "(keeps grey inputs such as FER+ familiar)."),
+    backbone: Optional[str] = typer.Option(None, help="Start from a shipped face-trained network's layers instead of "
+                                           "from scratch: 'age' (dlib's age predictor, a ResNet on 64 px RGB faces; "
+                                           "needs --colour). --channels/--top are then unused."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -70,6 +73,8 @@ def train(
     unknown = [name for name in valid if name not in BUILTIN]
     if unknown:
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}", param_hint="--valid-sets")
+    if backbone is not None and (backbone != "age" or not colour):
+        raise typer.BadParameter("the one backbone is 'age', with --colour", param_hint="--backbone")
     if input_size % 16:
         raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
@@ -77,7 +82,8 @@ def train(
                          init_share=init_share if init else 0.0,
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
                          domain_bias=domain_bias, balance_power=balance,
-                         exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob)
+                         exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob,
+                         backbone=backbone)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")

@@ -66,6 +66,7 @@ class TrainConfig:
     colour: bool = False  # RGB crops (grey FER+ faces enter as three equal channels)
     grey_prob: float = 0.0  # with colour: share of training faces turned grey, so grey inputs stay familiar
     n_domains: int = len(DOMAINS)
+    backbone: str | None = None  # "age": start from the face-trained layers of dlib's age network (colour only)
     extra: dict = field(default_factory=dict)
 
 
@@ -87,10 +88,17 @@ def resolve_precision(precision: str) -> str:
 
 def build_model(settings: dict) -> ExpressionNet:
     """An untrained ExpressionNet shaped by a training config (`asdict(TrainConfig)`, as saved in checkpoints;
-    settings older than `domain_bias` get no domain bias, older than `n_domains` two domains)."""
+    settings older than `domain_bias` get no domain bias, older than `n_domains` two domains). With
+    `backbone` set, a `BackboneExpressionNet` starting from that shipped network's face-trained layers."""
+    n_domains = settings.get("n_domains", 2) if settings.get("domain_bias") else 1
+    if settings.get("backbone"):
+        from mien.models import resolve
+        from mien.train.model import BackboneExpressionNet
+
+        return BackboneExpressionNet(str(resolve(settings["backbone"])), use_blendshapes=settings["use_blendshapes"],
+                                     n_domains=n_domains)
     return ExpressionNet(channels=tuple(settings["channels"]), top=settings["top"],
-                         use_blendshapes=settings["use_blendshapes"],
-                         n_domains=settings.get("n_domains", 2) if settings.get("domain_bias") else 1,
+                         use_blendshapes=settings["use_blendshapes"], n_domains=n_domains,
                          in_channels=3 if settings.get("colour") else 1)
 
 
@@ -302,8 +310,9 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
 
 
 def _training_settings(config: dict) -> dict:
-    """The settings a checkpoint must share to resume; `init_share` only shapes the export, so it may change."""
-    return {key: value for key, value in config.items() if key != "init_share"}
+    """The settings a checkpoint must share to resume; `init_share` only shapes the export, so it may change.
+    Settings newer than a checkpoint take their defaults (what that checkpoint was trained with)."""
+    return {key: value for key, value in {**asdict(TrainConfig()), **config}.items() if key != "init_share"}
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:

@@ -54,6 +54,42 @@ class ExpressionNet(nn.Module):
         return logits
 
 
+# dlib's input normalisation for its face networks (RGB means; scale 1/256), as `mien.face.attributes` feeds them.
+_DLIB_MEAN = (122.781998, 117.000999, 104.297997)
+
+
+class BackboneExpressionNet(nn.Module):
+    """ExpressionNet's interface over a face-trained backbone (`OnnxBackbone`, e.g. dlib's age network that
+    mien ships): (B, 3, S, S) RGB crops in [0, 1] and (B, 53) blendshapes+flag -> logits over 8 expressions.
+    The backbone starts from its face-trained weights and is fine-tuned with the rest."""
+
+    def __init__(self, backbone_path: str, n_classes: int = 8, use_blendshapes: bool = True, dropout: float = 0.3,
+                 n_domains: int = 1) -> None:
+        super().__init__()
+        from mien.train.onnx_backbone import OnnxBackbone
+
+        self.backbone = OnnxBackbone(backbone_path)
+        self.register_buffer("mean", torch.tensor(_DLIB_MEAN).view(1, 3, 1, 1) / 255.0)
+        self.use_blendshapes = use_blendshapes
+        fused = self.backbone.out_channels
+        if use_blendshapes:
+            self.blend = nn.Sequential(nn.Linear(N_BLENDSHAPES + 1, 128), nn.ReLU(inplace=True))
+            fused += 128
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, 256), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout), nn.Linear(256, n_classes))
+        if n_domains > 1:
+            self.domain_bias = nn.Parameter(torch.zeros(n_domains, n_classes))
+
+    def forward(self, image: torch.Tensor, blend: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.backbone((image - self.mean) * (255.0 / 256.0))
+        if self.use_blendshapes:
+            x = torch.cat([x, self.blend(blend)], 1)
+        logits = self.head(x)
+        if hasattr(self, "domain_bias"):
+            logits = logits + (self.domain_bias[0] if domain is None else self.domain_bias[domain])
+        return logits
+
+
 class FlipAveraged(nn.Module):
     """Inference wrapper: averages logits of the face and its mirror image (test-time flip)."""
 
