@@ -37,18 +37,39 @@ class OnnxBackbone(nn.Module):
         self.steps: list[tuple[str, list[str], str, dict]] = []
         self.layers = nn.ModuleDict()
         self.params = nn.ParameterDict()
-        for k, node in enumerate(graph.node):
+        nodes = list(graph.node)
+        folded: set[int] = set()
+        for k, node in enumerate(nodes):
+            if k in folded:
+                continue
             attrs = _attributes(node)
             key = f"n{k}"
+            output = node.output[0]
             if node.op_type == "Conv":
-                weight = constants[node.input[1]]
+                weight = constants[node.input[1]].astype(np.float32)
+                bias = (constants[node.input[2]].astype(np.float32) if len(node.input) > 2
+                        else np.zeros(weight.shape[0], np.float32))
+                # A per-channel Mul then Add right after the conv is a frozen batch norm: fold it in, so the
+                # network is plain convolutions (fast in onnxruntime once exported).
+                for j in (k + 1, k + 2):
+                    follow = nodes[j] if j < len(nodes) else None
+                    if (follow is None or follow.op_type not in ("Mul", "Add") or follow.input[0] != output
+                            or follow.input[1] not in constants):
+                        break
+                    value = constants[follow.input[1]].astype(np.float32).reshape(-1)
+                    if follow.op_type == "Mul":
+                        weight, bias = weight * value[:, None, None, None], bias * value
+                    else:
+                        bias = bias + value
+                    folded.add(j)
+                    output = follow.output[0]
+                top, left, bottom, right = attrs.get("pads", (0, 0, 0, 0))
+                symmetric = top == bottom and left == right
                 conv = nn.Conv2d(weight.shape[1], weight.shape[0], tuple(weight.shape[2:]),
-                                 stride=tuple(attrs.get("strides", (1, 1))), bias=len(node.input) > 2)
-                conv.weight.data = torch.from_numpy(weight.copy())
-                if len(node.input) > 2:
-                    conv.bias.data = torch.from_numpy(constants[node.input[2]].copy())
+                                 stride=tuple(attrs.get("strides", (1, 1))), padding=(top, left) if symmetric else 0)
+                conv.weight.data, conv.bias.data = torch.from_numpy(weight.copy()), torch.from_numpy(bias.copy())
                 self.layers[key] = conv
-                attrs["padding"] = tuple(attrs.get("pads", (0, 0, 0, 0)))
+                attrs["padding"] = (0, 0, 0, 0) if symmetric else (top, left, bottom, right)
                 inputs = [node.input[0]]
             elif node.op_type in ("Mul", "Add") and any(i in constants for i in node.input):
                 constant = next(i for i in node.input if i in constants)
@@ -61,9 +82,9 @@ class OnnxBackbone(nn.Module):
                 inputs = list(node.input)
             else:
                 raise ValueError(f"{path}: operator {node.op_type} is not supported by OnnxBackbone")
-            self.steps.append((node.op_type, inputs, node.output[0], {**attrs, "key": key}))
+            self.steps.append((node.op_type, inputs, output, {**attrs, "key": key}))
             if node.op_type == stop_at:
-                self.output_name = node.output[0]
+                self.output_name = output
                 break
         else:
             raise ValueError(f"{path}: no {stop_at} node")
