@@ -352,3 +352,14 @@ def test_onnx_backbone_reproduces_the_shipped_face_network_and_trains():
     loss.backward()
     torch.optim.SGD(model.parameters(), lr=0.1).step()
     assert not torch.equal(before, model.backbone.layers["n0"].weight)
+
+
+def test_a_checkpoint_from_before_a_new_setting_still_resumes():
+    from dataclasses import asdict
+
+    from mien.train.loop import TrainConfig, _training_settings
+
+    old = asdict(TrainConfig(colour=True, input_size=64))
+    old.pop("backbone")  # written before --backbone existed
+    assert _training_settings(old) == _training_settings(asdict(TrainConfig(colour=True, input_size=64)))
+    assert _training_settings(old) != _training_settings(asdict(TrainConfig(colour=True, input_size=64, backbone="age")))
