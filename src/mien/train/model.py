@@ -17,7 +17,35 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class ExpressionNet(nn.Module):
+class _FusedClassifier(nn.Module):
+    """What the expression networks share after their image features: blendshape fusion, the classifier
+    head and one class-prior bias per training set (`domain_bias`)."""
+
+    def _build_head(self, features: int, n_classes: int, use_blendshapes: bool, dropout: float,
+                    n_domains: int) -> None:
+        self.use_blendshapes = use_blendshapes
+        fused = features
+        if use_blendshapes:
+            self.blend = nn.Sequential(nn.Linear(N_BLENDSHAPES + 1, 128), nn.ReLU(inplace=True))
+            fused += 128
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, 256), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout), nn.Linear(256, n_classes))
+        if n_domains > 1:
+            # One class-prior bias per training set (FER+ is mostly neutral and happy, the AffectNet
+            # subset mostly the rarer classes), so the shared layers need not average two priors.
+            # Inference uses domain 0 (FER+: the natural frequency of expressions).
+            self.domain_bias = nn.Parameter(torch.zeros(n_domains, n_classes))
+
+    def _classify(self, x: torch.Tensor, blend: torch.Tensor, domain: torch.Tensor | None) -> torch.Tensor:
+        if self.use_blendshapes:
+            x = torch.cat([x, self.blend(blend)], 1)
+        logits = self.head(x)
+        if hasattr(self, "domain_bias"):
+            logits = logits + (self.domain_bias[0] if domain is None else self.domain_bias[domain])
+        return logits
+
+
+class ExpressionNet(_FusedClassifier):
     """Logits over the 8 expressions from a (B, C, S, S) crop in [0, 1] (C = 1 grey or 3 RGB; any S
     divisible by 16, 48 or 64...) and (B, 53) blendshapes+flag."""
 
@@ -31,34 +59,17 @@ class ExpressionNet(nn.Module):
             cin = c
         layers += [_conv(cin, top), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
-        self.use_blendshapes = use_blendshapes
-        fused = top
-        if use_blendshapes:
-            self.blend = nn.Sequential(nn.Linear(N_BLENDSHAPES + 1, 128), nn.ReLU(inplace=True))
-            fused += 128
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, 256), nn.ReLU(inplace=True),
-                                  nn.Dropout(dropout), nn.Linear(256, n_classes))
-        if n_domains > 1:
-            # One class-prior bias per training set (FER+ is mostly neutral and happy, the AffectNet
-            # subset mostly the rarer classes), so the shared layers need not average two priors.
-            # Inference uses domain 0 (FER+: the natural frequency of expressions).
-            self.domain_bias = nn.Parameter(torch.zeros(n_domains, n_classes))
+        self._build_head(top, n_classes, use_blendshapes, dropout, n_domains)
 
     def forward(self, image: torch.Tensor, blend: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.features((image - 0.5) / 0.25)
-        if self.use_blendshapes:
-            x = torch.cat([x, self.blend(blend)], 1)
-        logits = self.head(x)
-        if hasattr(self, "domain_bias"):
-            logits = logits + (self.domain_bias[0] if domain is None else self.domain_bias[domain])
-        return logits
+        return self._classify(self.features((image - 0.5) / 0.25), blend, domain)
 
 
 # dlib's input normalisation for its face networks (RGB means; scale 1/256), as `mien.face.attributes` feeds them.
 _DLIB_MEAN = (122.781998, 117.000999, 104.297997)
 
 
-class BackboneExpressionNet(nn.Module):
+class BackboneExpressionNet(_FusedClassifier):
     """ExpressionNet's interface over a face-trained backbone (`OnnxBackbone`, e.g. dlib's age network that
     mien ships): (B, 3, S, S) RGB crops in [0, 1] and (B, 53) blendshapes+flag -> logits over 8 expressions.
     The backbone starts from its face-trained weights and is fine-tuned with the rest."""
@@ -70,24 +81,10 @@ class BackboneExpressionNet(nn.Module):
 
         self.backbone = OnnxBackbone(backbone_path)
         self.register_buffer("mean", torch.tensor(_DLIB_MEAN).view(1, 3, 1, 1) / 255.0)
-        self.use_blendshapes = use_blendshapes
-        fused = self.backbone.out_channels
-        if use_blendshapes:
-            self.blend = nn.Sequential(nn.Linear(N_BLENDSHAPES + 1, 128), nn.ReLU(inplace=True))
-            fused += 128
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, 256), nn.ReLU(inplace=True),
-                                  nn.Dropout(dropout), nn.Linear(256, n_classes))
-        if n_domains > 1:
-            self.domain_bias = nn.Parameter(torch.zeros(n_domains, n_classes))
+        self._build_head(self.backbone.out_channels, n_classes, use_blendshapes, dropout, n_domains)
 
     def forward(self, image: torch.Tensor, blend: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.backbone((image - self.mean) * (255.0 / 256.0))
-        if self.use_blendshapes:
-            x = torch.cat([x, self.blend(blend)], 1)
-        logits = self.head(x)
-        if hasattr(self, "domain_bias"):
-            logits = logits + (self.domain_bias[0] if domain is None else self.domain_bias[domain])
-        return logits
+        return self._classify(self.backbone((image - self.mean) * (255.0 / 256.0)), blend, domain)
 
 
 class FlipAveraged(nn.Module):
