@@ -363,3 +363,23 @@ def test_a_checkpoint_from_before_a_new_setting_still_resumes():
     old.pop("backbone")  # written before --backbone existed
     assert _training_settings(old) == _training_settings(asdict(TrainConfig(colour=True, input_size=64)))
     assert _training_settings(old) != _training_settings(asdict(TrainConfig(colour=True, input_size=64, backbone="age")))
+
+
+def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
+    from mien.train.loop import TrainConfig, _distillation_loss, _load_teacher, run_training
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    teacher_best = run_training(TrainConfig(epochs=1, batch_size=8, threads=1), data, tmp_path / "teacher",
+                                tmp_path / "cache", log=lambda *_: None)
+    student = TrainConfig(epochs=1, batch_size=8, threads=1, teacher=str(teacher_best), distill=0.7)
+    assert run_training(student, data, tmp_path / "student", tmp_path / "cache", log=lambda *_: None).exists()
+    teacher = _load_teacher(str(teacher_best), student)
+    x, b = torch.rand(4, 1, 48, 48), torch.rand(4, 53)
+    absent = torch.zeros(4, 8, dtype=torch.bool)
+    with torch.no_grad():
+        own = teacher(x, b, torch.zeros(4, dtype=torch.long)).float()
+    same = _distillation_loss(own, teacher, x, b, torch.zeros(4, dtype=torch.long), absent, student)
+    other = _distillation_loss(-own, teacher, x, b, torch.zeros(4, dtype=torch.long), absent, student)
+    assert float(same) < 1e-3 < float(other)  # zero when the student says what the teacher says
+    with pytest.raises(ValueError, match="other crops"):
+        _load_teacher(str(teacher_best), TrainConfig(colour=True, input_size=64))

@@ -67,6 +67,9 @@ class TrainConfig:
     grey_prob: float = 0.0  # with colour: share of training faces turned grey, so grey inputs stay familiar
     n_domains: int = len(DOMAINS)
     backbone: str | None = None  # "age": start from the face-trained layers of dlib's age network (colour only)
+    teacher: str | None = None  # best.pt of a trained run whose predictions the model also learns (distillation)
+    distill: float = 0.5  # with a teacher: weight of its softened predictions in the loss
+    distill_temperature: float = 2.0
     extra: dict = field(default_factory=dict)
 
 
@@ -255,6 +258,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
 
     mirror = torch.tensor(mirrored_order() + [52])
     valid_tensors = [(d["name"], *_tensors(d, config.input_size)) for d in valid]
+    teacher = _load_teacher(config.teacher, config) if config.teacher else None
     with Progress() as progress:
         task = progress.add_task("training", total=config.epochs, completed=state["epoch"])
         last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
@@ -275,7 +279,11 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(x, b, domains[idx] if config.domain_bias else None)
-                loss = F.cross_entropy(logits.float().masked_fill(absent[idx], -1e4), targets[idx])
+                logits = logits.float().masked_fill(absent[idx], -1e4)
+                loss = F.cross_entropy(logits, targets[idx])
+                if teacher is not None:
+                    loss = (1 - config.distill) * loss + config.distill * _distillation_loss(
+                        logits, teacher, x, b, domains[idx], absent[idx], config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -307,6 +315,29 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             "torch": torch.__version__}
     (out / "training.json").write_text(json.dumps(info, indent=2))
     return out / "best.pt"
+
+
+def _load_teacher(path: str, config: TrainConfig) -> torch.nn.Module:
+    """A trained run's EMA model (its best.pt), frozen, reading the same crops as the model being trained."""
+    saved = torch.load(path, weights_only=False)
+    if saved["config"].get("input_size", 48) != config.input_size or bool(saved["config"].get("colour")) != config.colour:
+        raise ValueError(f"{path}: the teacher reads other crops (input size or colour) than this model")
+    teacher = build_model(saved["config"])
+    teacher.load_state_dict(saved["model"])
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher.eval().to(memory_format=torch.channels_last)
+
+
+def _distillation_loss(logits: torch.Tensor, teacher: torch.nn.Module, x: torch.Tensor, b: torch.Tensor,
+                       domains: torch.Tensor, absent: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """KL divergence from the teacher's softened prediction on the same augmented batch (Hinton et al. 2015),
+    scaled by T^2 so its gradients keep their size as T changes."""
+    t = config.distill_temperature
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_precision(config.precision) == "bf16"):
+        taught = teacher(x, b, domains if hasattr(teacher, "domain_bias") else None)
+    target = F.softmax(taught.float().masked_fill(absent, -1e4) / t, 1)
+    return F.kl_div(F.log_softmax(logits / t, 1), target, reduction="batchmean") * t * t
 
 
 def _training_settings(config: dict) -> dict:
