@@ -259,7 +259,18 @@ def landmarker_arrays(landmarker, image, stamp: int | None = None):
     return _public_arrays(landmarker, image, stamp)
 
 
-landmarker_arrays_direct = True
+def _direct_reading_checked() -> bool:
+    """Reading the C result directly relies on MediaPipe's internal layout: only on the 1.2 releases it was
+    checked against (`tests/test_pipeline.py`); any other version uses the public API."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mediapipe").startswith("1.2.")
+    except PackageNotFoundError:
+        return False
+
+
+landmarker_arrays_direct = _direct_reading_checked()
 
 
 def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
