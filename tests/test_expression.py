@@ -7,6 +7,7 @@ import pytest
 
 from conftest import needs_dataset
 from mien.expression.affect import valence_arousal
+from mien.expression.aus import AU_NAMES
 from mien.expression.calibration import fit_temperature, reliability, softmax
 from mien.expression.classes import EXPRESSIONS, canonical_expression
 from mien.expression.classifier import ExpressionClassifier
@@ -111,14 +112,19 @@ def test_metrics_on_a_known_confusion():
     assert m["confusion"][1][3] == 1 and m["confusion"][3][1] == 1
 
 
-def test_valence_arousal_follow_the_circumplex():
-    aus = np.zeros((3, 20), np.float32)
-    probs = np.eye(8, dtype=np.float32)[[EXPRESSIONS.index(c) for c in ("happy", "sad", "fear")]]
-    va = valence_arousal(probs, aus)
-    assert va[0, 0] > 0.7 and abs(va[0, 1]) < 0.2   # happy: pleasant
-    assert va[1, 0] < -0.6 and va[1, 1] < -0.3      # sad: unpleasant, low arousal
-    assert va[2, 0] < 0 and va[2, 1] > 0.6          # fear: unpleasant, high arousal
-    assert np.isnan(valence_arousal(np.full((1, 8), np.nan), aus[:1])).all()
+def test_valence_arousal_follow_russell_and_mehrabian():
+    names = ("happy", "sad", "fear", "anger", "disgust", "contempt", "surprise", "neutral")
+    probs = np.eye(8, dtype=np.float32)[[EXPRESSIONS.index(c) for c in names]]
+    va = dict(zip(names, valence_arousal(probs, np.zeros((len(names), 20), np.float32))))
+    assert va["happy"][0] > 0.7 and va["happy"][1] > 0.3          # pleasant, activated
+    for negative in ("anger", "disgust", "fear", "sad", "contempt"):
+        assert va[negative][0] <= -0.5, negative                  # all clearly unpleasant
+    assert va["sad"][1] < -0.2 and va["fear"][1] > 0.5            # sad low arousal, fear high
+    assert va["surprise"][1] > va["neutral"][1] + 0.5 and np.allclose(va["neutral"], 0)
+    smiling = np.zeros((1, 20), np.float32)
+    smiling[0, AU_NAMES.index("AU12")] = 1.0
+    assert valence_arousal(probs[7:8], smiling)[0, 0] == pytest.approx(0.2)  # AU evidence nudges
+    assert np.isnan(valence_arousal(np.full((1, 8), np.nan), smiling)).all()
 
 
 def test_class_name_synonyms():

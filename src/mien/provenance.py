@@ -2,7 +2,7 @@
 
 Every output carries this record (Parquet key-value metadata, `OUT.meta.json` beside CSV/JSONL,
 the HTML report, the server's results); `mien info OUT` prints it. `fingerprint` reduces it to
-what decides the numbers (options and model files), which `mien batch` uses so that one dataset
+what decides the numbers (options, model files, the valence/arousal placement), which `mien batch` uses so that one dataset
 never mixes configurations.
 """
 
@@ -17,6 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from mien.expression.affect import SOURCE as VALENCE_AROUSAL_SOURCE
 from mien.models.sources import SOURCES
 
 METADATA_KEY = b"mien"  # Parquet key-value metadata entry holding the record
@@ -45,7 +46,7 @@ def _thresholds_sha() -> str:
 
 def models_used(expression: bool = True, attributes: bool = False) -> list[str]:
     """Names of the registered models a pipeline with these options runs."""
-    return ["face_landmarker"] + (["expression"] if expression else []) + (["age", "gender"] if attributes else [])
+    return ["face_landmarker", "au_occurrence"] + (["expression"] if expression else []) + (["age", "gender"] if attributes else [])
 
 
 def options_dict(options: Any) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def provenance(kind: str, options: dict[str, Any], models: list[str],
         "options": options,
         "models": {name: {"file": SOURCES[name]["file"], "sha256": SOURCES[name]["sha256"]} for name in models},
         "openset_thresholds_sha256": _thresholds_sha(),
+        "valence_arousal": VALENCE_AROUSAL_SOURCE,
         "inputs": inputs or [],
     }
 
@@ -86,7 +88,7 @@ def analysis_provenance(kind: str, options: Any, inputs: list[dict[str, str]] | 
 
 def fingerprint(record: dict[str, Any]) -> str:
     """Short hash of what decides the numbers: options, model checksums and thresholds (not time or inputs)."""
-    decisive = {key: record.get(key) for key in ("options", "models", "openset_thresholds_sha256")}
+    decisive = {key: record.get(key) for key in ("options", "models", "openset_thresholds_sha256", "valence_arousal")}
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -63,6 +63,7 @@ def video(
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
     flush_s: float = typer.Option(10.0, min=0.05, help="Write rows to disk at least this often (seconds); a killed run "
                                   "keeps them in OUTPUT.parts/ (Parquet) or in OUTPUT (CSV, JSON Lines)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or source line; warnings and errors still print."),
 ) -> None:
     """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
     from mien.io.table import resolve_format
@@ -80,14 +81,16 @@ def video(
             raise typer.BadParameter(str(exc), param_hint="--output")
     reader = _open_source(source, every, fps, start, end, input_fps)
     info = reader.info
-    errors.print(f"{source}: {info.kind}, {info.width}x{info.height}, {info.fps:.2f} fps"
-                 + (" (assumed; none in the source)" if info.fps_assumed else "")
-                 + (f", {info.frame_count} frames, {info.duration_s:.1f} s" if info.frame_count else ""),
-                 soft_wrap=True, highlight=False)
+    if not quiet:
+        errors.print(f"{source}: {info.kind}, {info.width}x{info.height}, {info.fps:.2f} fps"
+                     + (" (assumed; none in the source)" if info.fps_assumed else "")
+                     + (f", {info.frame_count} frames, {info.duration_s:.1f} s" if info.frame_count else ""),
+                     soft_wrap=True, highlight=False)
     with reader:
         try:
             run = analyze_video(reader, output, options, fmt=fmt, landmarks=landmarks, annotate=annotate,
-                                timelines=timelines and output is not None, console=errors, flush_s=flush_s)
+                                timelines=timelines and output is not None, console=errors, flush_s=flush_s,
+                                quiet=quiet)
         except OSError as exc:
             errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_FAILED_INPUTS)

@@ -1,21 +1,24 @@
 """Valence and arousal *derived* from expression probabilities and AU evidence.
 
-These are not outputs of a model trained on valence/arousal labels: each class sits at a point
-of Russell's circumplex (valence = x, arousal = y), the face's estimate is the
-probability-weighted mean of those points, nudged by AU evidence, and clipped to [-1, 1].
+These are not outputs of a model trained on valence/arousal labels: each class sits at the
+pleasure (valence) and arousal means that Russell & Mehrabian (1977, "Evidence for a three-factor
+theory of emotions", J. Research in Personality 11, 273-294) measured for its emotion term on
+-1..1 scales; the face's estimate is the probability-weighted mean of those points, nudged by AU
+evidence, and clipped to [-1, 1].
 
-| class    | angle | source                                                  |
-|----------|-------|---------------------------------------------------------|
-| neutral  |   -   | centre (0, 0)                                           |
-| happy    |   8°  | Russell (1980) "happy" 7.8°                             |
-| surprise |  70°  | Russell (1980) "astonished" 69.8°                       |
-| anger    |  99°  | Russell (1980) "angry" 99.0°                            |
-| fear     | 117°  | Russell (1980) "afraid" 116.8°                          |
-| disgust  | 135°  | mien's placement (not among Russell's terms)            |
-| contempt | 160°  | mien's placement (not among Russell's terms)            |
-| sad      | 208°  | Russell (1980) "sad" 207.5°                             |
+| class    | valence | arousal | source                                               |
+|----------|---------|---------|------------------------------------------------------|
+| neutral  |   0.00  |   0.00  | the scales' midpoint                                 |
+| happy    |   0.81  |   0.51  | Russell & Mehrabian (1977) "happy"                   |
+| surprise |   0.40  |   0.67  | Russell & Mehrabian (1977) "surprised"               |
+| anger    |  -0.51  |   0.59  | Russell & Mehrabian (1977) "angry"                   |
+| disgust  |  -0.60  |   0.35  | Russell & Mehrabian (1977) "disgusted"               |
+| fear     |  -0.64  |   0.60  | Russell & Mehrabian (1977) "fearful"                 |
+| sad      |  -0.63  |  -0.27  | Russell & Mehrabian (1977) "sad"                     |
+| contempt |  -0.55  |   0.15  | mien's placement: no "contempt" term in the source;  |
+|          |         |         | as unpleasant as anger/disgust, less activated       |
 
-Points lie at radius 0.8 (prototypes, not extremes). AU nudges, each weighted 0.2:
+AU nudges, each weighted 0.2:
 valence + (AU12 lip corner puller - AU15 lip corner depressor);
 arousal + (max(AU05 upper lid raiser, AU26 jaw drop) - AU43 eyes closed).
 """
@@ -27,20 +30,16 @@ import numpy as np
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
 
-RADIUS = 0.8
 AU_WEIGHT = 0.2
-ANGLES_DEG = {"happy": 7.8, "surprise": 69.8, "anger": 99.0, "fear": 116.8, "disgust": 135.0,
-              "contempt": 160.0, "sad": 207.5}
+VALENCE_AROUSAL = {"neutral": (0.0, 0.0), "happy": (0.81, 0.51), "surprise": (0.40, 0.67),
+                   "anger": (-0.51, 0.59), "disgust": (-0.60, 0.35), "fear": (-0.64, 0.60),
+                   "sad": (-0.63, -0.27), "contempt": (-0.55, 0.15)}
+SOURCE = "Russell & Mehrabian (1977) pleasure/arousal means per emotion term; contempt placed by mien"
 
 
 def circumplex_points() -> np.ndarray:
     """(8, 2) valence, arousal of each class in `EXPRESSIONS` order."""
-    points = np.zeros((len(EXPRESSIONS), 2), np.float32)
-    for i, name in enumerate(EXPRESSIONS):
-        if name in ANGLES_DEG:
-            angle = np.radians(ANGLES_DEG[name])
-            points[i] = RADIUS * np.cos(angle), RADIUS * np.sin(angle)
-    return points
+    return np.array([VALENCE_AROUSAL[name] for name in EXPRESSIONS], np.float32)
 
 
 def valence_arousal(probs: np.ndarray, aus: np.ndarray) -> np.ndarray:

@@ -155,7 +155,7 @@ def render_expression_card(data: dict) -> str:
         "",
         "## Valence and arousal",
         "The `valence` and `arousal` columns are *derived estimates*, not outputs of a model trained on "
-        "valence/arousal labels: the probability-weighted mean of each class's point on Russell's circumplex, nudged by "
+        "valence/arousal labels: the probability-weighted mean of each class's point in Russell & Mehrabian's (1977) pleasure/arousal ratings, nudged by "
         "AU evidence (see `mien.expression.affect`). They have not been validated against valence/arousal annotations.",
         "",
         "## Limits",
