@@ -1,6 +1,7 @@
 """Training code (needs the `train` extra; skipped without torch): data readers, augmentation, resume."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -107,11 +108,34 @@ def test_resuming_with_other_settings_is_refused(tmp_path, astronaut):
     run_training(TrainConfig(epochs=2, batch_size=8, threads=1), data, tmp_path / "run", tmp_path / "cache",
                  log=lambda *_: None, stop_after=1)
     with pytest.raises(ValueError, match="other settings"):
-        run_training(TrainConfig(epochs=3, batch_size=8, threads=1), data, tmp_path / "run", tmp_path / "cache",
-                     log=lambda *_: None)
+        run_training(TrainConfig(epochs=2, batch_size=8, threads=1, lr=1e-4), data, tmp_path / "run",
+                     tmp_path / "cache", log=lambda *_: None)
     # The WiSE share only shapes the export, so it may change between calls.
     assert run_training(TrainConfig(epochs=2, batch_size=8, threads=1, init_share=0.4), data, tmp_path / "run",
                         tmp_path / "cache", log=lambda *_: None) is not None
+
+
+def test_a_run_can_be_shortened_on_resume(tmp_path, astronaut):
+    from mien.train.loop import TrainConfig, run_training
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    run_training(TrainConfig(epochs=6, batch_size=8, threads=1), data, run, cache, log=lambda *_: None, stop_after=2)
+    with pytest.raises(ValueError, match="already past epoch 2"):
+        run_training(TrainConfig(epochs=2, batch_size=8, threads=1), data, run, cache, log=lambda *_: None)
+    logs = []
+    assert run_training(TrainConfig(epochs=3, batch_size=8, threads=1), data, run, cache, log=logs.append) is not None
+    assert logs[0] == "resuming after epoch 2; learning-rate schedule re-planned from 6 to 3 epochs"
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert [h["epoch"] for h in saved["state"]["history"]] == [1, 2, 3]
+    run_training(TrainConfig(epochs=3, batch_size=8, threads=1), data, tmp_path / "straight", cache,
+                 log=lambda *_: None)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    # The re-planned cosine ends where a straight 3-epoch run ends, not mid-way down the 6-epoch one.
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        straight["optimizer"]["param_groups"][0]["lr"], rel=1e-6)
+    info = json.loads((run / "training.json").read_text())
+    assert info["schedule_replanned"] == [{"after_epoch": 2, "from": 6, "to": 3}]
 
 
 def test_train_cli_rejects_unknown_sets(tmp_path):

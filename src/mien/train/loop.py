@@ -252,9 +252,19 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
-        log(f"resuming after epoch {state['epoch']}")
+        saved_epochs = saved.get("config", {}).get("epochs", config.epochs)
+        if saved_epochs != config.epochs:
+            if state["epoch"] >= config.epochs:
+                raise ValueError(f"{checkpoint} is already past epoch {config.epochs}")
+            _replan(scheduler, saved["scheduler"])
+            state.setdefault("replanned", []).append({"after_epoch": state["epoch"], "from": saved_epochs,
+                                                      "to": config.epochs})
+            log(f"resuming after epoch {state['epoch']}; learning-rate schedule re-planned from "
+                f"{saved_epochs} to {config.epochs} epochs")
+        else:
+            scheduler.load_state_dict(saved["scheduler"])
+            log(f"resuming after epoch {state['epoch']}")
 
     mirror = torch.tensor(mirrored_order() + [52])
     valid_tensors = [(d["name"], *_tensors(d, config.input_size)) for d in valid]
@@ -312,7 +322,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         return None
     info = {"config": asdict(config), "history": state["history"], "train_seconds": round(state["seconds"]),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {precision}",
-            "torch": torch.__version__}
+            "torch": torch.__version__, "schedule_replanned": state.get("replanned", [])}
     (out / "training.json").write_text(json.dumps(info, indent=2))
     return out / "best.pt"
 
@@ -341,9 +351,18 @@ def _distillation_loss(logits: torch.Tensor, teacher: torch.nn.Module, x: torch.
 
 
 def _training_settings(config: dict) -> dict:
-    """The settings a checkpoint must share to resume; `init_share` only shapes the export, so it may change.
+    """The settings a checkpoint must share to resume; `init_share` only shapes the export and `epochs` can
+    be changed on resume (the rest of the schedule is re-planned), so they may differ.
     Settings newer than a checkpoint take their defaults (what that checkpoint was trained with)."""
-    return {key: value for key, value in {**asdict(TrainConfig()), **config}.items() if key != "init_share"}
+    return {key: value for key, value in {**asdict(TrainConfig()), **config}.items()
+            if key not in ("init_share", "epochs")}
+
+
+def _replan(scheduler: torch.optim.lr_scheduler.OneCycleLR, saved: dict) -> None:
+    """Continue a saved one-cycle schedule at its step, but over this scheduler's total length: the
+    learning rate follows the new cosine from where the run is (a shorter run anneals sooner)."""
+    planned = {key: scheduler.state_dict()[key] for key in ("total_steps", "_schedule_phases")}
+    scheduler.load_state_dict({**saved, **planned})
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
