@@ -133,7 +133,8 @@ class Analyzer:
                 faces.familiarity[ok] = openset.energy(logits, self._classifier.temperature)
                 faces.affect[ok] = valence_arousal(faces.expression[ok], faces.aus[ok])
                 network_logits = logits - self._classifier.shift  # the AU model reads them without the prior
-            faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok], network_logits)
+            faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok],
+                                              network_logits, estimates=faces.aus[ok])
         if self.options.keep_aligned:
             faces.aligned = aligned
         if self._attributes is not None:

@@ -34,8 +34,10 @@ N_EXPRESSION = 8
 _HOG = ((_ALIGN_SIDE, _ALIGN_SIDE), (16, 16), (8, 8), (8, 8), 9)
 
 
-def geometry_features(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(n, 228) blendshapes, aligned mesh points and rule-based AU estimates (NaN rows without a mesh)."""
+def geometry_features(blendshapes: np.ndarray, landmarks: np.ndarray,
+                      estimates: np.ndarray | None = None) -> np.ndarray:
+    """(n, 228) blendshapes, aligned mesh points and rule-based AU estimates (NaN rows without a mesh);
+    `estimates` are `estimate_aus` of the same faces when the caller has them already."""
     from mien.face.align import align_matrix
 
     blendshapes = np.asarray(blendshapes, np.float32).reshape(-1, 52)
@@ -53,7 +55,7 @@ def geometry_features(blendshapes: np.ndarray, landmarks: np.ndarray) -> np.ndar
         points[i] = pts.ravel() / _ALIGN_SIDE
     rules = np.full((n, len(AU_NAMES)), np.nan, np.float32)
     if ok.any():
-        rules[ok] = estimate_aus(blendshapes[ok], landmarks[ok])
+        rules[ok] = estimate_aus(blendshapes[ok], landmarks[ok]) if estimates is None else estimates[ok]
     out = np.concatenate([blendshapes, points, rules], 1)
     out[~ok] = np.nan
     return out
@@ -95,9 +97,9 @@ def load_model() -> dict:
 
 
 def model_inputs(model: dict, blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarray | None = None,
-                 logits: np.ndarray | None = None) -> np.ndarray:
+                 logits: np.ndarray | None = None, estimates: np.ndarray | None = None) -> np.ndarray:
     """(n, D) standardised network inputs; rows without a mesh are NaN."""
-    geometry = geometry_features(blendshapes, landmarks)
+    geometry = geometry_features(blendshapes, landmarks, estimates)
     n = len(geometry)
     mean, scale = model["mean"], model["scale"]
     expression = (log_probabilities(logits) if logits is not None
@@ -120,19 +122,21 @@ def network(model: dict, z: np.ndarray) -> np.ndarray:
 
 
 def occurrence(blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarray | None = None,
-               logits: np.ndarray | None = None, model: dict | None = None) -> np.ndarray:
+               logits: np.ndarray | None = None, model: dict | None = None,
+               estimates: np.ndarray | None = None) -> np.ndarray:
     """(n, 20) probability that each AU of `AU_NAMES` is present (NaN rows without a mesh).
 
     Args:
         blendshapes, landmarks: (n, 52) and (n, 478, 3) as the mesh gives them.
         aligned: (n, 112, 112, 3) uint8 aligned crops (`mien.face.align.align_face`), or None.
         logits: (n, 8) the expression network's logits without the class prior, or None.
+        estimates: (n, 20) `estimate_aus` of these faces, if already computed.
     """
     model = model or load_model()
     n = len(np.asarray(blendshapes).reshape(-1, 52))
     if n == 0:
         return np.full((n, len(AU_NAMES)), np.nan, np.float32)
-    z = model_inputs(model, blendshapes, landmarks, aligned, logits)
+    z = model_inputs(model, blendshapes, landmarks, aligned, logits, estimates)
     out = np.full((n, len(AU_NAMES)), np.nan, np.float32)
     ok = ~np.isnan(z).any(1)
     if ok.any():

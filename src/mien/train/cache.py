@@ -80,13 +80,17 @@ def load_cache(path: Path) -> dict[str, np.ndarray]:
 COLOUR_CACHE_SIDE = 96  # colour crops are cached at this side and resized to the model's input
 
 
+def cache_file(cache_dir: Path, name: str, colour: bool) -> Path:
+    """Where a set's cached crops live: grey in `cache_dir`, colour (96 px) in `cache_dir/rgb96`."""
+    return Path(cache_dir) / f"rgb{COLOUR_CACHE_SIDE}" / f"{name}.npz" if colour else Path(cache_dir) / f"{name}.npz"
+
+
 def cache_for_classifier(labelled: LabelledSet, cache_dir: Path, input_size: int, colour: bool) -> dict:
     """A set's cached crops as a classifier of `input_size` px (grey, or RGB when `colour`) reads them: grey
     caches in `cache_dir`, colour ones (96 px) in `cache_dir/rgb96`, resized on load."""
     import cv2
 
-    folder = Path(cache_dir) / f"rgb{COLOUR_CACHE_SIDE}" if colour else Path(cache_dir)
-    data = dict(load_cache(build_cache(labelled, folder / f"{labelled.name}.npz",
+    data = dict(load_cache(build_cache(labelled, cache_file(cache_dir, labelled.name, colour),
                                        size=COLOUR_CACHE_SIDE if colour else None, colour=colour)))
     crops = data["crops"]
     if crops.shape[1] != input_size:

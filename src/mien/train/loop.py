@@ -23,7 +23,7 @@ from rich.progress import Progress
 from mien.expression.classifier import blend_input
 from mien.face.blendshapes import mirrored_order
 from mien.train.augment import augment
-from mien.train.cache import COLOUR_CACHE_SIDE, build_cache, load_cache
+from mien.train.cache import COLOUR_CACHE_SIDE, build_cache, cache_file, load_cache
 from mien.datasets.expressions import read_builtin
 from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
@@ -106,10 +106,8 @@ def build_model(settings: dict) -> ExpressionNet:
 
 
 def cache_path(cache_dir: Path, name: str, settings: dict) -> Path:
-    """Where the cached crops of a set live for a config (colour caches in their own folder)."""
-    if settings.get("colour"):
-        return Path(cache_dir) / f"rgb{COLOUR_CACHE_SIDE}" / f"{name}.npz"
-    return Path(cache_dir) / f"{name}.npz"
+    """Where the cached crops of a set live for a config (`mien.train.cache.cache_file`)."""
+    return cache_file(cache_dir, name, bool(settings.get("colour")))
 
 
 def absent_mask(names: list[str] | None = None) -> torch.Tensor:
