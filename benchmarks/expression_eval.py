@@ -78,12 +78,15 @@ def main() -> None:
         r = _image_only(classifier, data)
         ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
                            f"{100 * r['image_only']:.1f}% with the image alone")
+    args.out.write_text(json.dumps({"model": str(path), "evaluations": evaluations, "speed": speed,
+                                    "ablations": ablations}, indent=2))
+    if args.no_card:
+        return
     stages = [json.loads(path.read_text()) for path in args.training]
-    training = stages[-1]
     card = {
         "model": {"file": path.name, "size_mb": path.stat().st_size / 1e6,
                   "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parameters": _parameters(path)},
-        "training": training,
+        "training": stages[-1],
         "stages": stages,
         "evaluations": {k: {key: v[key] for key in ("evaluated", "accuracy", "macro_f1", "balanced_accuracy", "ece",
                                                     "per_class", "no_face", "mesh_missing")}
@@ -91,10 +94,6 @@ def main() -> None:
         "speed": speed,
         "ablations": ablations,
     }
-    args.out.write_text(json.dumps({"model": str(path), "evaluations": evaluations, "speed": speed,
-                                    "ablations": ablations}, indent=2))
-    if args.no_card:
-        return
     cards = ROOT / "src" / "mien" / "data" / "cards"
     cards.mkdir(parents=True, exist_ok=True)
     (cards / "expression.json").write_text(json.dumps(card, indent=2))
