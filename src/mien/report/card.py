@@ -36,12 +36,49 @@ def _stage_lines(stages: list[dict]) -> list[str]:
                      f"{stage['train_seconds'] / 60:.0f} min on {stage['hardware']}, torch {stage['torch']})"
                      + (f"; the shipped weights are {stage['config']['init_share']:.0%} the starting weights and "
                         f"{1 - stage['config']['init_share']:.0%} the fine-tuned ones (weight-space ensemble, WiSE-FT)."
-                        if stage["config"].get("init_share") else "."))
+                        if stage["config"].get("init_share") else ".")
+                     + "".join(f" The first {r['after_epoch']} epochs ran under a {r['from']}-epoch schedule; the run was "
+                               f"then shortened to {r['to']} epochs (`--epochs {r['to']}` on resume re-plans the rest of "
+                               "the one-cycle schedule)." for r in stage.get("schedule_replanned", [])))
     if len(stages) > 1:
         before, after = stages[0]["valid_accuracy"], stages[-1]["valid_accuracy"]
         change = "; ".join(f"{k} {_pct(before[k])} -> {_pct(after[k])}" for k in after if k in before)
         lines.append("- Later steps start from the previous step's best weights at a lower learning rate on the sets "
                      f"named; valid accuracy of the weights each step ships (before calibration): {change}.")
+    return lines
+
+
+_TRAIN_SETS = {
+    "ferplus-train": "FER+ train (28,385 faces; FER2013 images, 48 px grey, with the 10-annotator FER+ votes as soft "
+                     "targets)",
+    "affectnet8-train": "the AffectNet 8-class subset train (11,952 faces, one-hot targets with label smoothing)",
+    "rafdb-train": "RAF-DB basic train less the 10% held out as `rafdb-valid` (11,045 faces, 100 px colour, 7 classes "
+                   "with ~40 annotators each; one-hot targets with label smoothing; it has no contempt, so that logit is "
+                   "masked for its faces rather than taught as never present)",
+}
+_TERMS = {"ferplus-train": "FER2013 is for research use", "affectnet8-train": "AffectNet is for research and "
+          "non-commercial use only", "rafdb-train": "RAF-DB is for non-commercial research use only"}
+
+
+def _input_words(training: dict) -> str:
+    config = training["config"]
+    size = config.get("input_size", 48)
+    return f"{size}x{size} {'colour (RGB)' if config.get('colour') else 'grayscale'}"
+
+
+def _data_lines(configs: list[dict]) -> list[str]:
+    """What the training steps (their configs, in order) learned from, and the terms that come with it."""
+    sets = list(dict.fromkeys(name for config in configs for name in config["train_sets"]))
+    valid = list(dict.fromkeys(name for config in configs for name in config.get("valid_sets") or []))
+    config = configs[-1]
+    lines = ["- Data: " + "; ".join(_TRAIN_SETS.get(name, name) for name in sets) + ". Model selection on "
+             + (", ".join(valid) or "the valid sets") + " only; the test sets were used only for the numbers below."]
+    if config.get("colour") and config.get("grey_prob"):
+        lines.append(f"- Colour input; FER+'s grey faces are repeated into three channels, and the colour sets' faces "
+                     f"are shown in grey {config['grey_prob']:.0%} of the time so that the network does not learn "
+                     "'grey means FER+'.")
+    lines.append("- Terms: " + "; ".join(_TERMS[name] for name in sets if name in _TERMS) + ". **These weights "
+                 "inherit those terms: research and non-commercial use.**")
     return lines
 
 
@@ -86,7 +123,7 @@ def render_expression_card(data: dict) -> str:
         "",
         "## What it does",
         "Given one face, it outputs calibrated probabilities over eight expression categories "
-        "(neutral, happy, surprise, sad, anger, disgust, fear, contempt). Input: the 48x48 grayscale face crop "
+        f"(neutral, happy, surprise, sad, anger, disgust, fear, contempt). Input: the {_input_words(training)} face crop "
         "aligned on five mesh points (`mien.expression.crop.expression_crop`) and the face's 52 MediaPipe "
         "blendshapes (optional: with no mesh the crop alone is used). The network is a compact CNN "
         f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes"
@@ -107,12 +144,7 @@ def render_expression_card(data: dict) -> str:
         "people who have not agreed to it.",
         "",
         "## Training",
-        "- Data: FER+ train (28,385 faces; FER2013 images with the 10-annotator FER+ votes as soft targets) and "
-        "the AffectNet 8-class subset train (11,952 faces, one-hot targets with label smoothing). "
-        "Model selection on the valid sets each step names (FER+ valid, AffectNet-8 valid); FER+ test was used only "
-        "for the numbers below.",
-        "- Terms: FER2013 is for research use; AffectNet is for research and non-commercial use only. "
-        "**These weights inherit those terms: research and non-commercial use.**",
+        *_data_lines([stage["config"] for stage in data.get("stages") or [training]]),
         *_stage_lines(data.get("stages") or [training]),
         "- Recipe: AdamW with a one-cycle schedule, EMA weights, class-balanced sampling (inverse frequency to the "
         "power 0.3), "
@@ -168,8 +200,9 @@ def render_expression_card(data: dict) -> str:
         "- AffectNet labels are noisy (single annotators); its accuracy is lower for every model, not only this one.",
         *([f"- On FER+ test (majority protocol) this model scores {_pct(evals['ferplus-test-majority']['accuracy'])}, "
            "against 85.0% for the original FER+ VGG13 (Barsoum et al., 2016; trained from scratch at 64 px, same protocol) and about 92% for "
-           "large backbones pretrained on millions of faces. It is sized to train in about 1.5 hours on a 2-core CPU "
-           "and to run at over 1,000 faces/s." + _split_faces_line(evals)]
+           "large backbones pretrained on millions of faces. It is sized to train on a 2-core CPU in hours "
+           f"({sum(st['train_seconds'] for st in data.get('stages') or [training]) / 3600:.1f} h here) and to run at "
+           f"{data.get('speed', {}).get('faces_per_s', 0):.0f} faces/s." + _split_faces_line(evals)]
           if "ferplus-test-majority" in evals else []),
     ]
     lines += _fairness_lines(data)
