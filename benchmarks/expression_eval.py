@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SETS = ("ferplus-test-majority", "ferplus-test", "ferplus-valid-majority", "ferplus-valid", "affectnet8-valid",
         "rafdb-valid", "rafdb-test")
 BALANCED_SETS = ("ferplus-test-majority", "ferplus-test", "affectnet8-valid", "rafdb-test")  # also balanced
+# Also under the set's own learned prior, where the model has one (RAF-DB-trained models).
+OWN_PRIOR = {"ferplus-test-majority": "ferplus", "ferplus-test": "ferplus", "rafdb-test": "rafdb"}
 
 
 def _parameters(path: Path) -> int:
@@ -61,6 +63,12 @@ def main() -> None:
     evaluations = {}
     runs = [(name, classifier, name) for name in SETS]
     runs += [(name, balanced, f"{name}, balanced prior") for name in BALANCED_SETS]
+    for prior in sorted(set(OWN_PRIOR.values())):
+        try:
+            own = ExpressionClassifier(args.model, prior=prior)
+        except ValueError:  # a model without that prior
+            continue
+        runs += [(name, own, f"{name}, {prior} prior") for name, p in OWN_PRIOR.items() if p == prior]
     for name, model, key in runs:
         labelled = read_builtin(name, args.datasets)
         report = evaluate(name, labelled.paths, labelled.labels, labelled.classes_present, crops=True,

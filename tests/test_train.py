@@ -346,6 +346,15 @@ def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astrona
     assert crop.shape == (32, 32, 3)
     probs = classifier.predict(np.stack([crop, crop]), np.full((2, 52), np.nan, np.float32))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    # A RAF-DB-trained model carries each set's learned prior; natural is the mean of FER+'s and RAF-DB's.
+    priors = info["calibration"]["priors"]
+    assert set(priors) == {"natural", "balanced", "ferplus", "rafdb"}
+    assert priors["natural"]["fitted_on"] == ["ferplus-valid", "rafdb-valid"] and priors["rafdb"]["fitted_on"] == ["rafdb-valid"]
+    contempt = EXPRESSIONS.index("contempt")
+    rafdb, natural = np.array(priors["rafdb"]["shift"]), np.array(priors["natural"]["shift"])
+    assert rafdb[contempt] < -5 and natural[contempt] == 0 and np.allclose(np.delete(natural, contempt), np.delete(rafdb, contempt) / 2)
+    on_rafdb = ExpressionClassifier(tmp_path / "run" / "expression.onnx", prior="rafdb")
+    assert on_rafdb.predict(np.stack([crop]), np.full((1, 52), np.nan, np.float32))[0, contempt] < probs[0, contempt]
 
 
 def test_onnx_backbone_reproduces_the_shipped_face_network_and_trains():

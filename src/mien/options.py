@@ -22,7 +22,7 @@ from mien.expression.classes import PRIORS
 from mien.face.align import ALIGN_SIZE
 from mien.face.detect import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions
 
-Prior = Literal["natural", "balanced"]
+Prior = Literal["natural", "balanced", "ferplus", "rafdb"]
 LandmarkColumns = Literal["none", "2d", "3d"]
 MODES: tuple[str, ...] = get_args(DetectMode)
 LANDMARK_COLUMNS: tuple[str, ...] = get_args(LandmarkColumns)
@@ -68,7 +68,7 @@ class AnalyzerOptions:
         align_size: side in pixels of the aligned face crops.
         keep_aligned: keep the aligned crops in `Faces.aligned` (needed by later stages).
         expression: run mien's expression classifier (probabilities, valence/arousal).
-        expression_prior: the classifier's class prior, "natural" or "balanced" (see
+        expression_prior: the classifier's class prior, "natural", "balanced", "ferplus" or "rafdb" (see
             `ExpressionClassifier`).
         attributes: also estimate apparent age and gender presentation (`mien.face.attributes`);
             off by default.

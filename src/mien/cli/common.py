@@ -21,8 +21,8 @@ EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
 ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "
                    "gender_presentation*); see `mien card age` and `mien card gender` for their errors per group.")
 MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."
-PRIOR_HELP = ("Expression class prior: natural (everyday frequencies, mostly neutral and happy; most accurate on "
-              "ordinary photos) or balanced (every class equally likely; finds more fear, disgust, contempt, anger).")
+PRIOR_HELP = ("Expression class prior: natural (everyday photos and video: mostly happy and neutral), balanced (every "
+              "class equally likely; finds more fear, disgust, contempt, anger), or a dataset's own: ferplus, rafdb.")
 SAMPLING_HELP = {
     "every": "Analyse every Nth frame.",
     "fps": "Analyse about this many frames per second instead of every frame.",

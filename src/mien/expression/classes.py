@@ -7,7 +7,7 @@ EXPRESSIONS: tuple[str, ...] = (
     "neutral", "happy", "surprise", "sad", "anger", "disgust", "fear", "contempt",
 )
 # Class priors an expression model may assume before it sees the face (see ExpressionClassifier).
-PRIORS: tuple[str, ...] = ("natural", "balanced")
+PRIORS: tuple[str, ...] = ("natural", "balanced", "ferplus", "rafdb")
 
 _SYNONYMS = {
     "neutral": "neutral", "calm": "neutral",

@@ -37,10 +37,11 @@ class ExpressionClassifier:
     """Calibrated 8-class expression probabilities for aligned face crops.
 
     `prior` is what the model assumes about how common each expression is before it sees the
-    face: "natural" (default; the frequencies of everyday photos as in FER+, mostly neutral and
-    happy: the most accurate choice for ordinary photos and video) or "balanced" (every class
-    equally likely; finds more of the rarer fear, disgust, contempt and anger, at some cost in
-    overall accuracy; for data where those are common).
+    face: "natural" (default; everyday photos and video, mostly happy and neutral: the mean of the
+    priors learned for FER+ and RAF-DB), "balanced" (every class equally likely; finds more of the
+    rarer fear, disgust, contempt and anger, at some cost in overall accuracy; for data where those
+    are common), or a training set's own, "ferplus" or "rafdb" (for data like it). Models trained
+    without RAF-DB have only "natural" (FER+'s) and "balanced".
     `spin=False` lets onnxruntime's idle threads sleep: use it when other work (the mesh) runs
     on the same cores at the same time; batch throughput alone is ~7% higher with spinning.
     """

@@ -87,8 +87,14 @@ def _prior_lines(cal: dict) -> list[str]:
     if "balanced" not in priors:
         return []
     b = priors["balanced"]
-    return ["- Class priors: the default `natural` prior expects expressions at FER+'s frequencies (about a third "
-            "neutral, a quarter happy), the most accurate choice for ordinary photos and video. `--prior balanced` "
+    natural = ("the default `natural` prior is the mean of the class priors the network learned for FER+ and for "
+               "RAF-DB (everyday photos: mostly happy and neutral), its temperature fitted on "
+               f"{' + '.join(priors['natural']['fitted_on'])}; `--prior ferplus` and `--prior rafdb` are each set's own "
+               "learned prior (RAF-DB's: never contempt), for data like it and for reporting on its test split"
+               if "rafdb" in priors else
+               "the default `natural` prior expects expressions at FER+'s frequencies (about a third neutral, a quarter "
+               "happy), the most accurate choice for ordinary photos and video")
+    return [f"- Class priors: {natural}. `--prior balanced` "
             "(`ExpressionClassifier(prior=\"balanced\")`) subtracts the log of the training class frequencies from the "
             "logits (logit adjustment, Menon et al. 2021), so every class is equally likely before the face is seen: "
             "rarer classes are found more often, at some cost in overall accuracy on natural data. Its temperature is "

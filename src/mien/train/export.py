@@ -14,7 +14,7 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
-from mien.train.loop import (blend_input, build_model, cache_path, crops_tensor, domain_of, predict_logits,
+from mien.train.loop import (DOMAINS, blend_input, build_model, cache_path, crops_tensor, domain_of, predict_logits,
                              training_prior)
 from mien.train.model import ExpressionNet, FlipAveraged
 
@@ -27,13 +27,18 @@ def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
     return model.eval(), saved
 
 
+# The valid sets each prior's temperature is fitted on (dataset families, `mien.train.loop.DOMAINS`); other
+# priors on all valid sets pooled.
+PRIOR_FIT_DOMAINS = {"natural": ("ferplus", "rafdb"), "ferplus": ("ferplus",), "rafdb": ("rafdb",)}
+
+
 def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
               priors: dict[str, np.ndarray] | None = None) -> dict:
     """Per class prior (a shift added to the logits): a temperature fitted on valid data, ECE before and
     after, and accuracy per set. The first prior's figures are also given at the top level.
 
-    The `natural` prior is FER+'s class frequencies, so its temperature is fitted on FER+ valid (other
-    sets have other frequencies); any other prior on all valid sets pooled.
+    A prior made from datasets' class frequencies is fitted on those datasets' valid sets
+    (`PRIOR_FIT_DOMAINS`; other sets have other frequencies); any other prior on all valid sets pooled.
     """
     logits, labels = [], []
     size = getattr(model, "input_size", EXPR_SIZE)
@@ -43,10 +48,11 @@ def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
         logits.append(predict_logits(model, images, blend, flip=flip).numpy())
         labels.append(data["targets"].argmax(1))
-    natural_sets = [i for i, path in enumerate(valid_caches) if domain_of(Path(path).stem) == 0]
     results = {}
     for name, shift in (priors or {"natural": np.zeros(len(EXPRESSIONS))}).items():
-        chosen = natural_sets if name == "natural" and natural_sets else range(len(valid_caches))
+        wanted = [DOMAINS.index(d) for d in PRIOR_FIT_DOMAINS.get(name, ())]
+        chosen = [i for i, path in enumerate(valid_caches) if domain_of(Path(path).stem) in wanted]
+        chosen = chosen or list(range(len(valid_caches)))
         z = np.concatenate([logits[i] for i in chosen]) + shift
         y = np.concatenate([labels[i] for i in chosen])
         temperature = fit_temperature(z, y)
@@ -61,11 +67,30 @@ def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
     return {**{k: v for k, v in first.items() if k != "shift"}, "priors": results}
 
 
-def class_priors(prior: np.ndarray) -> dict[str, np.ndarray]:
-    """Logit shifts of the shipped priors: `natural` (as trained: FER+ frequencies, mostly neutral and happy)
-    and `balanced` (every class equally likely a priori; raises recall of the rare classes)."""
+NEVER = -8.0  # logit shift for a class a dataset never labels (probability x e^-8)
+
+
+def class_priors(prior: np.ndarray, domain_bias: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Logit shifts of the shipped priors, relative to the exported logits (FER+'s learned class bias).
+
+    - `natural`: everyday photos and video. With a RAF-DB-trained model, the mean of the class priors learned
+      for FER+ and for RAF-DB (two real-world sets with many annotators per face; contempt as FER+, as RAF-DB
+      has none); otherwise FER+'s.
+    - `balanced`: every class equally likely a priori (logit adjustment with FER+'s training frequencies).
+    - `ferplus`, `rafdb`: the class prior learned for that dataset's labels (RAF-DB: never contempt), for
+      data like it and for reporting on its test split.
+    """
     balanced = -np.log(prior)
-    return {"natural": np.zeros_like(balanced), "balanced": balanced - balanced.mean()}
+    out = {"natural": np.zeros_like(balanced), "balanced": balanced - balanced.mean()}
+    rafdb = DOMAINS.index("rafdb")
+    if domain_bias is not None and len(domain_bias) > rafdb:
+        learned = np.asarray(domain_bias[rafdb] - domain_bias[0], np.float64)
+        contempt = EXPRESSIONS.index("contempt")
+        natural = learned / 2
+        natural[contempt] = 0.0
+        learned[contempt] = NEVER
+        out = {"natural": natural, "balanced": out["balanced"], "ferplus": np.zeros_like(balanced), "rafdb": learned}
+    return out
 
 
 def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -> Path:
@@ -153,7 +178,10 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
     if config.init_from and config.init_share:
         best = interpolate_weights(best, Path(config.init_from), config.init_share, out / "interpolated.pt")
     model, saved = load_trained(best)
-    priors = class_priors(training_prior(config, cache_dir))
+    learned = None
+    if "rafdb-train" in config.train_sets and hasattr(model, "domain_bias"):
+        learned = model.domain_bias.detach().numpy()
+    priors = class_priors(training_prior(config, cache_dir), learned)
     model.input_size = config.input_size
     settings = asdict(config)
     calibration = calibrate(model, [cache_path(cache_dir, name, settings) for name in config.valid_sets],
