@@ -9,27 +9,29 @@ from mien.explain.saliency import heatmap_to_image, occlusion_heatmap, overlay
 from mien.expression import openset
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
-from mien.expression.crop import expression_crop
 
 
 @pytest.fixture(scope="module")
 def smiling(analyzer, astronaut):
     faces = analyzer.analyze(astronaut)
-    return faces, expression_crop(astronaut, faces.landmarks[0])
+    return faces, analyzer.classifier.crop(astronaut, faces.landmarks[0])
 
 
 def test_heatmap_is_deterministic_and_looks_at_the_smile(analyzer, astronaut, smiling):
     faces, crop = smiling
     heat, target = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[0])
     again, _ = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[0])
-    assert EXPRESSIONS[target] == "happy" and heat.shape == (48, 48) and (heat >= 0).all()
+    side = analyzer.classifier.input_size
+    assert EXPRESSIONS[target] == "happy" and heat.shape == (side, side) and (heat >= 0).all()
     assert np.array_equal(heat, again)
-    labels = region_map(faces.landmarks[0])
+    labels = region_map(faces.landmarks[0], side)
     assert set(np.unique(labels)) == set(range(len(REGION_NAMES)))  # every region is on the crop
     shares, areas = region_shares(heat, labels), area_shares(labels)
     assert sum(shares.values()) == pytest.approx(1.0)
-    assert shares["mouth"] + shares["cheeks"] > 1.5 * (areas["mouth"] + areas["cheeks"])
-    assert shares["mouth"] > shares["eyes"] + shares["brows"]
+    # The smile is where the evidence is: the mouth holds the largest share, well over its share of the area
+    # (the RAF-DB-trained model also reads the brows: ~18% of the heat on ~11% of the area).
+    assert max(shares, key=shares.get) == "mouth" and shares["mouth"] > 1.5 * areas["mouth"]
+    assert shares["mouth"] > shares["eyes"] + shares["forehead"] + shares["nose"]
     on_image = heatmap_to_image(heat, faces.landmarks[0], astronaut.shape[:2])
     mouth = faces.landmarks[0][[13, 14], :2].mean(0).astype(int)
     assert on_image[mouth[1], mouth[0]] > 0 and on_image[5, 5] == 0  # on the face, nothing in the corner

@@ -268,18 +268,21 @@ def test_open_set_thresholds_are_fitted_per_prior():
     from mien.expression.crop import crop_from_face_image
     from mien.io.images import load_image
     from mien.datasets.expressions import read_ferplus
+    from mien.expression.classes import PRIORS
 
     root = needs_dataset("ferplus")
     valid = read_ferplus(root, "valid", "majority")
     paths = valid.paths[::9][:300]
     mesh = MeshEstimator(workers=1)
+    shipped = ExpressionClassifier()
     try:
-        crops, blends = zip(*[crop_from_face_image(mesh, load_image(p).rgb)[:2] for p in paths])
+        crops, blends = zip(*[crop_from_face_image(mesh, load_image(p).rgb, shipped.input_size, shipped.colour)[:2]
+                              for p in paths])
     finally:
         mesh.close()
     crops, blends = np.stack(crops), np.stack(blends)
     shares = {}
-    for prior in ("natural", "balanced"):
+    for prior in PRIORS:
         classifier = ExpressionClassifier(prior=prior)
         limits = openset.load_thresholds(prior)
         logits = classifier.logits(crops, blends)

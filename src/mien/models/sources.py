@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "63cd18a3c1cd86942552fe9ee50964cf0d736a4302745477b19de6606792b8c0",
+    "sha256": "d1578cf92e29090adfeb83c1e51ddd2818f0ed1162a478e91a6db82d6a3e1de2",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -33,7 +33,7 @@ EXPRESSION = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "7ce8ddad39ecff18aeabf2c34b35c3241aad29af3a23a61f51a8b87e7f8a35a8",
+    "sha256": "59d79d22c4391cc2d7828a875224d4bebafaffbc9263b9b477f3d75e403b0519",
     "package": "mien",
     "package_version": "",
     "member": None,
