@@ -1,6 +1,6 @@
 """Occlusion heatmaps: which parts of the face the expression model relied on.
 
-Gradient-free, so it works on the shipped ONNX model: a patch of the 48x48 expression crop is
+Gradient-free, so it works on the shipped ONNX model: a patch of the expression crop (48 or 64 px) is
 replaced by a blurred copy of itself (detail removed, brightness kept, so the input stays
 face-like), for every patch position; the heatmap at a pixel is the mean drop in the explained
 class's probability over the patches that covered it. One batch of 121 crops through the

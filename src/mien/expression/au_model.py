@@ -118,7 +118,7 @@ def network(model: dict, z: np.ndarray) -> np.ndarray:
     """(n, 20) ensemble-mean sigmoid outputs for standardised inputs `z`."""
     hidden = np.maximum(np.einsum("nd,edh->enh", z, model["w1"]) + model["b1"][:, None], 0.0)
     logits = np.einsum("enh,ehk->enk", hidden, model["w2"]) + model["b2"][:, None]
-    return (1.0 / (1.0 + np.exp(-logits))).mean(0).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))).mean(0).astype(np.float32)  # no exp overflow
 
 
 def occurrence(blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarray | None = None,
