@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.expression.affect import SOURCE, VALENCE_AROUSAL, valence_arousal
-from mien.expression.au_eval import _VOTE_COLUMNS, measure_faces, read_coded
+from mien.expression.au_eval import VOTE_CLASSES, measure_faces, read_coded
 from mien.expression.aus import estimate_aus
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     predicted = valence_arousal(measured.probabilities[found],
                                 estimate_aus(measured.blendshapes[found], measured.landmarks[found]))
     votes = coded.votes[found] / coded.votes[found].sum(1, keepdims=True)
-    reference = votes @ np.array([VALENCE_AROUSAL[c.removeprefix("p_")] for c in _VOTE_COLUMNS])
+    reference = votes @ np.array([VALENCE_AROUSAL[c] for c in VOTE_CLASSES])
     negative, positive = reference[:, 0] < -0.3, reference[:, 0] > 0.3
     result = {
         "data": str(args.data), "faces": int(found.sum()), "placement": SOURCE,

@@ -411,8 +411,9 @@ def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
     absent = torch.zeros(4, 8, dtype=torch.bool)
     with torch.no_grad():
         own = teacher(x, b, torch.zeros(4, dtype=torch.long)).float()
-    same = _distillation_loss(own, teacher, x, b, torch.zeros(4, dtype=torch.long), absent, student)
-    other = _distillation_loss(-own, teacher, x, b, torch.zeros(4, dtype=torch.long), absent, student)
+    t = student.distill_temperature
+    same = _distillation_loss(own, teacher, x, b, torch.zeros(4, dtype=torch.long), absent, t)
+    other = _distillation_loss(-own, teacher, x, b, torch.zeros(4, dtype=torch.long), absent, t)
     assert float(same) < 1e-3 < float(other)  # zero when the student says what the teacher says
     with pytest.raises(ValueError, match="other crops"):
         _load_teacher(str(teacher_best), TrainConfig(colour=True, input_size=64))

@@ -2,8 +2,8 @@
 
 Every output carries this record (Parquet key-value metadata, `OUT.meta.json` beside CSV/JSONL,
 the HTML report, the server's results); `mien info OUT` prints it. `fingerprint` reduces it to
-what decides the numbers (options, model files, the valence/arousal placement), which `mien batch` uses so that one dataset
-never mixes configurations.
+what decides the numbers (options, model files, the valence/arousal placement), which `mien batch`
+uses so that one dataset never mixes configurations.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def _thresholds_sha() -> str:
 
 def models_used(expression: bool = True, attributes: bool = False) -> list[str]:
     """Names of the registered models a pipeline with these options runs."""
-    return ["face_landmarker", "au_occurrence"] + (["expression"] if expression else []) + (["age", "gender"] if attributes else [])
+    return (["face_landmarker", "au_occurrence"] + (["expression"] if expression else [])
+            + (["age", "gender"] if attributes else []))
 
 
 def options_dict(options: Any) -> dict[str, Any]:

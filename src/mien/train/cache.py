@@ -85,13 +85,18 @@ def cache_file(cache_dir: Path, name: str, colour: bool) -> Path:
     return Path(cache_dir) / f"rgb{COLOUR_CACHE_SIDE}" / f"{name}.npz" if colour else Path(cache_dir) / f"{name}.npz"
 
 
+def build_set_cache(labelled: LabelledSet, cache_dir: Path, colour: bool) -> Path:
+    """`build_cache` of a set at its `cache_file` (colour crops at `COLOUR_CACHE_SIDE`); returns the path."""
+    return build_cache(labelled, cache_file(cache_dir, labelled.name, colour),
+                       size=COLOUR_CACHE_SIDE if colour else None, colour=colour)
+
+
 def cache_for_classifier(labelled: LabelledSet, cache_dir: Path, input_size: int, colour: bool) -> dict:
     """A set's cached crops as a classifier of `input_size` px (grey, or RGB when `colour`) reads them: grey
     caches in `cache_dir`, colour ones (96 px) in `cache_dir/rgb96`, resized on load."""
     import cv2
 
-    data = dict(load_cache(build_cache(labelled, cache_file(cache_dir, labelled.name, colour),
-                                       size=COLOUR_CACHE_SIDE if colour else None, colour=colour)))
+    data = dict(load_cache(build_set_cache(labelled, cache_dir, colour)))
     crops = data["crops"]
     if crops.shape[1] != input_size:
         data["crops"] = np.stack([cv2.resize(c, (input_size, input_size), interpolation=cv2.INTER_AREA) for c in crops])

@@ -14,17 +14,9 @@ from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
-from mien.train.loop import (DOMAINS, blend_input, build_model, cache_path, crops_tensor, domain_of, predict_logits,
-                             training_prior)
+from mien.train.loop import (DOMAINS, blend_input, cache_path, crops_tensor, domain_of, load_trained,
+                             predict_logits, training_prior)
 from mien.train.model import ExpressionNet, FlipAveraged
-
-
-def load_trained(best: Path) -> tuple[ExpressionNet, dict]:
-    """The EMA model saved by training and its checkpoint dict."""
-    saved = torch.load(best, weights_only=False)
-    model = build_model(saved["config"])
-    model.load_state_dict(saved["model"])
-    return model.eval(), saved
 
 
 # The valid sets each prior's temperature is fitted on (dataset families, `mien.train.loop.DOMAINS`); other
@@ -81,16 +73,16 @@ def class_priors(prior: np.ndarray, domain_bias: np.ndarray | None = None) -> di
       data like it and for reporting on its test split.
     """
     balanced = -np.log(prior)
-    out = {"natural": np.zeros_like(balanced), "balanced": balanced - balanced.mean()}
+    balanced -= balanced.mean()
     rafdb = DOMAINS.index("rafdb")
-    if domain_bias is not None and len(domain_bias) > rafdb:
-        learned = np.asarray(domain_bias[rafdb] - domain_bias[0], np.float64)
-        contempt = EXPRESSIONS.index("contempt")
-        natural = learned / 2
-        natural[contempt] = 0.0
-        learned[contempt] = NEVER
-        out = {"natural": natural, "balanced": out["balanced"], "ferplus": np.zeros_like(balanced), "rafdb": learned}
-    return out
+    if domain_bias is None or len(domain_bias) <= rafdb:
+        return {"natural": np.zeros_like(balanced), "balanced": balanced}
+    learned = np.asarray(domain_bias[rafdb] - domain_bias[0], np.float64)
+    contempt = EXPRESSIONS.index("contempt")
+    natural = learned / 2
+    natural[contempt] = 0.0
+    learned[contempt] = NEVER
+    return {"natural": natural, "balanced": balanced, "ferplus": np.zeros_like(balanced), "rafdb": learned}
 
 
 def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -> Path:

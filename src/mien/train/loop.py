@@ -23,7 +23,7 @@ from rich.progress import Progress
 from mien.expression.classifier import blend_input
 from mien.face.blendshapes import mirrored_order
 from mien.train.augment import augment
-from mien.train.cache import COLOUR_CACHE_SIDE, build_cache, cache_file, load_cache
+from mien.train.cache import build_set_cache, cache_file, load_cache
 from mien.datasets.expressions import read_builtin
 from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
@@ -142,13 +142,10 @@ def training_prior(config: "TrainConfig", cache_dir: Path) -> np.ndarray:
 
 
 def _load_sets(names, datasets: Path, cache_dir: Path, exclude: tuple[str, ...] = (), settings: dict | None = None) -> list[dict]:
-    settings = settings or {}
-    colour = bool(settings.get("colour"))
+    colour = bool((settings or {}).get("colour"))
     sets = []
     for name in names:
-        labelled = read_builtin(name, datasets)
-        data = load_cache(build_cache(labelled, cache_path(cache_dir, name, settings),
-                                      size=COLOUR_CACHE_SIDE if colour else None, colour=colour))
+        data = load_cache(build_set_cache(read_builtin(name, datasets), cache_dir, colour))
         data["name"] = name
         if exclude:
             data = _without_classes(data, [EXPRESSIONS.index(c) for c in exclude])
@@ -291,7 +288,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 loss = F.cross_entropy(logits, targets[idx])
                 if teacher is not None:
                     loss = (1 - config.distill) * loss + config.distill * _distillation_loss(
-                        logits, teacher, x, b, domains[idx], absent[idx], config)
+                        logits, teacher, x, b, domains[idx], absent[idx], config.distill_temperature,
+                        precision == "bf16")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -325,24 +323,31 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     return out / "best.pt"
 
 
+def load_trained(best: Path) -> tuple[torch.nn.Module, dict]:
+    """The EMA model a run saved (its best.pt), in eval mode, and the checkpoint dict."""
+    saved = torch.load(best, weights_only=False)
+    model = build_model(saved["config"])
+    model.load_state_dict(saved["model"])
+    return model.eval(), saved
+
+
 def _load_teacher(path: str, config: TrainConfig) -> torch.nn.Module:
     """A trained run's EMA model (its best.pt), frozen, reading the same crops as the model being trained."""
-    saved = torch.load(path, weights_only=False)
+    teacher, saved = load_trained(Path(path))
     if saved["config"].get("input_size", 48) != config.input_size or bool(saved["config"].get("colour")) != config.colour:
         raise ValueError(f"{path}: the teacher reads other crops (input size or colour) than this model")
-    teacher = build_model(saved["config"])
-    teacher.load_state_dict(saved["model"])
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    return teacher.eval().to(memory_format=torch.channels_last)
+    return teacher.to(memory_format=torch.channels_last)
 
 
 def _distillation_loss(logits: torch.Tensor, teacher: torch.nn.Module, x: torch.Tensor, b: torch.Tensor,
-                       domains: torch.Tensor, absent: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+                       domains: torch.Tensor, absent: torch.Tensor, temperature: float,
+                       bf16: bool = False) -> torch.Tensor:
     """KL divergence from the teacher's softened prediction on the same augmented batch (Hinton et al. 2015),
     scaled by T^2 so its gradients keep their size as T changes."""
-    t = config.distill_temperature
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolve_precision(config.precision) == "bf16"):
+    t = temperature
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         taught = teacher(x, b, domains if hasattr(teacher, "domain_bias") else None)
     target = F.softmax(taught.float().masked_fill(absent, -1e4) / t, 1)
     return F.kl_div(F.log_softmax(logits / t, 1), target, reduction="batchmean") * t * t
