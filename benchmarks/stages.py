@@ -1,8 +1,9 @@
 """Per-stage timing of the image pipeline on this machine (ms per image / per face).
 
 Usage: python benchmarks/stages.py [--repeats 50]
-Stages on the 640x480 astronaut portrait (one face): detector (fast mode), mesh only
-(FaceLandmarker without blendshapes, on the face crop), mesh + blendshapes, the measurements
+Stages on the 640x480 astronaut portrait (one face): detector (fast mode), the mesh network on
+the face's region, the blendshape network, the facial transformation fit, MediaPipe's
+FaceLandmarker on the same region for comparison (it detects the face again inside), the measurements
 mien adds (pose, gaze, AUs, alignment, sharpness, flags, expression; and the expression
 stage alone: crop, classifier, valence/arousal), the whole `Analyzer.analyze` call in
 fast mode, and thorough mode on a 1280x960 collage of 12 faces.
@@ -24,7 +25,8 @@ from skimage import data
 
 from mien.analyzer import Analyzer, AnalyzerOptions
 from mien.face.detect import DetectorOptions, FaceDetector
-from mien.face.mesh import CROP_SIZE, crop_transform
+from mien.face.geometry import facial_transforms
+from mien.face.mesh_net import MeshNetworks, region_from_box
 from mien.models import resolve
 
 
@@ -55,12 +57,15 @@ def main() -> None:
     detector = FaceDetector(DetectorOptions(mode="fast"))
     boxes, _ = detector.detect(frame)
     results["detector_fast_ms_per_image"] = timed(lambda: detector.detect(frame), args.repeats)
-    crop = cv2.warpAffine(frame, crop_transform(boxes[0]), (CROP_SIZE, CROP_SIZE))
+    networks, region = MeshNetworks(), region_from_box(boxes[0])
+    points, _ = networks.mesh(frame, region)
+    results["mesh_ms_per_face"] = timed(lambda: networks.mesh(frame, region), args.repeats)
+    results["blendshapes_ms_per_face"] = timed(lambda: networks.blendshapes(points), args.repeats)
+    results["transform_ms_per_face"] = timed(lambda: facial_transforms(points[None], frame.shape[:2]), args.repeats)
+    crop = cv2.warpAffine(frame, region.to_crop(), (256, 256))
     image = mp.Image(image_format=mp.ImageFormat.SRGB, data=crop)
-    mesh_only, mesh_bs = landmarker(False), landmarker(True)
-    results["mesh_ms_per_face"] = timed(lambda: mesh_only.detect(image), args.repeats)
-    results["mesh_plus_blendshapes_ms_per_face"] = timed(lambda: mesh_bs.detect(image), args.repeats)
-    results["blendshapes_ms_per_face"] = round(results["mesh_plus_blendshapes_ms_per_face"] - results["mesh_ms_per_face"], 2)
+    full = landmarker(True)
+    results["mediapipe_face_landmarker_ms_per_face"] = timed(lambda: full.detect(image), args.repeats)
 
     with Analyzer(AnalyzerOptions(mode="fast")) as analyzer:
         faces = analyzer.analyze(frame)

@@ -70,8 +70,8 @@ def _stages(path: Path, frames: int = 300) -> dict:
         setattr(owner, name, wrapper)
 
     with VideoAnalyzer() as video, open_video(path) as reader:
-        timed(video.analyzer.detector, "detect", "detector (every 10th frame, amortised)")
-        timed(video.analyzer.mesh, "estimate", "mesh + blendshapes (MediaPipe, 2 threads)")
+        timed(video.analyzer.detector, "detect_with_roll", "detector (every 10th frame, amortised)")
+        timed(video.analyzer.mesh, "estimate", "mesh + blendshapes (LiteRT, 2 threads)")
         timed(video.analyzer.classifier, "logits", "expression classifier")
         timed(video.analyzer, "measure", "measurements (pose, gaze, AUs, expression, flags)")
         timed(video.tracker, "update", "tracking")

@@ -156,24 +156,63 @@ def test_face_mask_sets_the_occluded_flag(analyzer, astronaut, colour):
     assert faces.to_pandas()["flag_occluded"].tolist() == [True]
 
 
-def test_landmarker_results_read_directly_match_the_public_api(astronaut):
-    """The mesh reads MediaPipe's C result with numpy (faster); it must give exactly the public objects' values."""
-    import cv2
+def _landmarker_faces(rgb: np.ndarray):
+    """MediaPipe's own FaceLandmarker on a whole image: (points (478, 2) px, blendshapes, matrix) per face."""
     import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
 
-    from mien.face import mesh
+    from mien.models import resolve
 
-    if not mesh.landmarker_arrays_direct:
-        pytest.skip("this MediaPipe version is read through its public API")
-    estimator = mesh.MeshEstimator(workers=1)
-    try:
-        crop = cv2.resize(astronaut[20:260, 110:350], (mesh.CROP_SIZE, mesh.CROP_SIZE))
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop))
-        landmarker = estimator._landmarkers[0]
-        public, direct = mesh._public_arrays(landmarker, image, None), mesh._direct_arrays(landmarker, image, None)
-        assert len(direct[0]) == len(public[0]) == 1
-        for ours, theirs in zip(direct, public):
-            assert np.array_equal(ours[0], theirs[0])
-        assert direct[0][0].shape == (478, 3) and direct[1][0].shape == (52,) and direct[2][0].shape == (4, 4)
-    finally:
-        estimator.close()
+    options = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))), num_faces=1,
+        output_face_blendshapes=True, output_facial_transformation_matrixes=True)
+    with vision.FaceLandmarker.create_from_options(options) as landmarker:
+        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+    h, w = rgb.shape[:2]
+    return [(np.array([(p.x * w, p.y * h) for p in marks]), np.array([c.score for c in shapes]), np.asarray(matrix))
+            for marks, shapes, matrix in zip(result.face_landmarks, result.face_blendshapes,
+                                             result.facial_transformation_matrixes)]
+
+
+def test_mesh_networks_run_directly_agree_with_mediapipes_face_landmarker(analyzer, astronaut):
+    """mien runs the landmarker's mesh and blendshape networks itself on its own face regions: the same
+    mesh within 2% of the eye distance, the same blendshapes and pose, on a non-square photo."""
+    from mien.face.mesh_net import MeshNetworks
+    from mien.face.pose import euler_from_transform
+
+    photo = np.ascontiguousarray(astronaut[:, 40:440])  # 512 x 400
+    [(points, shapes, matrix)] = _landmarker_faces(photo)
+    faces = analyzer.analyze(photo)
+    assert len(faces) == 1 and faces.has_mesh[0]
+    eye_distance = np.linalg.norm(points[33] - points[263])
+    assert np.linalg.norm(faces.landmarks[0, :, :2] - points, axis=1).mean() < 0.02 * eye_distance
+    assert np.abs(faces.blendshapes[0] - shapes).mean() < 0.03
+    # Pose against the landmarker on a crop centred on the face: for an off-centre face its matrix
+    # also carries the wide-lens perspective it assumes for the whole picture (here 6 degrees of pitch).
+    x1, y1, x2, y2 = faces.boxes[0]
+    half = int(max(x2 - x1, y2 - y1))
+    cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
+    centred = cv2.copyMakeBorder(photo, half, half, half, half, cv2.BORDER_CONSTANT)[cy:cy + 2 * half, cx:cx + 2 * half]
+    [(_, _, centred_matrix)] = _landmarker_faces(centred)
+    assert np.abs(faces.pose[0] - euler_from_transform(centred_matrix[None])[0]).max() < 3.0
+    # Fed the landmarker's own points, the blendshape network gives the landmarker's scores: the point
+    # table is MediaPipe's.
+    mesh = np.zeros((478, 3), np.float32)
+    mesh[:, :2] = points
+    assert np.abs(MeshNetworks().blendshapes(mesh) - shapes).max() < 1e-3
+
+
+def test_a_tilted_face_is_reframed_upright(analyzer, astronaut):
+    """A face rolled by 40 degrees gets its region turned: the mesh's eye line follows the rotation."""
+    plain = analyzer.analyze(astronaut)
+    centre = tuple(float(v) for v in plain.landmarks[0, :, :2].mean(0))
+    turned = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D(centre, -40, 1.0), astronaut.shape[1::-1])
+    faces = analyzer.analyze(turned)
+    assert len(faces) == 1 and faces.has_mesh[0]
+
+    def eye_angle(points):
+        d = points[263, :2] - points[33, :2]
+        return np.degrees(np.arctan2(d[1], d[0]))
+
+    assert abs(eye_angle(faces.landmarks[0]) - eye_angle(plain.landmarks[0]) - 40) < 3
+    assert abs(faces.pose[0, 2] - plain.pose[0, 2] - 40) < 3  # roll: clockwise in the image is positive

@@ -95,8 +95,8 @@ class Analyzer:
         """Analyse an already decoded image (see `mien.io.images.load_image`)."""
         rgb = loaded.rgb
         height, width = rgb.shape[:2]
-        boxes, scores = self._detector.detect(rgb)
-        mesh = self._mesh.estimate(rgb, boxes, strict=weak_detections(scores))
+        boxes, scores, rolls = self._detector.detect_with_roll(rgb)
+        mesh = self._mesh.estimate(rgb, boxes, rolls, strict=weak_detections(scores))
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         if self.mesh_boxes:  # a face's box is its mesh's extent (the detector's box where there is no mesh)
             boxes = face_boxes(mesh.landmarks, mesh.found, boxes)

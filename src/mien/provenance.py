@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mien.expression.affect import SOURCE as VALENCE_AROUSAL_SOURCE
+from mien.face.mesh import PIPELINE as MESH_PIPELINE
 from mien.models.sources import SOURCES
 
 METADATA_KEY = b"mien"  # Parquet key-value metadata entry holding the record
@@ -76,6 +77,7 @@ def provenance(kind: str, options: dict[str, Any], models: list[str],
         "models": {name: {"file": SOURCES[name]["file"], "sha256": SOURCES[name]["sha256"]} for name in models},
         "openset_thresholds_sha256": _thresholds_sha(),
         "valence_arousal": VALENCE_AROUSAL_SOURCE,
+        "mesh": MESH_PIPELINE,
         "inputs": inputs or [],
     }
 
@@ -89,7 +91,8 @@ def analysis_provenance(kind: str, options: Any, inputs: list[dict[str, str]] | 
 
 def fingerprint(record: dict[str, Any]) -> str:
     """Short hash of what decides the numbers: options, model checksums and thresholds (not time or inputs)."""
-    decisive = {key: record.get(key) for key in ("options", "models", "openset_thresholds_sha256", "valence_arousal")}
+    decisive = {key: record.get(key) for key in ("options", "models", "openset_thresholds_sha256", "valence_arousal",
+                                              "mesh")}
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

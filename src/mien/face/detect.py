@@ -75,19 +75,21 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.
     """Greedy NMS that averages each cluster's boxes, weighted by score (as BlazeFace does).
 
     The same face seen in several tiles and scales gives several slightly different boxes;
-    their weighted mean locates it better than the single best-scoring one.
+    their weighted mean locates it better than the single best-scoring one. `boxes` may carry
+    more columns after the four xyxy ones (averaged the same way).
     Returns merged boxes and their (maximum) scores, best first.
     """
+    width = boxes.shape[1] if boxes.ndim == 2 else 4
     order = np.argsort(-scores)
     merged_boxes, merged_scores = [], []
     while len(order):
-        overlap = box_iou(boxes[order[0]], boxes[order])[0] > iou
+        overlap = box_iou(boxes[order[0], :4], boxes[order, :4])[0] > iou
         cluster = order[overlap]
         weights = scores[cluster][:, None]
         merged_boxes.append((boxes[cluster] * weights).sum(axis=0) / weights.sum())
         merged_scores.append(scores[cluster].max())
         order = order[~overlap]
-    return np.asarray(merged_boxes, np.float32).reshape(-1, 4), np.asarray(merged_scores, np.float32)
+    return np.asarray(merged_boxes, np.float32).reshape(-1, width), np.asarray(merged_scores, np.float32)
 
 
 def pyramid_levels(width: int, height: int, min_window: int = 160) -> list[list[tuple[int, int, int, int]]]:
@@ -156,6 +158,13 @@ class FaceDetector:
         Returns:
             boxes (n, 4) float32 xyxy pixels and scores (n,) float32, best first.
         """
+        boxes, scores, _ = self.detect_with_roll(rgb, mode, max_levels)
+        return boxes, scores
+
+    def detect_with_roll(self, rgb: np.ndarray, mode: DetectMode | None = None,
+                         max_levels: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As `detect`, plus each face's roll (n,) float32: the angle in radians of the line from the
+        subject's right eye to the left one, from BlazeFace's eye keypoints (0: eyes level)."""
         mode = mode or self.options.mode
         height, width = rgb.shape[:2]
         levels = pyramid_levels(width, height)
@@ -167,6 +176,19 @@ class FaceDetector:
             return self._finish(*self._detect_auto(rgb, levels))
         return self._finish(*self._detect_windows(rgb, [w for level in levels for w in level]))
 
+    def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+        """The face detected nearest the centre of an image (within 20% of its size), before `min_score`
+        and box calibration: (BlazeFace's own xyxy box, roll in radians, score), or None."""
+        boxes, scores = self._detect_windows(rgb, [(0, 0, rgb.shape[1], rgb.shape[0])])
+        if not len(boxes):
+            return None
+        offsets = (boxes[:, :2] + boxes[:, 2:4]) / 2 / [rgb.shape[1], rgb.shape[0]] - 0.5
+        distance = np.hypot(offsets[:, 0], offsets[:, 1])
+        best = int(np.argmin(distance))
+        if distance[best] >= 0.2:
+            return None
+        return boxes[best, :4], float(np.arctan2(boxes[best, 5], boxes[best, 4])), float(scores[best])
+
     def _detect_auto(self, rgb: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray]:
         """The whole image, then the half-size tiles; if those show any face the whole image
         missed (or only small faces), this is a group photo: the remaining levels too.
@@ -177,7 +199,7 @@ class FaceDetector:
         done = 1
         if len(levels) > 1 and self._looks_like_single(boxes, scores, width, height):
             half_boxes, half_scores = self._detect_windows(rgb, levels[1])
-            is_group = _new_faces(boxes, half_boxes[half_scores >= min(self.options.min_score, _ESCALATE_SCORE)])
+            is_group = _new_faces(boxes[:, :4], half_boxes[half_scores >= min(self.options.min_score, _ESCALATE_SCORE), :4])
             boxes, scores = np.concatenate([boxes, half_boxes]), np.concatenate([scores, half_scores])
             done = 2
             if not is_group:
@@ -190,13 +212,14 @@ class FaceDetector:
 
     def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
         """One or two confident, large faces: a portrait, not a group."""
-        strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE)]
+        strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE), :4]
         if not 1 <= len(strong) <= 2:
             return False
         sides = np.minimum(strong[:, 2] - strong[:, 0], strong[:, 3] - strong[:, 1])
         return bool(sides.min() >= 0.15 * min(width, height))
 
     def _detect_windows(self, rgb: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
+        """Detections of all windows: (n, 6) xyxy boxes in image pixels with the eye line's (cos, sin), scores."""
         import mediapipe as mp
 
         height, width = rgb.shape[:2]
@@ -212,13 +235,13 @@ class FaceDetector:
                     continue
                 if max(bb.width, bb.height) < _MIN_FACE_SHARE * max(x2 - x1, y2 - y1):
                     continue
-                all_boxes.append(box + [x1, y1, x1, y1])
+                all_boxes.append(np.concatenate([box + [x1, y1, x1, y1], _eye_line(det, x2 - x1, y2 - y1)]))
                 all_scores.append(det.categories[0].score)
         if not all_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        return np.stack(all_boxes), np.asarray(all_scores, dtype=np.float32)
+            return np.zeros((0, 6), np.float32), np.zeros(0, np.float32)
+        return np.stack(all_boxes).astype(np.float32), np.asarray(all_scores, dtype=np.float32)
 
-    def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         opts = self.options
         if len(boxes):
             boxes, scores = weighted_nms(_calibrate_boxes(boxes), scores, opts.nms_iou)
@@ -229,7 +252,19 @@ class FaceDetector:
             boxes, scores = boxes[sides >= opts.min_face_size], scores[sides >= opts.min_face_size]
         if opts.max_faces is not None:
             boxes, scores = boxes[: opts.max_faces], scores[: opts.max_faces]
-        return boxes, scores
+        rolls = np.arctan2(boxes[:, 5], boxes[:, 4]).astype(np.float32)
+        return np.ascontiguousarray(boxes[:, :4]), scores, rolls
+
+
+def _eye_line(detection, tile_width: int, tile_height: int) -> np.ndarray:
+    """(cos, sin) of the line from the subject's right eye to the left one (BlazeFace keypoints 0 and 1)."""
+    points = detection.keypoints or []
+    if len(points) < 2:
+        return np.array([1.0, 0.0], np.float32)
+    dx = (points[1].x - points[0].x) * tile_width
+    dy = (points[1].y - points[0].y) * tile_height
+    norm = float(np.hypot(dx, dy)) or 1.0
+    return np.array([dx / norm, dy / norm], np.float32)
 
 
 def _new_faces(known: np.ndarray, candidates: np.ndarray) -> bool:

@@ -1,34 +1,46 @@
 """478-point mesh, 52 blendshapes and the facial transformation matrix, per detected face.
 
-Each detected box is cut out as a square crop (1.9x the box, 256 px) and given to MediaPipe's
-FaceLandmarker; the face nearest the crop centre is kept and its landmarks mapped back to image
-pixels. Working per crop makes small faces in large photos usable and keeps the mesh tied to
-the detection it came from. A box whose crop shows no face is reported with `no_mesh`.
+MediaPipe's mesh network runs on a square region around each face (1.5x its box, turned so the
+eyes are level) and its blendshape network on the mesh's points (`mien.face.mesh_net`); the
+canonical face fitted to the mesh gives the transformation matrix (`mien.face.geometry`).
 
-MediaPipe runs one landmarker call on one core, so with several faces the crops are shared
-among `workers` landmarkers on as many threads (about 1.8x faster on two cores).
+The region of a face not followed from an earlier frame comes, as in MediaPipe's FaceLandmarker,
+from a second detection inside a 1.9x crop around mien's box (BlazeFace then sees the face at 256
+px instead of as a small part of a whole photo, and its box and eye keypoints frame the face
+well). A confident detection whose own region already shows a clear, well-framed face skips that
+step (most one-face photos). A followed face's region comes from its mesh in the previous frame,
+moved by the tracker's predicted motion, as MediaPipe's video mode frames it. A box whose region
+shows no face (presence below `min_confidence`) is reported with `no_mesh`. With several faces
+the work is shared among `workers` threads (LiteRT runs the networks in parallel).
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from mien.face.blendshapes import BLENDSHAPE_NAMES
-from mien.models import resolve
-from mien.models.quiet import blank_image, native_stderr_silenced
+from mien.face.geometry import facial_transforms
+from mien.face.mesh_net import INPUT_SIDE, ROI_SCALE, MeshNetworks, Region, region_from_box, region_from_landmarks
 
 N_LANDMARKS = 478  # points of MediaPipe's face mesh (468 face + 10 iris)
+# How the mesh is made, in every output's provenance (and batch fingerprint): outputs of another way differ.
+PIPELINE = ("face_landmarker.task mesh + blendshape networks on LiteRT; region from a second BlazeFace "
+            "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; pose: canonical face, "
+            "weighted orthographic Procrustes")
 
-CROP_SIZE = 256
-CROP_SCALE = 1.9
-# Face presence the landmarker must see in the crop of a weak detection (see `estimate(strict=...)`);
-# MediaPipe's own default, used for the others, is `min_confidence` (0.3).
+# Face presence the mesh network must report in the region of a weak detection (see `estimate(strict=...)`).
 STRICT_PRESENCE = 0.8
+# The crop around mien's box in which the face is detected again (side / box side), at the mesh's input size.
+SEARCH_SCALE = 1.9
+# A confident detection keeps the region of its own box when the mesh there shows this much presence and
+# agrees with the region the mesh itself gives within: centre offset (share of the side), side ratio, roll.
+QUICK_PRESENCE = 0.9
+_QUICK_OFFSET, _QUICK_SCALE, _QUICK_ANGLE = 0.12, 1.3, np.radians(15)
 
 
 @dataclass
@@ -37,240 +49,154 @@ class MeshResult:
 
     landmarks: np.ndarray  # (n, 478, 3) pixels
     blendshapes: np.ndarray  # (n, 52)
-    transforms: np.ndarray  # (n, 4, 4) face pose in MediaPipe's metric face space
+    transforms: np.ndarray  # (n, 4, 4) canonical face (cm) to camera space
     found: np.ndarray  # (n,) bool
-
-
-def crop_transform(box: np.ndarray, size: int = CROP_SIZE, scale: float = CROP_SCALE) -> np.ndarray:
-    """2x3 affine mapping image pixels to a square crop of `size` px centred on `box`."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = max(box[2] - box[0], box[3] - box[1]) * scale
-    s = size / max(side, 1.0)
-    return np.array([[s, 0, size / 2 - s * cx], [0, s, size / 2 - s * cy]], dtype=np.float64)
+    presence: np.ndarray  # (n,) face presence probability in the region (NaN where not run)
 
 
 class MeshEstimator:
-    """Runs MediaPipe's FaceLandmarker (mesh + blendshapes) on face crops.
+    """Mesh, blendshapes and pose for face boxes.
 
     Args:
-        min_confidence: minimum face detection/presence confidence inside a crop.
-        workers: landmarkers run in parallel on frames with several faces (default: up to 2 cores).
-        max_tracked: most faces followed at once in video mode (see `estimate`).
+        min_confidence: minimum face presence in a face's region.
+        workers: networks run in parallel on frames with several faces (default: up to 2 cores).
     """
 
-    def __init__(self, min_confidence: float = 0.3, workers: int | None = None, max_tracked: int = 16) -> None:
+    def __init__(self, min_confidence: float = 0.3, workers: int | None = None) -> None:
+        from mien.face.detect import DetectorOptions, FaceDetector
+
         self._min_confidence = min_confidence
         count = workers or max(1, min(2, os.cpu_count() or 1))
-        self._landmarkers = [self._create(video=False) for _ in range(count)]
+        # Per thread: the networks and a detector for the second detection (neither is thread-safe).
+        self._workers = [(MeshNetworks(), FaceDetector(DetectorOptions(mode="fast", min_score=min_confidence)))
+                         for _ in range(count)]
         self._pool = ThreadPoolExecutor(count) if count > 1 else None
-        # Made here, not when first needed: loading silences fd 2, which mid-run would swallow other threads' lines.
-        self._strict = self._create(video=False, presence=STRICT_PRESENCE)  # for weak detections
-        self._followers: dict[int, list] = {}  # track key -> [VIDEO-mode landmarker, last timestamp ms]
-        self._spare: list = []
-        self._max_tracked = max_tracked
-
-    def _create(self, video: bool, presence: float | None = None):
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))),
-            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
-            num_faces=1 if video else 2,
-            min_face_detection_confidence=self._min_confidence,
-            min_face_presence_confidence=presence or self._min_confidence,
-            output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
-        )
-        with native_stderr_silenced():
-            landmarker = vision.FaceLandmarker.create_from_options(options)
-            if not video:
-                landmarker.detect(blank_image(CROP_SIZE))  # first call logs too
-        return landmarker
+        self._previous: dict[int, np.ndarray] = {}  # track key -> its last mesh (478, 3)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+        for _, detector in self._workers:
+            detector.close()
         self.forget_followers()
-        with native_stderr_silenced():
-            for landmarker in self._landmarkers + [self._strict]:
-                landmarker.close()
 
     def forget_followers(self) -> None:
-        """Close every video-mode landmarker: what follows starts with no memory of earlier frames
+        """Forget every followed face's last mesh: what follows starts with no memory of earlier frames
         (a new video or chunk gives the same results whatever was processed before it)."""
-        with native_stderr_silenced():
-            for landmarker in self._spare + [f[0] for f in self._followers.values()]:
-                landmarker.close()
-        self._followers, self._spare = {}, []
+        self._previous = {}
 
     def release_all_but(self, keys) -> None:
-        """Stop following every track key not in `keys` (their landmarkers are kept for new tracks)."""
+        """Forget the last mesh of every track key not in `keys`."""
         keep = {int(k) for k in keys}
-        for key in [k for k in self._followers if k not in keep]:
-            follower = self._followers.pop(int(key), None)
-            if follower is not None:
-                self._spare.append(follower[0])
+        self._previous = {k: v for k, v in self._previous.items() if k in keep}
 
-    def estimate(self, rgb: np.ndarray, boxes: np.ndarray, keys: np.ndarray | None = None,
-                 time_s: float | None = None, strict: np.ndarray | None = None) -> MeshResult:
+    def estimate(self, rgb: np.ndarray, boxes: np.ndarray, rolls: np.ndarray | None = None,
+                 keys: np.ndarray | None = None, predicted: np.ndarray | None = None,
+                 strict: np.ndarray | None = None, quick: bool = True) -> MeshResult:
         """Mesh for each xyxy box of an (H, W, 3) uint8 RGB image.
 
-        Video mode: with `keys` (a track id per box, -1 for none) and the frame's `time_s`, each
-        tracked face keeps its own landmarker in MediaPipe's video mode, which follows the face
-        from the previous frame's landmarks instead of detecting it again in the crop (~1.7 ms
-        less per face). Boxes without a key use the image-mode landmarkers.
-        `strict` (bool per box): boxes without a key whose mesh must show a clear face (landmarker
-        presence >= `STRICT_PRESENCE`), for weak detections.
+        `rolls` (radians per box, as `FaceDetector.detect_with_roll` gives them) turns each region so
+        the face reaches the network upright; without them faces are taken as upright.
+
+        Video: `keys` gives a track id per box (-1 for none). Where `predicted` (bool per box) is
+        set, the box is the tracker's prediction of that face's mesh extent, and the region comes from
+        the face's mesh in the previous frame (see `remember`) moved by the predicted motion.
+        `strict` (bool per box): boxes whose region must show a clear face (presence >=
+        `STRICT_PRESENCE`), for weak detections. `quick=False` frames every face not followed by a
+        second detection (as MediaPipe's landmarker does), also where mien's box would do.
         """
         n = len(boxes)
         out = MeshResult(
-            landmarks=np.full((n, 478, 3), np.nan, np.float32),
+            landmarks=np.full((n, N_LANDMARKS, 3), np.nan, np.float32),
             blendshapes=np.full((n, len(BLENDSHAPE_NAMES)), np.nan, np.float32),
             transforms=np.full((n, 4, 4), np.nan, np.float32),
             found=np.zeros(n, bool),
+            presence=np.full(n, np.nan, np.float32),
         )
-        # Work per landmarker: a landmarker is used by one thread at a time.
-        work: dict[int, tuple[object, list[int], int | None]] = {}
-        stateless = []
-        strict_rows = []
+        keys = np.full(n, -1) if keys is None else np.asarray(keys)
+        rolls = np.zeros(n) if rolls is None else np.asarray(rolls)
+        jobs = []
         for i in range(n):
-            follower = self._follower(int(keys[i])) if keys is not None and keys[i] >= 0 and time_s is not None else None
-            if follower is None:
-                (strict_rows if strict is not None and strict[i] else stateless).append(i)
-                continue
-            stamp = max(int(time_s * 1000), follower[1] + 1)  # strictly increasing per landmarker
-            follower[1] = stamp
-            work[id(follower[0])] = (follower[0], [i], stamp)
-        for k, landmarker in enumerate(self._landmarkers):
-            rows = stateless[k::len(self._landmarkers)]
-            if rows:
-                work[id(landmarker)] = (landmarker, rows, None)
-        if strict_rows:
-            work[id(self._strict)] = (self._strict, strict_rows, None)
-        jobs = list(work.values())
-        if self._pool is None or len(jobs) < 2:
-            for landmarker, rows, stamp in jobs:
-                self._estimate_some(landmarker, rgb, boxes, rows, stamp, out)
-            return out
-        workers = len(self._landmarkers)
-        lanes = [jobs[k::workers] for k in range(workers)]
-        futures = [self._pool.submit(self._run_lane, lane, rgb, boxes, out) for lane in lanes if lane]
-        for future in futures:
-            future.result()
+            floor = STRICT_PRESENCE if strict is not None and strict[i] else self._min_confidence
+            followed = self._followed_region(boxes[i], int(keys[i]), bool(predicted is not None and predicted[i]))
+            # Only confident detections may keep their own box's region.
+            jobs.append((i, boxes[i], float(rolls[i]), followed, floor, quick and (strict is None or not strict[i])))
+        lanes = [jobs[k::len(self._workers)] for k in range(min(n, len(self._workers)))]
+        if self._pool is None or len(lanes) < 2:
+            for worker, lane in zip(self._workers, lanes):
+                self._run_lane(worker, rgb, lane, out)
+        else:
+            for future in [self._pool.submit(self._run_lane, worker, rgb, lane, out)
+                           for worker, lane in zip(self._workers, lanes)]:
+                future.result()
+        if out.found.any():
+            out.transforms[out.found] = facial_transforms(out.landmarks[out.found], rgb.shape[:2])
         return out
 
-    def _follower(self, key: int) -> list | None:
-        if key not in self._followers:
-            if len(self._followers) >= self._max_tracked:
-                return None
-            landmarker = self._spare.pop() if self._spare else self._create(video=True)
-            self._followers[key] = [landmarker, -1]
-        return self._followers[key]
+    def remember(self, keys: np.ndarray, landmarks: np.ndarray) -> None:
+        """Keep each track key's (478, 3) mesh of this frame, to frame that face in the next one."""
+        for key, points in zip(keys, landmarks):
+            if key >= 0 and np.isfinite(points[0, 0]):
+                self._previous[int(key)] = points
 
-    def _run_lane(self, lane, rgb, boxes, out) -> None:
-        for landmarker, rows, stamp in lane:
-            self._estimate_some(landmarker, rgb, boxes, rows, stamp, out)
+    def _followed_region(self, box: np.ndarray, key: int, predicted: bool) -> Region | None:
+        """The region of a followed face from its last mesh (None for a face not followed)."""
+        last = self._previous.get(key) if key >= 0 else None
+        if last is None:
+            return None
+        region = region_from_landmarks(last)
+        if not predicted:  # a new detection of the face: where it was last frame, as MediaPipe's video mode
+            return region
+        extent = mesh_boxes(last[None])[0]
+        dx = (box[0] + box[2] - extent[0] - extent[2]) / 2
+        dy = (box[1] + box[3] - extent[1] - extent[3]) / 2
+        return replace(region, cx=region.cx + float(dx), cy=region.cy + float(dy))
 
     @staticmethod
-    def _estimate_some(landmarker, rgb: np.ndarray, boxes: np.ndarray, indices, stamp: int | None,
-                       out: MeshResult) -> None:
-        """Fill `out` rows `indices`; `stamp` (ms) for a video-mode landmarker, None for image mode."""
-        import mediapipe as mp
-
-        for i in indices:
-            affine = crop_transform(boxes[i])
-            crop = cv2.warpAffine(rgb, affine, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_CONSTANT)
-            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=crop)
-            faces, shapes, matrices = landmarker_arrays(landmarker, image, stamp)
-            pick = _central_face(faces)
-            if pick is None:
+    def _run_lane(worker, rgb: np.ndarray, jobs, out: MeshResult) -> None:
+        networks, detector = worker
+        for i, box, roll, region, floor, quick in jobs:
+            points = None
+            if region is None and quick:
+                region = region_from_box(box, roll)
+                points, presence = networks.mesh(rgb, region)
+                if presence < QUICK_PRESENCE or _badly_framed(region, region_from_landmarks(points)):
+                    points, region = None, None
+            if region is None:
+                region = _detected_region(detector, rgb, box)
+                if region is None:
+                    continue
+            if points is None:
+                points, presence = networks.mesh(rgb, region)
+            out.presence[i] = presence
+            if presence < floor:
                 continue
-            pts = faces[pick]
-            s = affine[0, 0]
-            pts[:, :2] = (pts[:, :2] * CROP_SIZE - affine[:, 2]) / s
-            pts[:, 2] = pts[:, 2] * CROP_SIZE / s
-            out.landmarks[i] = pts
-            out.blendshapes[i] = shapes[pick]
-            out.transforms[i] = matrices[pick]
+            out.landmarks[i] = points
+            out.blendshapes[i] = networks.blendshapes(points)
             out.found[i] = True
 
 
-def _public_arrays(landmarker, image, stamp: int | None):
-    """(landmarks, blendshapes, matrices) per face through the Tasks API's public result objects."""
-    result = landmarker.detect(image) if stamp is None else landmarker.detect_for_video(image, stamp)
-    return ([np.array([(p.x, p.y, p.z) for p in face], np.float32) for face in result.face_landmarks],
-            [np.array([c.score for c in face], np.float32) for face in result.face_blendshapes],
-            [np.asarray(m, np.float32) for m in result.facial_transformation_matrixes])
+def _detected_region(detector, rgb: np.ndarray, box: np.ndarray) -> Region | None:
+    """The face's region from a second detection in a 1.9x crop around `box` (None: no face there)."""
+    side = SEARCH_SCALE * max(box[2] - box[0], box[3] - box[1])
+    search = Region((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, side)
+    crop = cv2.warpAffine(rgb, search.to_crop(), (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
+    found = detector.centre_face(crop)
+    if found is None:
+        return None
+    (x1, y1, x2, y2), roll, _ = found
+    scale = search.side / INPUT_SIDE
+    return Region(search.cx + ((x1 + x2) / 2 - INPUT_SIDE / 2) * scale, search.cy + ((y1 + y2) / 2 - INPUT_SIDE / 2) * scale,
+                  ROI_SCALE * max(x2 - x1, y2 - y1) * scale, roll)
 
 
-def _struct_fields(struct, names: tuple[str, ...]) -> np.dtype:
-    """numpy view of some float fields of a ctypes struct array (offsets from ctypes itself)."""
-    import ctypes
-
-    return np.dtype({"names": list(names), "formats": [np.float32] * len(names),
-                     "offsets": [getattr(struct, n).offset for n in names], "itemsize": ctypes.sizeof(struct)})
-
-
-def _direct_arrays(landmarker, image, stamp: int | None):
-    """As `_public_arrays`, read straight from the C result with numpy: MediaPipe's Python result objects
-    cost ~0.9 ms per face (478 landmark objects), a sixth of a one-face image's budget."""
-    import ctypes
-
-    from mediapipe.tasks.python.components.containers.category_c import MpCategoryC
-    from mediapipe.tasks.python.components.containers.landmark_c import MpNormalizedLandmarkC
-    from mediapipe.tasks.python.vision.face_landmarker import MpFaceLandmarkerResultC
-
-    result = MpFaceLandmarkerResultC()
-    lib, handle = landmarker._lib, landmarker._handle  # the Tasks API's own handles (mediapipe < 2)
-    if stamp is None:
-        lib.MpFaceLandmarkerDetectImage(handle, image._image_ptr, None, ctypes.byref(result))
-    else:
-        lib.MpFaceLandmarkerDetectForVideo(handle, image._image_ptr, None, stamp, ctypes.byref(result))
-    try:
-        point, score = _struct_fields(MpNormalizedLandmarkC, ("x", "y", "z")), _struct_fields(MpCategoryC, ("score",))
-        faces, shapes, matrices = [], [], []
-        for k in range(result.face_landmarks_count):
-            marks = result.face_landmarks[k]
-            raw = ctypes.string_at(marks.landmarks, marks.landmarks_count * point.itemsize)
-            values = np.frombuffer(raw, point)
-            faces.append(np.stack([values["x"], values["y"], values["z"]], 1).astype(np.float32))
-        for k in range(result.face_blendshapes_count):
-            categories = result.face_blendshapes[k]
-            raw = ctypes.string_at(categories.categories, categories.categories_count * score.itemsize)
-            shapes.append(np.frombuffer(raw, score)["score"].astype(np.float32))
-        for k in range(result.facial_transformation_matrixes_count):
-            matrices.append(np.asarray(result.facial_transformation_matrixes[k].to_numpy(), np.float32))
-    finally:
-        lib.MpFaceLandmarkerCloseResult(ctypes.byref(result))
-    return faces, shapes, matrices
-
-
-def landmarker_arrays(landmarker, image, stamp: int | None = None):
-    """(landmarks (478, 3), blendshape scores (52,), transformation matrices (4, 4)) per face the
-    landmarker finds in `image`; `stamp` (ms) in video mode. Reads the C result directly where this
-    MediaPipe has the expected internals, else through the public result objects."""
-    global landmarker_arrays_direct
-    if landmarker_arrays_direct:
-        try:
-            return _direct_arrays(landmarker, image, stamp)
-        except (AttributeError, ImportError, TypeError):
-            landmarker_arrays_direct = False  # another MediaPipe layout: the public API from now on
-    return _public_arrays(landmarker, image, stamp)
-
-
-def _direct_reading_checked() -> bool:
-    """Reading the C result directly relies on MediaPipe's internal layout: only on the 1.2 releases it was
-    checked against (`tests/test_pipeline.py`); any other version uses the public API."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mediapipe").startswith("1.2.")
-    except PackageNotFoundError:
-        return False
-
-
-landmarker_arrays_direct = _direct_reading_checked()
+def _badly_framed(used: Region, fitted: Region) -> bool:
+    """True when the region a mesh was found in differs much from the one the mesh itself gives."""
+    offset = np.hypot(used.cx - fitted.cx, used.cy - fitted.cy) / max(fitted.side, 1.0)
+    ratio = max(used.side, 1.0) / max(fitted.side, 1.0)
+    turn = abs((used.angle - fitted.angle + np.pi) % (2 * np.pi) - np.pi)
+    return bool(offset > _QUICK_OFFSET or not 1 / _QUICK_SCALE < ratio < _QUICK_SCALE or turn > _QUICK_ANGLE)
 
 
 def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
@@ -287,14 +213,3 @@ def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
 def face_boxes(landmarks: np.ndarray, found: np.ndarray, detected: np.ndarray) -> np.ndarray:
     """(n, 4) float32 rows' boxes: the mesh's extent where a mesh was `found`, the `detected` box elsewhere."""
     return np.where(found[:, None], mesh_boxes(landmarks), detected).astype(np.float32)
-
-
-def _central_face(faces: list[np.ndarray]) -> int | None:
-    """Index of the face whose (478, 3) normalised landmarks centre lies nearest the crop centre (within 20%)."""
-    best, best_dist = None, 0.2
-    for i, face in enumerate(faces):
-        cx, cy = face[:, 0].mean(), face[:, 1].mean()
-        dist = float(np.hypot(cx - 0.5, cy - 0.5))
-        if dist < best_dist:
-            best, best_dist = i, dist
-    return best

@@ -88,8 +88,9 @@ class VideoAnalyzer:
         ids, predicted = self.tracker.predict(t)
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
-        rois, hints, scores = self._regions(rgb, ids, predicted, detect)
-        mesh = self.analyzer.mesh.estimate(rgb, rois, keys=hints, time_s=t, strict=weak_detections(scores))
+        rois, rolls, hints, scores, followed = self._regions(rgb, ids, predicted, detect)
+        mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
+                                           strict=weak_detections(scores))
         found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
         boxes = face_boxes(mesh.landmarks, found, rois)  # as in images: the mesh's extent
         keep = self._distinct(found, boxes)
@@ -100,6 +101,7 @@ class VideoAnalyzer:
                       transforms=mesh.transforms)[keep]
         looks = np.stack([appearance_vector(rgb, box) for box in faces.boxes]) if len(faces) else None
         faces.track_ids = self.tracker.update(t, faces.boxes, looks, hints[keep])
+        self.analyzer.mesh.remember(faces.track_ids, faces.landmarks)
         for i, track_id in enumerate(faces.track_ids):
             self._scores[int(track_id)] = float(faces.scores[i])
         self._forget_gone_tracks()
@@ -113,14 +115,15 @@ class VideoAnalyzer:
         return faces
 
     def _regions(self, rgb, ids, predicted, detect):
-        """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces."""
-        rois, hints, scores = [], [], []
+        """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces
+        (rois, roll, track id or -1, detection score, whether the box is a prediction)."""
+        rois, rolls, hints, scores, followed = [], [], [], [], []
         matched_tracks: set[int] = set()
         if detect:
             auto = self.options.analyzer.mode == "auto"
             tiles = not len(ids) or self._detections % max(1, self.options.tile_every) == 0
             self._detections += 1
-            det_boxes, det_scores = self.analyzer.detector.detect(
+            det_boxes, det_scores, det_rolls = self.analyzer.detector.detect_with_roll(
                 rgb, max_levels=(self.options.detect_levels if tiles else 1) if auto else None)
             pairs = {}
             if len(ids) and len(det_boxes):
@@ -131,19 +134,25 @@ class VideoAnalyzer:
             for r, box in enumerate(det_boxes):
                 c = pairs.get(r)
                 rois.append(box)
+                rolls.append(det_rolls[r])
                 hints.append(ids[c] if c is not None else -1)
                 scores.append(det_scores[r])
+                followed.append(False)
                 if c is not None:
                     matched_tracks.add(c)
         for c, track_id in enumerate(ids):
             if c not in matched_tracks:
                 rois.append(predicted[c])
+                rolls.append(0.0)  # unused: a followed face is framed by its last mesh
                 hints.append(track_id)
                 scores.append(self._scores.get(int(track_id), np.nan))
+                followed.append(True)
         # Followed faces first: when two boxes find the same face, the existing track keeps it.
         order = sorted(range(len(rois)), key=lambda i: hints[i] < 0)
         return (np.array([rois[i] for i in order], np.float32).reshape(-1, 4),
-                np.array([hints[i] for i in order], np.int64), np.array([scores[i] for i in order], np.float32))
+                np.array([rolls[i] for i in order], np.float32),
+                np.array([hints[i] for i in order], np.int64), np.array([scores[i] for i in order], np.float32),
+                np.array([followed[i] for i in order], bool))
 
     def _distinct(self, found: np.ndarray, extents: np.ndarray) -> np.ndarray:
         keep = found.copy()
@@ -156,7 +165,7 @@ class VideoAnalyzer:
         return keep
 
     def _forget_gone_tracks(self) -> None:
-        # Faces not followed this frame start afresh in the mesh's video mode when they come back.
+        # Faces not followed this frame are framed afresh from a detection when they come back.
         self.analyzer.mesh.release_all_but(self.tracker.active)
         alive = set(self.tracker.active) | set(self.tracker.lost)
         for track_id in [k for k in self._scores if k not in alive]:
