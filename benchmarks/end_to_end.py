@@ -10,6 +10,8 @@
 2. A real clip: `mien video CLIP -o r.parquet` (its own steady fps, printed by mien, and the whole
    command) against the bare FaceLandmarker in VIDEO mode on the same decoded frames.
 3. Peak RSS of each mien command (ru_maxrss of exactly that child, via wait4).
+4. The web page's request: a real `mien serve`, `POST /api/images?explain=true` with the media's
+   5-face group photo and one-face photo (median of 5 after a warm-up).
 All of it `--rounds` times (each command paired with the bare landmarker run just before it);
 the median ratio over rounds is the figure. Prints JSON lines; writes benchmarks/end_to_end_results.json.
 """
@@ -108,6 +110,32 @@ def photo_folder(folder: Path, count: int, repeat: int) -> list[Path]:
     return paths
 
 
+def web_requests(tmp: str, photos: list[Path], repeats: int = 5) -> list[dict]:
+    """Median time of `POST /api/images?explain=true` (analysis, heatmaps, rationale, annotated image) per
+    photo against a real `mien serve` on loopback, after one warm-up request."""
+    import httpx
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from server_helpers import running_server
+
+    rows = []
+    with running_server(Path(tmp) / "serve-data") as url, httpx.Client(timeout=120) as client:
+        for photo in photos:
+            times, faces = [], 0
+            for k in range(repeats + 1):
+                started = time.perf_counter()
+                reply = client.post(url + "/api/images", params={"explain": "true"},
+                                    files={"file": (photo.name, photo.read_bytes(), "image/jpeg")})
+                reply.raise_for_status()
+                if k:
+                    times.append(time.perf_counter() - started)
+                faces = sum(1 for row in reply.json()["rows"] if row.get("face_found"))
+            rows.append({"work": f"web request with explanations, {photo.name} ({faces} faces)",
+                         "median_s": round(float(np.median(times)), 3), "all_s": [round(t, 3) for t in times]})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def _one_round(tmp: str, paths: list[Path], clip: Path) -> list[dict]:
     """Each command once, each right after the bare landmarker on the same files."""
     rows = []
@@ -141,6 +169,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = photo_folder(Path(tmp) / "photos", args.photos, args.repeat)
         rounds = [_one_round(tmp, paths, args.clip) for _ in range(args.rounds)]
+        photos = [p for p in (SHARED / "media" / "pyfeat_multi_face.jpg", SHARED / "media" / "pyfeat_single_face.jpg")
+                  if p.exists()]
+        web = web_requests(tmp, photos) if photos else []
     # This machine's speed drifts by 10-20% between minutes: each ratio pairs a command with the bare
     # landmarker run just before it, and the median over rounds is the figure.
     summary = []
@@ -151,7 +182,7 @@ def main() -> None:
                         **{key: float(np.median([r[key] for r in runs])) for key in first
                            if key.endswith(("_img_s", "_fps", "_steady", "_command"))}})
         print(json.dumps(summary[-1]), flush=True)
-    args.out.write_text(json.dumps({"summary": summary, "rounds": rounds}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"summary": summary, "web": web, "rounds": rounds}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,9 @@ def main() -> None:
     result = {"photos": args.photos, "format": args.format, "exit_code": child.returncode,
               "seconds": round(seconds, 1), "photos_per_s": round(photos_per_s, 1),
               "peak_rss_mb": round(float(values.max()), 1), "rss_mb_at_10pct": round(at(0.1), 1),
-              "rss_mb_at_50pct": round(at(0.5), 1), "rss_mb_at_end": round(float(values[-1]), 1),
+              "rss_mb_at_50pct": round(at(0.5), 1), "rss_mb_at_90pct": round(at(0.9), 1),
+              "rss_mb_at_end": round(float(values[-1]), 1),
+              "rss_mb_trace": [round(float(v), 1) for v in values[::max(1, len(values) // 20)]],
               "growth_mb_per_1000_photos_second_half": round(float(slope / photos_per_s * 1000), 2)}
     print(json.dumps(result))
     args.out.write_text(json.dumps(result, indent=1) + "\n")
