@@ -216,3 +216,26 @@ def test_a_tilted_face_is_reframed_upright(analyzer, astronaut):
 
     assert abs(eye_angle(faces.landmarks[0]) - eye_angle(plain.landmarks[0]) - 40) < 3
     assert abs(faces.pose[0, 2] - plain.pose[0, 2] - 40) < 3  # roll: clockwise in the image is positive
+
+
+@pytest.mark.parametrize("yaw, pitch, roll", [(0, 0, 0), (25, 0, 0), (0, -15, 0), (0, 0, 30), (-20, 10, -12)])
+def test_transformation_matrix_recovers_a_known_head_pose(yaw, pitch, roll):
+    """The canonical face turned by known angles and seen in a 640x480 picture: the fitted matrix gives
+    those angles back, in mien's sign convention (yaw to the image's right, chin up, clockwise roll)."""
+    from scipy.spatial.transform import Rotation
+
+    from mien.face.geometry import canonical_face, facial_transforms
+    from mien.face.pose import euler_from_transform
+
+    vertices, _, _ = canonical_face()
+    # Camera space (x right, y up, z towards the viewer): roll about z, yaw about y, pitch about x. A turn
+    # about +x tips the nose down and one about +z is anticlockwise, hence the signs.
+    turn = Rotation.from_euler("ZYX", [-roll, yaw, -pitch], degrees=True).as_matrix()
+    seen = vertices @ turn.T
+    mesh = np.zeros((478, 3), np.float32)
+    mesh[:468, 0] = 320 + 9 * seen[:, 0]  # 9 px per cm, x right
+    mesh[:468, 1] = 200 - 9 * seen[:, 1]  # y down in the picture
+    mesh[:468, 2] = -9 * seen[:, 2]  # MediaPipe's z: smaller is nearer
+    mesh[468:] = mesh[:10]  # iris points are not fitted
+    angles = euler_from_transform(facial_transforms(mesh[None], (480, 640)))[0]
+    assert np.allclose(angles, [yaw, pitch, roll], atol=0.5), angles

@@ -47,8 +47,7 @@ def mesh_face_image(mesh, rgb: np.ndarray):
     h, w = rgb.shape[:2]
     scale = max(1.0, MIN_MESH_INPUT / min(h, w))
     big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
-    # Framed by a detection inside the image, as the landmarker framed the faces mien's models were trained on.
-    return big, mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float64), quick=False)
+    return big, mesh.estimate(big, np.array([[0, 0, big.shape[1], big.shape[0]]], np.float64), face_images=True)
 
 
 def crop_from_face_image(mesh, rgb: np.ndarray, size: int = EXPR_SIZE,
