@@ -174,7 +174,7 @@ def _flag_quality(faces: Faces, rgb: np.ndarray) -> None:
     faces.set_flag("occluded", occluded)
 
 
-# Detections scored below this need a clear face in their mesh crop (landmarker presence >= 0.8) to
+# Detections scored below this need a clear face in their mesh region (presence >= 0.8) to
 # become rows: on WIDER-mini this lifts precision from 0.930 to 0.94 without losing an easy face, and it
 # drops the cartoon face of pyfeat_no_face.mp4 (score 0.65).
 WEAK_SCORE = 0.7

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 import zipfile
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
@@ -33,12 +34,13 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
             return value, at
 
 
-def _fields(data: bytes):
+def _fields(data: bytes) -> Iterator[tuple[int, int | float | bytes]]:
     """(field number, value) of a protobuf message: ints, float32s, or bytes for nested/packed fields."""
     at = 0
     while at < len(data):
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7
+        value: int | float | bytes
         if wire == 0:
             value, at = _varint(data, at)
         elif wire == 2:
@@ -62,10 +64,12 @@ def canonical_face() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     vertices: list[float] = []
     indices, weights = [], []
     for number, value in _fields(metadata):
+        if not isinstance(value, bytes):
+            continue
         if number == 1:  # the canonical mesh: vertex buffer (x, y, z, u, v per vertex)
             for inner, item in _fields(value):
                 if inner == 3:
-                    vertices.extend(np.frombuffer(item, "<f4") if isinstance(item, bytes) else [item])
+                    vertices.extend(np.frombuffer(item, "<f4") if isinstance(item, bytes) else [float(item)])
         elif number == 2:  # one weighted landmark of the Procrustes basis
             entry = dict(_fields(value))
             indices.append(int(entry.get(1, 0)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Iterable
 
 import cv2
 import numpy as np
@@ -26,6 +27,13 @@ import numpy as np
 from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.face.geometry import facial_transforms
 from mien.face.mesh_net import INPUT_SIDE, ROI_SCALE, MeshNetworks, Region, region_from_box, region_from_landmarks
+
+if TYPE_CHECKING:
+    from mien.face.detect import FaceDetector
+
+# One face's work: row, box, detector roll, region from its last mesh (or None), presence floor,
+# whether mien's box may frame it without a second detection, whether the box is a whole face crop.
+_Job = tuple[int, np.ndarray, float, "Region | None", float, bool, bool]
 
 N_LANDMARKS = 478  # points of MediaPipe's face mesh (468 face + 10 iris)
 # How the mesh is made, in every output's provenance (and batch fingerprint): outputs of another way differ.
@@ -85,7 +93,7 @@ class MeshEstimator:
         (a new video or chunk gives the same results whatever was processed before it)."""
         self._previous = {}
 
-    def release_all_but(self, keys) -> None:
+    def release_all_but(self, keys: Iterable[int]) -> None:
         """Forget the last mesh of every track key not in `keys`."""
         keep = {int(k) for k in keys}
         self._previous = {k: v for k, v in self._previous.items() if k in keep}
@@ -116,7 +124,7 @@ class MeshEstimator:
         )
         keys = np.full(n, -1) if keys is None else np.asarray(keys)
         rolls = np.zeros(n) if rolls is None else np.asarray(rolls)
-        jobs = []
+        jobs: list[_Job] = []
         for i in range(n):
             floor = STRICT_PRESENCE if strict is not None and strict[i] else self._min_confidence
             followed = self._followed_region(boxes[i], int(keys[i]), bool(predicted is not None and predicted[i]))
@@ -155,7 +163,8 @@ class MeshEstimator:
         return replace(region, cx=region.cx + float(dx), cy=region.cy + float(dy))
 
     @staticmethod
-    def _run_lane(worker, rgb: np.ndarray, jobs, out: MeshResult) -> None:
+    def _run_lane(worker: tuple[MeshNetworks, FaceDetector], rgb: np.ndarray, jobs: list[_Job],
+                  out: MeshResult) -> None:
         networks, detector = worker
         for i, box, roll, followed, floor, quick, face_image in jobs:
             if followed is not None:
@@ -183,7 +192,7 @@ class MeshEstimator:
             out.found[i] = True
 
 
-def _detected_region(detector, rgb: np.ndarray, box: np.ndarray) -> Region | None:
+def _detected_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray) -> Region | None:
     """The face's region from a second detection in a 1.9x crop around `box` (None: no face there)."""
     side = SEARCH_SCALE * max(box[2] - box[0], box[3] - box[1])
     search = Region((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, side)

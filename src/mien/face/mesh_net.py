@@ -118,4 +118,5 @@ class MeshNetworks:
         """(52,) float32 blendshape scores of a (478, 3) mesh (any pixel frame: the network normalises)."""
         self._shapes.set_tensor(self._shapes_in, np.ascontiguousarray(points[None, BLENDSHAPE_POINTS, :2], np.float32))
         self._shapes.invoke()
-        return self._shapes.get_tensor(self._shapes_out).astype(np.float32).copy()
+        scores: np.ndarray = self._shapes.get_tensor(self._shapes_out).astype(np.float32)
+        return scores
