@@ -240,7 +240,7 @@ def test_classifier_refuses_a_model_made_for_other_crop_framing(tmp_path):
         ExpressionClassifier(tmp_path / "old.onnx")
 
 
-def test_cache_is_rebuilt_when_crop_framing_changes(tmp_path, astronaut):
+def test_cache_is_rebuilt_when_crop_framing_or_the_mesh_changes(tmp_path, astronaut):
     from mien.train.cache import build_cache, crop_settings, load_cache
 
     data = _tiny_datasets(tmp_path / "data", astronaut)
@@ -254,6 +254,10 @@ def test_cache_is_rebuilt_when_crop_framing_changes(tmp_path, astronaut):
     before = path.stat().st_mtime_ns
     build_cache(labelled, path, workers=1)
     assert path.stat().st_mtime_ns == before  # same framing and files: reused
+    other_mesh = {**load_cache(path), "mesh_pipeline": np.array("FaceLandmarker on a 1.9x crop"),
+                  "crops": np.zeros_like(made["crops"])}
+    np.savez(path, **other_mesh)
+    assert load_cache(build_cache(labelled, path, workers=1))["crops"].any()  # a mesh made otherwise: rebuilt
 
 
 def test_domain_bias_is_per_dataset_in_training_and_fer_plus_in_the_export(tmp_path):

@@ -2,7 +2,8 @@
 
 Running the mesh on ~50k training faces takes minutes, so the results go into one `.npz` per
 split (crops uint8 (n, 48, 48) grey, or (n, S, S, 3) RGB for colour models; blendshapes (n, 52),
-mesh_found (n,), targets (n, 8)).
+mesh_found (n,), targets (n, 8)), with the crop framing and the way the mesh was made: a cache made
+otherwise is rebuilt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from rich.progress import track
 
 from mien.expression.crop import CROP_FRAMING, crop_from_face_image
+from mien.face.mesh import PIPELINE as MESH_PIPELINE
 from mien.io.images import load_image
 from mien.datasets.expressions import LabelledSet
 
@@ -54,7 +56,9 @@ def build_cache(labelled: LabelledSet, out: Path, workers: int = 2, size: int | 
             settings = crop_settings(size, colour)
             same_framing = ("crop_settings" in old.files and old["crop_settings"].shape == settings.shape
                             and np.allclose(old["crop_settings"], settings))
-            if same_framing and np.array_equal(old["paths"], names):
+            # Crops and blendshapes from a mesh made another way differ a little: such a cache is stale too.
+            same_mesh = "mesh_pipeline" in old.files and str(old["mesh_pipeline"]) == MESH_PIPELINE
+            if same_framing and same_mesh and np.array_equal(old["paths"], names):
                 return out
     crop_size = size or CROP_FRAMING["input_size"]
     with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(crop_size, colour)) as pool:
@@ -66,7 +70,8 @@ def build_cache(labelled: LabelledSet, out: Path, workers: int = 2, size: int | 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, crops=crops, blendshapes=blend, mesh_found=found,
-                        targets=labelled.targets, paths=names, crop_settings=crop_settings(size, colour))
+                        targets=labelled.targets, paths=names, crop_settings=crop_settings(size, colour),
+                        mesh_pipeline=np.array(MESH_PIPELINE))
     tmp.replace(out)
     return out
 
