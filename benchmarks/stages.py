@@ -40,11 +40,11 @@ def timed(fn, repeats: int) -> float:
     return round(1000 * float(np.median(samples)), 2)
 
 
-def landmarker(blendshapes: bool):
+def landmarker():
     return vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))), num_faces=2,
         min_face_detection_confidence=0.3, min_face_presence_confidence=0.3,
-        output_face_blendshapes=blendshapes, output_facial_transformation_matrixes=True))
+        output_face_blendshapes=True, output_facial_transformation_matrixes=True))
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     results["transform_ms_per_face"] = timed(lambda: facial_transforms(points[None], frame.shape[:2]), args.repeats)
     crop = cv2.warpAffine(frame, region.to_crop(), (256, 256))
     image = mp.Image(image_format=mp.ImageFormat.SRGB, data=crop)
-    full = landmarker(True)
+    full = landmarker()
     results["mediapipe_face_landmarker_ms_per_face"] = timed(lambda: full.detect(image), args.repeats)
 
     with Analyzer(AnalyzerOptions(mode="fast")) as analyzer:

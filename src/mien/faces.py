@@ -21,7 +21,7 @@ import numpy as np
 from mien.expression.aus import AU_NAMES, SIDE_NAMES
 from mien.expression.classes import EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES
-from mien.face.mesh import N_LANDMARKS
+from mien.face.mesh_net import N_LANDMARKS
 from mien.face.quality import QUALITY_FLAGS
 
 if TYPE_CHECKING:

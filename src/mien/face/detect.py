@@ -176,10 +176,10 @@ class FaceDetector:
             return self._finish(*self._detect_auto(rgb, levels))
         return self._finish(*self._detect_windows(rgb, [w for level in levels for w in level]))
 
-    def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
         """The face detected nearest the centre of an image (within 20% of its size), before `min_score`
-        and box calibration: (BlazeFace's own xyxy box, roll in radians, score), or None."""
-        boxes, scores = self._detect_windows(rgb, [(0, 0, rgb.shape[1], rgb.shape[0])])
+        and box calibration: (BlazeFace's own xyxy box, roll in radians), or None."""
+        boxes, _ = self._detect_windows(rgb, [(0, 0, rgb.shape[1], rgb.shape[0])])
         if not len(boxes):
             return None
         offsets = (boxes[:, :2] + boxes[:, 2:4]) / 2 / [rgb.shape[1], rgb.shape[0]] - 0.5
@@ -187,7 +187,7 @@ class FaceDetector:
         best = int(np.argmin(distance))
         if distance[best] >= 0.2:
             return None
-        return boxes[best, :4], float(np.arctan2(boxes[best, 5], boxes[best, 4])), float(scores[best])
+        return boxes[best, :4], float(np.arctan2(boxes[best, 5], boxes[best, 4]))
 
     def _detect_auto(self, rgb: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray]:
         """The whole image, then the half-size tiles; if those show any face the whole image

@@ -26,16 +26,16 @@ import numpy as np
 
 from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.face.geometry import facial_transforms
-from mien.face.mesh_net import INPUT_SIDE, ROI_SCALE, MeshNetworks, Region, region_from_box, region_from_landmarks
+from mien.face.mesh_net import (INPUT_SIDE, N_LANDMARKS, ROI_SCALE, MeshNetworks, Region, region_from_box,
+                                region_from_landmarks)
 
 if TYPE_CHECKING:
     from mien.face.detect import FaceDetector
 
 # One face's work: row, box, detector roll, region from its last mesh (or None), presence floor,
-# whether mien's box may frame it without a second detection, whether the box is a whole face crop.
-_Job = tuple[int, np.ndarray, float, "Region | None", float, bool, bool]
+# whether mien's box may frame it without a second detection.
+_Job = tuple[int, np.ndarray, float, "Region | None", float, bool]
 
-N_LANDMARKS = 478  # points of MediaPipe's face mesh (468 face + 10 iris)
 # How the mesh is made, in every output's provenance (and batch fingerprint): outputs of another way differ.
 PIPELINE = ("face_landmarker.task mesh + blendshape networks on LiteRT; region from a second BlazeFace "
             "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; pose: canonical face, "
@@ -59,7 +59,6 @@ class MeshResult:
     blendshapes: np.ndarray  # (n, 52)
     transforms: np.ndarray  # (n, 4, 4) canonical face (cm) to camera space
     found: np.ndarray  # (n,) bool
-    presence: np.ndarray  # (n,) face presence probability in the region (NaN where not run)
 
 
 class MeshEstimator:
@@ -120,7 +119,6 @@ class MeshEstimator:
             blendshapes=np.full((n, len(BLENDSHAPE_NAMES)), np.nan, np.float32),
             transforms=np.full((n, 4, 4), np.nan, np.float32),
             found=np.zeros(n, bool),
-            presence=np.full(n, np.nan, np.float32),
         )
         keys = np.full(n, -1) if keys is None else np.asarray(keys)
         rolls = np.zeros(n) if rolls is None else np.asarray(rolls)
@@ -130,13 +128,13 @@ class MeshEstimator:
             followed = self._followed_region(boxes[i], int(keys[i]), bool(predicted is not None and predicted[i]))
             # Only confident detections may keep their own box's region without a second detection.
             quick = not face_images and (strict is None or not strict[i])
-            jobs.append((i, boxes[i], float(rolls[i]), followed, floor, quick, face_images))
+            jobs.append((i, boxes[i], float(rolls[i]), followed, floor, quick))
         lanes = [jobs[k::len(self._workers)] for k in range(min(n, len(self._workers)))]
         if self._pool is None or len(lanes) < 2:
             for worker, lane in zip(self._workers, lanes):
-                self._run_lane(worker, rgb, lane, out)
+                self._run_lane(worker, rgb, lane, face_images, out)
         else:
-            for future in [self._pool.submit(self._run_lane, worker, rgb, lane, out)
+            for future in [self._pool.submit(self._run_lane, worker, rgb, lane, face_images, out)
                            for worker, lane in zip(self._workers, lanes)]:
                 future.result()
         if out.found.any():
@@ -164,27 +162,26 @@ class MeshEstimator:
 
     @staticmethod
     def _run_lane(worker: tuple[MeshNetworks, FaceDetector], rgb: np.ndarray, jobs: list[_Job],
-                  out: MeshResult) -> None:
+                  face_images: bool, out: MeshResult) -> None:
         networks, detector = worker
-        for i, box, roll, followed, floor, quick, face_image in jobs:
+        for i, box, roll, followed, floor, quick in jobs:
             if followed is not None:
                 points, presence = networks.mesh(rgb, followed)
             else:
-                points, presence = networks.mesh(rgb, region_from_box(box, roll))
-                settled = quick and presence >= QUICK_PRESENCE and not _badly_framed(
-                    region_from_box(box, roll), region_from_landmarks(points))
+                own = region_from_box(box, roll)
+                points, presence = networks.mesh(rgb, own)
+                settled = quick and presence >= QUICK_PRESENCE and not _badly_framed(own, region_from_landmarks(points))
                 if not settled:
                     detected = _detected_region(detector, rgb, box)
-                    if detected is None and not face_image:
+                    if detected is None and not face_images:
                         continue  # no face for the detector seen up close either
                     if detected is not None:
                         again, presence_again = networks.mesh(rgb, detected)
                         # The detection's framing (the landmarker's, which mien's models were trained on);
                         # a face crop keeps its box's own where only that one shows a face. (In photos that
                         # fallback adds WIDER-mini faces but also false ones: precision 0.949 -> 0.935.)
-                        if not face_image or presence_again >= floor or presence_again >= presence:
+                        if not face_images or presence_again >= floor or presence_again >= presence:
                             points, presence = again, presence_again
-            out.presence[i] = presence
             if presence < floor:
                 continue
             out.landmarks[i] = points
@@ -201,7 +198,7 @@ def _detected_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray) -
     found = detector.centre_face(crop)
     if found is None:
         return None
-    (x1, y1, x2, y2), roll, _ = found
+    (x1, y1, x2, y2), roll = found
     scale = search.side / INPUT_SIDE
     return Region(search.cx + ((x1 + x2) / 2 - INPUT_SIDE / 2) * scale, search.cy + ((y1 + y2) / 2 - INPUT_SIDE / 2) * scale,
                   ROI_SCALE * max(x2 - x1, y2 - y1) * scale, roll)

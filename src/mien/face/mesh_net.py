@@ -21,6 +21,7 @@ import numpy as np
 from mien.models import resolve
 from mien.models.quiet import native_stderr_silenced
 
+N_LANDMARKS = 478  # points of MediaPipe's face mesh (468 face + 10 iris)
 INPUT_SIDE = 256  # the mesh network's input (pixels)
 ROI_SCALE = 1.5  # region side / face extent, as MediaPipe frames faces for this network
 # The points the blendshape network reads (in this order), as MediaPipe's face blendshapes graph picks them
@@ -92,7 +93,7 @@ class MeshNetworks:
             self._shapes.allocate_tensors()
             self._mesh_in = self._mesh.get_input_details()[0]["index"]
             outputs = self._mesh.get_output_details()
-            self._points_out = next(d["index"] for d in outputs if d["shape"][-1] == 478 * 3)
+            self._points_out = next(d["index"] for d in outputs if d["shape"][-1] == N_LANDMARKS * 3)
             self._presence_out = next(d["index"] for d in outputs if list(d["shape"]) == [1, 1, 1, 1])
             self._shapes_in = self._shapes.get_input_details()[0]["index"]
             self._shapes_out = self._shapes.get_output_details()[0]["index"]
@@ -106,10 +107,10 @@ class MeshNetworks:
                               borderMode=cv2.BORDER_CONSTANT)
         self._mesh.set_tensor(self._mesh_in, (crop.astype(np.float32) * np.float32(1 / 255))[None])
         self._mesh.invoke()
-        raw = self._mesh.get_tensor(self._points_out).reshape(478, 3)
+        raw = self._mesh.get_tensor(self._points_out).reshape(N_LANDMARKS, 3)
         logit = float(self._mesh.get_tensor(self._presence_out).ravel()[0])
         back = cv2.invertAffineTransform(to_crop)
-        points = np.empty((478, 3), np.float32)
+        points = np.empty((N_LANDMARKS, 3), np.float32)
         points[:, :2] = raw[:, :2] @ back[:, :2].T + back[:, 2]
         points[:, 2] = raw[:, 2] * (region.side / INPUT_SIDE)
         return points, float(1 / (1 + np.exp(-np.clip(logit, -30, 30))))

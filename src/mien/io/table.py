@@ -24,7 +24,7 @@ import pandas as pd
 from mien.expression.aus import AU_NAMES, SIDE_NAMES
 from mien.expression.classes import EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES, column_name
-from mien.face.mesh import N_LANDMARKS
+from mien.face.mesh_net import N_LANDMARKS
 from mien.face.quality import QUALITY_FLAGS
 from mien.options import LandmarkColumns
 

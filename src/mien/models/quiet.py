@@ -24,12 +24,3 @@ def native_stderr_silenced():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def blank_image(side: int = 64):
-    """A grey MediaPipe image, for a silent warm-up call (at the size real inputs will have, so that
-    the one-time native messages of that size are silenced too)."""
-    import mediapipe as mp
-    import numpy as np
-
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.full((side, side, 3), 128, np.uint8))
