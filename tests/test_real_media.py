@@ -114,6 +114,9 @@ def test_mixed_folder_to_parquet_and_csv_with_provenance(tmp_path):
         assert record["options"]["expression_prior"] == "natural" and record["options"]["mode"] == "auto"
         assert {"face_landmarker", "expression"} <= set(record["models"])
         assert [Path(i["source"]).name for i in record["inputs"]] == ["a_no_face.jpg", "b_group.jpg", "c_one.jpg"]
+        assert "LiteRT" in record["mesh"]
+    shown = _mien("info", tmp_path / "rows.parquet").stdout
+    assert "mesh: face_landmarker.task mesh + blendshape networks on LiteRT" in shown and "Russell" in shown
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(tmp_path / "rows.parquet")

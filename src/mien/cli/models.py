@@ -85,6 +85,9 @@ def info(
     for key, value in flat_options(record.get("options", {})).items():
         options.add_row(key, str(value))
     console.print(options)
+    for label, key in (("mesh", "mesh"), ("valence/arousal", "valence_arousal")):  # methods that decide numbers
+        if record.get(key):
+            console.print(f"{label}: {record[key]}", soft_wrap=True, highlight=False)
     for note in record.get("openface_conventions", []):
         console.print(f"OpenFace format: {note}", soft_wrap=True, highlight=False)
     inputs = record.get("inputs", [])
