@@ -50,8 +50,9 @@ def _image_only(classifier: ExpressionClassifier, data: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
-    parser.add_argument("--training", type=Path, nargs="+", default=[ROOT / "runs" / "expr" / "training.json"],
-                        help="training.json of each training step, in order (base run, then fine-tuning)")
+    parser.add_argument("--training", type=Path, nargs="+", default=None,
+                        help="training.json of each training step, in order (base run, then fine-tuning); "
+                             "default: the steps recorded in the shipped card (a model re-quantized, not retrained)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "expr")
     parser.add_argument("--model", type=Path, default=None, help="another expression ONNX (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "expression_eval.json")
@@ -90,19 +91,21 @@ def main() -> None:
                                     "ablations": ablations}, indent=2))
     if args.no_card:
         return
-    stages = [json.loads(path.read_text()) for path in args.training]
+    cards = ROOT / "src" / "mien" / "data" / "cards"
+    stages = ([json.loads(path.read_text()) for path in args.training] if args.training
+              else json.loads((cards / "expression.json").read_text())["stages"])
     card = {
         "model": {"file": path.name, "size_mb": path.stat().st_size / 1e6,
                   "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parameters": _parameters(path)},
         "training": stages[-1],
         "stages": stages,
+        "quantized": classifier.metadata.get("quantized"),
         "evaluations": {k: {key: v[key] for key in ("evaluated", "accuracy", "macro_f1", "balanced_accuracy", "ece",
                                                     "per_class", "no_face", "mesh_missing")}
                         for k, v in evaluations.items()},
         "speed": speed,
         "ablations": ablations,
     }
-    cards = ROOT / "src" / "mien" / "data" / "cards"
     cards.mkdir(parents=True, exist_ok=True)
     (cards / "expression.json").write_text(json.dumps(card, indent=2))
     (ROOT / "docs" / "cards" / "expression.md").write_text(render_expression_card(card))

@@ -3,8 +3,9 @@
 #
 #   bash benchmarks/ship_expression.sh runs/expr-v2 [more training.json files of earlier steps]
 #
-# 1. copy RUN/expression.onnx into the package and register its SHA-256; the export's reference
-#    inputs/logits go to tests/data (tests/test_expression.py checks ONNX against torch);
+# 1. quantize RUN/expression.onnx to int8 (mien quantize), ship both (the int8 model predicts, the float
+#    one explains) and register their SHA-256s; the export's reference inputs/logits go to tests/data
+#    (tests/test_expression.py checks the int8 ONNX against torch);
 # 2. refit the open-set thresholds per prior on valid data (benchmarks/openset.py --fit);
 # 3. refit the AU occurrence model, whose inputs include the expression logits (python -m mien.train.aus);
 # 4. measure the model on every built-in set, test sets once, and write its card
@@ -16,18 +17,23 @@ shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-cp "$run/expression.onnx" src/mien/models/weights/expression.onnx
+mien quantize "$run/expression.onnx" --data ../shared/datasets -o "$run/expression-int8.onnx"
+cp "$run/expression-int8.onnx" src/mien/models/weights/expression.onnx
+cp "$run/expression.onnx" src/mien/models/weights/expression_float.onnx
 cp "$run/expression_reference.npz" tests/data/expression_reference.npz
-digest=$(sha256sum src/mien/models/weights/expression.onnx | cut -d' ' -f1)
-python - "$digest" <<'EOF'
+for name in expression expression_float; do
+  digest=$(sha256sum "src/mien/models/weights/$name.onnx" | cut -d' ' -f1)
+  python - "$name" "$digest" <<'EOF'
 import re, sys
 from pathlib import Path
+name, digest = sys.argv[1:]
 path = Path("src/mien/models/sources.py")
-text = re.sub(r'("name": "expression",\n    "file": "expression.onnx",\n    "sha256": ")[0-9a-f]+(")',
-              rf"\g<1>{sys.argv[1]}\g<2>", path.read_text())
+text = re.sub(rf'("name": "{name}",\n    "file": "{name}.onnx",\n    "sha256": ")[0-9a-f]+(")',
+              rf"\g<1>{digest}\g<2>", path.read_text())
 path.write_text(text)
-print("registered expression.onnx", sys.argv[1])
+print("registered", name, digest)
 EOF
+done
 
 python benchmarks/openset.py --fit
 python -m mien.train.aus --data ../shared/datasets/rafce

@@ -14,14 +14,14 @@ from mien.expression.classes import EXPRESSIONS
 @pytest.fixture(scope="module")
 def smiling(analyzer, astronaut):
     faces = analyzer.analyze(astronaut)
-    return faces, analyzer.classifier.crop(astronaut, faces.landmarks[0])
+    return faces, analyzer.explainer.crop(astronaut, faces.landmarks[0])
 
 
 def test_heatmap_is_deterministic_and_looks_at_the_smile(analyzer, astronaut, smiling):
     faces, crop = smiling
-    heat, target = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[0])
-    again, _ = occlusion_heatmap(analyzer.classifier, crop, faces.blendshapes[0])
-    side = analyzer.classifier.input_size
+    heat, target = occlusion_heatmap(analyzer.explainer, crop, faces.blendshapes[0])
+    again, _ = occlusion_heatmap(analyzer.explainer, crop, faces.blendshapes[0])
+    side = analyzer.explainer.input_size
     assert EXPRESSIONS[target] == "happy" and heat.shape == (side, side) and (heat >= 0).all()
     assert np.array_equal(heat, again)
     labels = region_map(faces.landmarks[0], side)
@@ -82,7 +82,7 @@ def test_explain_face_ties_heatmap_regions_and_rationale(analyzer, astronaut):
     from mien.explain.face import explain_face
 
     faces = analyzer.analyze(astronaut)
-    why = explain_face(analyzer.classifier, astronaut, faces, 0)
+    why = explain_face(analyzer.explainer, astronaut, faces, 0)
     assert why.target == EXPRESSIONS.index("happy") and why.probability == pytest.approx(faces.expression[0].max())
     assert max(why.regions, key=why.regions.get) == "mouth"
     assert why.image_heat.shape == astronaut.shape[:2] and why.image_heat.max() > 0

@@ -23,11 +23,14 @@ def classifier():
     return ExpressionClassifier()
 
 
-def test_onnx_matches_the_torch_model_it_was_exported_from(classifier):
+def test_int8_onnx_follows_the_torch_model_it_was_made_from(classifier):
+    # The shipped model is the exported one quantized to int8 (`mien quantize`): same top class, logits
+    # within quantization error (0.08 measured) of the torch model's.
     ref = np.load(REFERENCE)
     logits = classifier.logits(ref["crops"], ref["blendshapes"]) - classifier.shift  # torch's: no prior shift
     assert np.array_equal(logits.argmax(1), ref["torch_logits"].argmax(1))
-    np.testing.assert_allclose(logits, ref["torch_logits"], atol=1e-3)
+    np.testing.assert_allclose(logits, ref["torch_logits"], atol=0.2)
+    assert "quantized" in classifier.metadata
 
 
 def test_model_file_is_small_and_verified():

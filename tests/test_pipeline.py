@@ -7,7 +7,7 @@ import pytest
 import mien
 from conftest import collage, needs_dataset
 from mien.expression.aus import AU_NAMES
-from mien.face.align import align_face, five_points, template
+from mien.face.align import align_face, align_matrix, five_points, template
 
 
 def unsmile(img: np.ndarray, landmarks: np.ndarray, shift: float = 12.0, radius: float = 14.0) -> np.ndarray:
@@ -102,6 +102,24 @@ def test_bgr_and_pil_inputs_match_rgb(analyzer, astronaut):
     pil = analyzer.analyze(Image.fromarray(astronaut))
     np.testing.assert_allclose(rgb.boxes, bgr.boxes, atol=1)
     np.testing.assert_allclose(rgb.boxes, pil.boxes, atol=1)
+
+
+def test_every_crop_of_a_face_derives_from_one_alignment_fit(analyzer, astronaut):
+    from mien.expression.crop import EXPR_MARGIN, EXPR_SHIFT
+    from mien.face.align import unit_matrix
+
+    turned = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), 25, 0.8), (512, 512))
+    faces = [*analyzer.analyze(astronaut).landmarks, *analyzer.analyze(turned).landmarks]
+    assert len(faces) == 2
+    for landmarks in faces:
+        unit = unit_matrix(landmarks)
+        for size, margin, shift in ((112, 0.2, None), (128, EXPR_MARGIN, EXPR_SHIFT), (112, 0.0, None), (96, 0.5, 0.1)):
+            direct, _ = cv2.estimateAffinePartial2D(five_points(landmarks), template(size, margin, shift),
+                                                    method=cv2.LMEDS)
+            derived = align_matrix(landmarks, size, margin, shift, unit=unit)
+            points = landmarks[:, :2]
+            moved = lambda m: points @ m[:, :2].T + m[:, 2]  # noqa: E731
+            assert np.abs(moved(derived) - moved(direct)).max() < 1e-3  # pixels of the crop
 
 
 def test_alignment_puts_eyes_and_mouth_on_the_template(analyzer, astronaut):

@@ -15,12 +15,13 @@ from mien.expression import openset
 from mien.expression.calibration import softmax
 from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
-from mien.face.align import ALIGN_MARGIN, align_face
+from mien.face.align import ALIGN_MARGIN, align_face, unit_matrix
 from mien.face.detect import FaceDetector, box_iou
 from mien.face.mesh import MeshEstimator, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, ImageLike, LoadedImage, expand_inputs, load_image
+from mien.models import resolve
 from mien.options import AnalyzerOptions, analyzer_options
 
 
@@ -43,6 +44,7 @@ class Analyzer:
         self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False,
                                                  threads=self.options.threads)
                             if self.options.expression else None)
+        self._explainer: ExpressionClassifier | None = None
         self._attributes = None
         if self.options.attributes:
             from mien.face.attributes import AttributeEstimator
@@ -63,6 +65,16 @@ class Analyzer:
     def classifier(self) -> ExpressionClassifier | None:
         """The expression classifier (None when `expression=False`)."""
         return self._classifier
+
+    @property
+    def explainer(self) -> ExpressionClassifier | None:
+        """The float network the int8 `classifier` was quantized from, with the same prior: explanations
+        (occlusion heatmaps) run on it, since int8 rounding (~0.08 logits) blurs the small probability changes
+        a heatmap is made of. Loaded on first use; None when `expression=False`."""
+        if self._classifier is not None and self._explainer is None:
+            self._explainer = ExpressionClassifier(resolve("expression_float"), prior=self.options.expression_prior,
+                                                   spin=False, threads=self.options.threads)
+        return self._explainer
 
     def __enter__(self) -> "Analyzer":
         return self
@@ -117,8 +129,10 @@ class Analyzer:
         ok = faces.has_mesh
         size = self.options.align_size
         aligned = np.zeros((len(faces), size, size, 3), np.uint8)
+        units = np.zeros((len(faces), 2, 3))  # one alignment fit per face; every crop derives from it
         for i in np.flatnonzero(ok):
-            aligned[i] = align_face(rgb, faces.landmarks[i], size, ALIGN_MARGIN)
+            units[i] = unit_matrix(faces.landmarks[i])
+            aligned[i] = align_face(rgb, faces.landmarks[i], size, ALIGN_MARGIN, unit=units[i])
             faces.sharpness[i] = quality.sharpness(aligned[i])
         if ok.any():
             faces.pose[ok] = euler_from_transform(faces.transforms[ok])
@@ -127,14 +141,14 @@ class Analyzer:
             faces.au_sides[ok] = estimate_sides(faces.blendshapes[ok], faces.landmarks[ok])
             network_logits = None
             if self._classifier is not None:
-                crops = np.stack([self._classifier.crop(rgb, faces.landmarks[i]) for i in np.flatnonzero(ok)])
+                crops = np.stack([self._classifier.crop(rgb, faces.landmarks[i], units[i]) for i in np.flatnonzero(ok)])
                 logits = self._classifier.logits(crops, faces.blendshapes[ok])
                 faces.expression[ok] = softmax(logits, self._classifier.temperature)
                 faces.familiarity[ok] = openset.energy(logits, self._classifier.temperature)
                 faces.affect[ok] = valence_arousal(faces.expression[ok], faces.aus[ok])
                 network_logits = logits - self._classifier.shift  # the AU model reads them without the prior
             faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok],
-                                              network_logits, estimates=faces.aus[ok])
+                                              network_logits, estimates=faces.aus[ok], units=units[ok])
         if self.options.keep_aligned:
             faces.aligned = aligned
         if self._attributes is not None:

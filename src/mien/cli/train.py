@@ -92,3 +92,26 @@ def train(
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")
     command = shlex.join(["mien", *sys.argv[1:]])  # as typed; training.json also records every setting
     train_and_export(config, data, out, cache, command=command, log=console.print, stop_after=stop_after)
+
+
+@app.command()
+def quantize(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, help="Float expression model `mien train` wrote (RUN/expression.onnx)."),
+    data: Path = typer.Option(..., "--data", help="Datasets folder (as ../shared/datasets): training faces to measure "
+                              "activation ranges on, valid sets to refit the temperatures on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the int8 model (e.g. RUN/expression-int8.onnx)."),
+    cache: Path = typer.Option(Path(".cache/expr"), help="Folder for cached aligned crops (valid sets)."),
+    per_set: int = typer.Option(256, min=16, help="Calibration faces drawn from each training set."),
+    seed: int = typer.Option(0, help="Random seed of the calibration draw."),
+) -> None:
+    """8-bit version of a trained expression model (~2.7x faster on CPU; needs the train extra for `onnx`)."""
+    try:
+        from mien.train.quantize import quantize_expression
+    except ImportError as error:
+        raise typer.BadParameter(f"quantizing needs the train extra (pip install 'mien[train]'): {error}") from error
+    command = shlex.join(["mien", *sys.argv[1:]])
+    try:
+        quantize_expression(model, out, data, cache, per_set=per_set, seed=seed, command=command, log=console.print)
+    except (ValueError, FileNotFoundError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None

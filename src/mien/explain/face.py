@@ -26,8 +26,9 @@ class FaceExplanation:
 
 
 def explain_face(classifier: ExpressionClassifier, rgb: np.ndarray, faces: Faces, i: int) -> FaceExplanation:
-    """Occlusion heatmap of the predicted class, its region shares and the rationale for face `i` of
-    `faces`; `rgb` is their image at any size (the heatmap is in its pixels)."""
+    """Occlusion heatmap of face `i`'s top class (as `faces.expression` has it), its region shares and the
+    rationale; `rgb` is their image at any size (the heatmap is in its pixels). `classifier` computes the
+    heatmap: `Analyzer.explainer`, the float network of the shipped int8 model."""
     return explain_faces(classifier, rgb, faces, [i])[0]
 
 
@@ -36,7 +37,9 @@ def explain_faces(classifier: ExpressionClassifier, rgb: np.ndarray, faces: Face
     """`explain_face` for several faces of one image, their heatmaps computed in one classifier batch."""
     shown = faces.scaled_to(rgb.shape[:2])
     crops = [classifier.crop(rgb, shown.landmarks[i]) for i in indices]
-    heats = occlusion_heatmaps(classifier, crops, faces.blendshapes[indices])
+    # The class explained is the row's, even where the explaining network would rank another first.
+    targets: list[int | None] = [int(np.argmax(faces.expression[i])) for i in indices]
+    heats = occlusion_heatmaps(classifier, crops, faces.blendshapes[indices], targets)
     out = []
     for i, (heat, target) in zip(indices, heats):
         landmarks = shown.landmarks[i]

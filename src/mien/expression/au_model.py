@@ -34,10 +34,11 @@ N_EXPRESSION = 8
 _HOG = ((_ALIGN_SIDE, _ALIGN_SIDE), (16, 16), (8, 8), (8, 8), 9)
 
 
-def geometry_features(blendshapes: np.ndarray, landmarks: np.ndarray,
-                      estimates: np.ndarray | None = None) -> np.ndarray:
+def geometry_features(blendshapes: np.ndarray, landmarks: np.ndarray, estimates: np.ndarray | None = None,
+                      units: np.ndarray | None = None) -> np.ndarray:
     """(n, 228) blendshapes, aligned mesh points and rule-based AU estimates (NaN rows without a mesh);
-    `estimates` are `estimate_aus` of the same faces when the caller has them already."""
+    `estimates` (`estimate_aus`) and `units` ((n, 2, 3) `mien.face.align.unit_matrix`) of the same faces
+    when the caller has them already."""
     from mien.face.align import align_matrix
 
     blendshapes = np.asarray(blendshapes, np.float32).reshape(-1, 52)
@@ -47,7 +48,7 @@ def geometry_features(blendshapes: np.ndarray, landmarks: np.ndarray,
     ok = ~(np.isnan(blendshapes).any(1) | np.isnan(landmarks).any((1, 2)))
     for i in np.flatnonzero(ok):
         try:
-            matrix = align_matrix(landmarks[i], _ALIGN_SIDE, 0.0)
+            matrix = align_matrix(landmarks[i], _ALIGN_SIDE, 0.0, unit=None if units is None else units[i])
         except ValueError:
             ok[i] = False
             continue
@@ -97,9 +98,10 @@ def load_model() -> dict:
 
 
 def model_inputs(model: dict, blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarray | None = None,
-                 logits: np.ndarray | None = None, estimates: np.ndarray | None = None) -> np.ndarray:
+                 logits: np.ndarray | None = None, estimates: np.ndarray | None = None,
+                 units: np.ndarray | None = None) -> np.ndarray:
     """(n, D) standardised network inputs; rows without a mesh are NaN."""
-    geometry = geometry_features(blendshapes, landmarks, estimates)
+    geometry = geometry_features(blendshapes, landmarks, estimates, units)
     n = len(geometry)
     mean, scale = model["mean"], model["scale"]
     expression = (log_probabilities(logits) if logits is not None
@@ -123,7 +125,7 @@ def network(model: dict, z: np.ndarray) -> np.ndarray:
 
 def occurrence(blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarray | None = None,
                logits: np.ndarray | None = None, model: dict | None = None,
-               estimates: np.ndarray | None = None) -> np.ndarray:
+               estimates: np.ndarray | None = None, units: np.ndarray | None = None) -> np.ndarray:
     """(n, 20) probability that each AU of `AU_NAMES` is present (NaN rows without a mesh).
 
     Args:
@@ -131,12 +133,13 @@ def occurrence(blendshapes: np.ndarray, landmarks: np.ndarray, aligned: np.ndarr
         aligned: (n, 112, 112, 3) uint8 aligned crops (`mien.face.align.align_face`), or None.
         logits: (n, 8) the expression network's logits without the class prior, or None.
         estimates: (n, 20) `estimate_aus` of these faces, if already computed.
+        units: (n, 2, 3) their `mien.face.align.unit_matrix`, if already computed.
     """
     model = model or load_model()
     n = len(np.asarray(blendshapes).reshape(-1, 52))
     if n == 0:
         return np.full((n, len(AU_NAMES)), np.nan, np.float32)
-    z = model_inputs(model, blendshapes, landmarks, aligned, logits, estimates)
+    z = model_inputs(model, blendshapes, landmarks, aligned, logits, estimates, units)
     out = np.full((n, len(AU_NAMES)), np.nan, np.float32)
     ok = ~np.isnan(z).any(1)
     if ok.any():

@@ -80,9 +80,10 @@ class ExpressionClassifier:
                              f"{_describe(CROP_FRAMING)}; use a model exported by this version")
         self.batch_size = batch_size
 
-    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The crop this model reads, from an (H, W, 3) RGB image and a face's (478, 3) landmarks in its pixels."""
-        return expression_crop(rgb, landmarks, self.input_size, self.colour)
+    def crop(self, rgb: np.ndarray, landmarks: np.ndarray, unit: np.ndarray | None = None) -> np.ndarray:
+        """The crop this model reads, from an (H, W, 3) RGB image and a face's (478, 3) landmarks in its pixels
+        (`unit`: the face's `mien.face.align.unit_matrix`, if already computed)."""
+        return expression_crop(rgb, landmarks, self.input_size, self.colour, unit)
 
     def crop_face_image(self, mesh, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """(crop, blendshapes, mesh found) for an image that already is a face crop (datasets)."""

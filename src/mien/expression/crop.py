@@ -21,10 +21,12 @@ EXPR_SHIFT = -0.09  # and move the face up by 9% of the crop
 CROP_FRAMING = {"input_size": EXPR_SIZE, "align_margin": EXPR_MARGIN, "align_shift": EXPR_SHIFT}
 
 
-def expression_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = EXPR_SIZE, colour: bool = False) -> np.ndarray:
+def expression_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = EXPR_SIZE, colour: bool = False,
+                    unit: np.ndarray | None = None) -> np.ndarray:
     """(size, size) uint8 grayscale (or, with `colour`, (size, size, 3) RGB) aligned crop from an
-    (H, W, 3) RGB image and (478, 3) landmarks, framed like FER+ faces."""
-    aligned = align_face(rgb, landmarks, size * 2, EXPR_MARGIN, EXPR_SHIFT)
+    (H, W, 3) RGB image and (478, 3) landmarks, framed like FER+ faces (`unit`: the face's
+    `mien.face.align.unit_matrix`, if already computed)."""
+    aligned = align_face(rgb, landmarks, size * 2, EXPR_MARGIN, EXPR_SHIFT, unit)
     if not colour:
         aligned = cv2.cvtColor(aligned, cv2.COLOR_RGB2GRAY)
     return cv2.resize(aligned, (size, size), interpolation=cv2.INTER_AREA)

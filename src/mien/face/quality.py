@@ -33,6 +33,9 @@ SKIN_REGIONS = {
     "chin": (152, 175, 199, 200, 18, 313, 406, 83, 182, 421, 201, 208, 428, 377, 148, 176, 400),
 }
 _SAMPLE_SIDE = 64  # faces are sampled at about this many pixels across
+_SKIN_POINTS = [i for indices in SKIN_REGIONS.values() for i in indices]
+_SKIN_SPANS = [(a, a + len(v)) for a, v in zip(np.cumsum([0] + [len(v) for v in SKIN_REGIONS.values()]),
+                                               SKIN_REGIONS.values())]
 
 
 def sharpness(aligned: np.ndarray) -> float:
@@ -65,6 +68,7 @@ def occlusion_scores(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """
     out = np.full((len(landmarks), len(SKIN_REGIONS)), np.nan, np.float32)
     height, width = rgb.shape[:2]
+    sampled, rows_of = [], []
     for i, pts in enumerate(landmarks):
         if np.isnan(pts).any():
             continue
@@ -74,16 +78,18 @@ def occlusion_scores(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         if x1 - x0 < 4 or y1 - y0 < 4:
             continue
         scale = min(1.0, _SAMPLE_SIDE / (x1 - x0))
-        face = cv2.resize(rgb[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        lab = cv2.cvtColor(cv2.GaussianBlur(face, (3, 3), 0).astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
-        h, w = lab.shape[:2]
-        colours = []
-        for indices in SKIN_REGIONS.values():
-            xy = (pts[list(indices), :2] - [x0, y0]) * scale
-            cols = np.clip(xy[:, 0].round().astype(int), 0, w - 1)
-            rows = np.clip(xy[:, 1].round().astype(int), 0, h - 1)
-            colours.append(np.median(lab[rows, cols], axis=0))
-        colours = np.array(colours)
-        diff = colours - np.median(colours, axis=0)
-        out[i] = np.sqrt(diff[:, 0] ** 2 / 4 + diff[:, 1] ** 2 + diff[:, 2] ** 2)
+        face = cv2.GaussianBlur(cv2.resize(rgb[y0:y1, x0:x1], None, fx=scale, fy=scale,
+                                           interpolation=cv2.INTER_AREA), (3, 3), 0)
+        h, w = face.shape[:2]
+        xy = np.rint((pts[_SKIN_POINTS, :2] - [x0, y0]) * scale).astype(int)
+        colours = face[np.clip(xy[:, 1], 0, h - 1), np.clip(xy[:, 0], 0, w - 1)]
+        # Only the sampled pixels go to CIELAB (as one 1-row image): the same values as converting the face.
+        sampled.append(cv2.cvtColor(colours[None].astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[0])
+        rows_of.append(i)
+    if not sampled:
+        return out
+    lab = np.stack(sampled)  # (faces, points, 3)
+    regions = np.stack([np.median(lab[:, a:b], axis=1) for a, b in _SKIN_SPANS], 1)  # (faces, regions, 3)
+    diff = regions - np.median(regions, axis=1, keepdims=True)
+    out[rows_of] = np.sqrt(diff[..., 0] ** 2 / 4 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
     return out

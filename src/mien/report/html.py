@@ -105,7 +105,7 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> st
     the faces' image at any size."""
     if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
         return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
-    why = explain_face(analyzer.classifier, rgb, faces, i)
+    why = explain_face(analyzer.explainer, rgb, faces, i)
     faces = faces.scaled_to(rgb.shape[:2])
     landmarks = faces.landmarks[i]
     target, probability, full = why.target, why.probability, why.image_heat

@@ -83,7 +83,7 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
     measured = [i for i in range(len(faces)) if faces.has_mesh[i] and not np.isnan(faces.expression[i]).any()]
     explained = {}
     if explain and analyzer.classifier is not None and measured:  # one classifier batch for all faces
-        explained = dict(zip(measured, explain_faces(analyzer.classifier, rgb, faces, measured)))
+        explained = dict(zip(measured, explain_faces(analyzer.explainer, rgb, faces, measured)))
     for i in range(len(faces)):
         if i not in measured:
             reasons.append(None)

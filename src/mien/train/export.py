@@ -9,52 +9,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mien.expression.calibration import fit_temperature, reliability, softmax
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
 from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
-from mien.train.loop import (DOMAINS, blend_input, cache_path, crops_tensor, domain_of, load_trained,
+from mien.train.loop import (DOMAINS, blend_input, cache_path, crops_tensor, load_trained,
                              predict_logits, training_prior)
 from mien.train.model import ExpressionNet, FlipAveraged
-
-
-# The valid sets each prior's temperature is fitted on (dataset families, `mien.train.loop.DOMAINS`); other
-# priors on all valid sets pooled.
-PRIOR_FIT_DOMAINS = {"natural": ("ferplus", "rafdb"), "ferplus": ("ferplus",), "rafdb": ("rafdb",)}
+from mien.train.priors import fit_priors
 
 
 def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
               priors: dict[str, np.ndarray] | None = None) -> dict:
     """Per class prior (a shift added to the logits): a temperature fitted on valid data, ECE before and
-    after, and accuracy per set. The first prior's figures are also given at the top level.
-
-    A prior made from datasets' class frequencies is fitted on those datasets' valid sets
-    (`PRIOR_FIT_DOMAINS`; other sets have other frequencies); any other prior on all valid sets pooled.
+    after, and accuracy per set (`mien.train.priors.fit_priors`). The first prior's figures are also
+    given at the top level.
     """
-    logits, labels = [], []
+    logits, labels = {}, {}
     size = getattr(model, "input_size", EXPR_SIZE)
     for path in valid_caches:
         data = load_cache(path)
         images = crops_tensor(data["crops"], size)
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
-        logits.append(predict_logits(model, images, blend, flip=flip).numpy())
-        labels.append(data["targets"].argmax(1))
-    results = {}
-    for name, shift in (priors or {"natural": np.zeros(len(EXPRESSIONS))}).items():
-        wanted = [DOMAINS.index(d) for d in PRIOR_FIT_DOMAINS.get(name, ())]
-        chosen = [i for i, path in enumerate(valid_caches) if domain_of(Path(path).stem) in wanted]
-        chosen = chosen or list(range(len(valid_caches)))
-        z = np.concatenate([logits[i] for i in chosen]) + shift
-        y = np.concatenate([labels[i] for i in chosen])
-        temperature = fit_temperature(z, y)
-        results[name] = {
-            "shift": [float(v) for v in shift], "temperature": temperature,
-            "fitted_on": [Path(valid_caches[i]).stem for i in chosen],
-            "ece_before": reliability(softmax(z), y)["ece"],
-            "ece_after": reliability(softmax(z, temperature), y)["ece"],
-            "valid_accuracy": {Path(path).stem: float(((z_set + shift).argmax(1) == y_set).mean())
-                               for path, z_set, y_set in zip(valid_caches, logits, labels)}}
+        logits[Path(path).stem] = predict_logits(model, images, blend, flip=flip).numpy()
+        labels[Path(path).stem] = data["targets"].argmax(1)
+    results = fit_priors(logits, labels, priors or {"natural": np.zeros(len(EXPRESSIONS))})
     first = next(iter(results.values()))
     return {**{k: v for k, v in first.items() if k != "shift"}, "priors": results}
 
