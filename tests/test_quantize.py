@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime.quantization")
 
 
 def _astronaut_faces(n=48):
-    from mien.train.export import reference_inputs
+    from mien.train.reference import reference_inputs
 
     return reference_inputs(n=n, seed=1, size=64, colour=True)
 
