@@ -69,8 +69,9 @@ class Analyzer:
     @property
     def explainer(self) -> ExpressionClassifier | None:
         """The float network the int8 `classifier` was quantized from, with the same prior: explanations
-        (occlusion heatmaps) run on it, since int8 rounding (~0.08 logits) blurs the small probability changes
-        a heatmap is made of. Loaded on first use; None when `expression=False`."""
+        (occlusion heatmaps) run on it. On dataset faces its heatmaps and the int8 model's agree closely
+        (median correlation 0.996), but on a near-certain face int8 rounding (~0.08 logits) can move heat
+        between regions. Loaded on first use; None when `expression=False`."""
         if self._classifier is not None and self._explainer is None:
             self._explainer = ExpressionClassifier(resolve("expression_float"), prior=self.options.expression_prior,
                                                    spin=False, threads=self.options.threads)
