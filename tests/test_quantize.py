@@ -40,7 +40,7 @@ def test_quantized_graph_follows_the_float_model_and_runs_faster(tmp_path):
         model.logits(*batch)
         return min(_timed(model.logits, *batch) for _ in range(3))
 
-    assert seconds(quantized) < 0.7 * seconds(exact)  # ~2.7x faster measured here
+    assert seconds(quantized) < 0.7 * seconds(exact)  # 2.1-3.2x faster measured here
     assert out.stat().st_size < 0.4 * float_path.stat().st_size
 
 

@@ -104,7 +104,7 @@ def quantize(
     per_set: int = typer.Option(256, min=16, help="Calibration faces drawn from each training set."),
     seed: int = typer.Option(0, help="Random seed of the calibration draw."),
 ) -> None:
-    """8-bit version of a trained expression model (~2.7x faster on CPU; needs the train extra for `onnx`)."""
+    """8-bit version of a trained expression model (2-3x faster on CPU; needs the train extra for `onnx`)."""
     try:
         from mien.train.quantize import quantize_expression
     except ImportError as error:

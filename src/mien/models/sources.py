@@ -22,7 +22,7 @@ EXPRESSION = {
     "package": "mien",
     "package_version": "",
     "member": None,
-    "license": "Apache-2.0 code; weights trained on FER+/AffectNet: research and non-commercial use only",
+    "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB: research and non-commercial use only",
     "description": (
         "mien's 8-class expression classifier (64x64 aligned colour crop + 52 blendshapes, int8, "
         "temperature-calibrated per class prior); see docs/cards/expression.md"
@@ -40,7 +40,7 @@ EXPRESSION_FLOAT = {
     "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB: research and non-commercial use only",
     "description": (
         "the float network `expression` was quantized from (`mien quantize`); explanations (occlusion "
-        "heatmaps) run on it, as int8 rounding blurs small probability changes"
+        "heatmaps) run on it, as int8 rounding can move a heatmap's heat on near-certain faces"
     ),
     "runtime": "onnxruntime",
 }

@@ -68,8 +68,8 @@ def _quantize_graph(model: Path, out: Path, feeds: list[dict[str, np.ndarray]]) 
                     calibrate_method=CalibrationMethod.MinMax)
 
 
-def _network_logits(path: Path, data: dict) -> np.ndarray:
-    classifier = ExpressionClassifier(path)
+def _network_logits(classifier: ExpressionClassifier, data: dict) -> np.ndarray:
+    """Logits of cached crops without the class prior (what temperatures are fitted on)."""
     return classifier.logits(data["crops"], data["blendshapes"]) - classifier.shift
 
 
@@ -84,20 +84,19 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
         raise ValueError(f"{model}: already quantized; start from the float model `mien train` wrote")
     crops, blends = calibration_crops(float_model, datasets, per_set, seed, progress)
     log(f"calibrating activation ranges on {len(crops)} training faces")
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "int8.onnx"
-        _quantize_graph(model, plain, _feeds(crops, blends))
-        graph = onnx.load(str(plain))
     # Valid logits of both models: the priors' temperatures are refitted on the int8 ones.
     valid = {name: cache_for_classifier(read_builtin(name, datasets), cache, float_model.input_size,
                                         float_model.colour) for name in VALID_SETS}
     original = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
-    _set_metadata(graph, original)  # the int8 graph must read as a mien model to score it
     with tempfile.TemporaryDirectory() as tmp:
         scored = Path(tmp) / "int8.onnx"
+        _quantize_graph(model, scored, _feeds(crops, blends))
+        graph = onnx.load(str(scored))
+        _set_metadata(graph, original)  # the int8 graph must read as a mien model to score it
         onnx.save(graph, str(scored))
-        int8_logits = {name: _network_logits(scored, data) for name, data in valid.items()}
-    float_logits = {name: _network_logits(model, data) for name, data in valid.items()}
+        int8_model = ExpressionClassifier(scored)
+    int8_logits = {name: _network_logits(int8_model, data) for name, data in valid.items()}
+    float_logits = {name: _network_logits(float_model, data) for name, data in valid.items()}
     labels = {name: data["targets"].argmax(1) for name, data in valid.items()}
     shifts = {name: np.asarray(p["shift"]) for name, p in float_model.metadata["priors"].items()}
     priors = fit_priors(int8_logits, labels, shifts)
