@@ -64,8 +64,10 @@ def test_shipped_int8_model_records_how_it_was_made():
 
     assert record["from_sha256"] == hashlib.sha256(resolve("expression_float").read_bytes()).hexdigest()
     assert record["command"].startswith("mien quantize") and min(record["valid_agreement"].values()) > 0.97
-    # Same priors as the float model, temperatures refitted on the int8 logits (close to the float ones).
+    # Same priors as the float model, temperatures refitted on the int8 face-and-mirror logits (averaging
+    # the two passes smooths the logits a little, so the temperatures are a little lower: 0.02-0.03 measured).
     exact = ExpressionClassifier(resolve("expression_float"))
+    assert record["flip_average"] and shipped.flip and not exact.flip
     for name, prior in exact.metadata["priors"].items():
         assert shipped.metadata["priors"][name]["shift"] == prior["shift"]
-        assert abs(shipped.metadata["priors"][name]["temperature"] - prior["temperature"]) < 0.02
+        assert -0.05 < shipped.metadata["priors"][name]["temperature"] - prior["temperature"] <= 0.005

@@ -421,3 +421,42 @@ def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
     assert float(same) < 1e-3 < float(other)  # zero when the student says what the teacher says
     with pytest.raises(ValueError, match="other crops"):
         _load_teacher(str(teacher_best), TrainConfig(colour=True, input_size=64))
+
+
+def test_the_shipped_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits():
+    """`mien train --init expression_float.onnx`: the unfolded torch network computes the shipped file's logits
+    in eval mode, its batch norms carry real statistics (train mode stays close), an int8 file is refused."""
+    from dataclasses import asdict
+
+    import onnxruntime as ort
+
+    from mien.expression.classifier import blend_input
+    from mien.models import resolve
+    from mien.train.loop import DOMAINS, TrainConfig, build_model, crops_tensor
+    from mien.train.reference import reference_inputs
+    from mien.train.unfold import unfold_into
+
+    path = resolve("expression_float")
+    crops, blends = reference_inputs(size=64, colour=True)
+    images, blend = crops_tensor(crops, 64), torch.from_numpy(blend_input(blends))
+    targets = torch.full((len(images), 8), 1 / 8)
+    model = build_model(asdict(TrainConfig(channels=(24, 48, 96, 192), top=384, colour=True, input_size=64)))
+    unfold_into(model, path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
+    expected = ort.InferenceSession(str(path)).run(None, {"image": images.numpy().astype(np.float32) / 255,
+                                                           "blendshapes": blend.numpy()})[0]
+    with torch.no_grad():
+        ours = model(images.float() / 255, blend).numpy()
+        norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        assert norm.running_var.min() > 1e-3 and not torch.allclose(norm.running_mean, torch.zeros(1))
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.train()  # batch statistics of these same faces: what the measured ones are
+        batch_stats = model(images.float() / 255, blend).numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    np.testing.assert_allclose(batch_stats, expected, atol=1e-3)
+    assert torch.allclose(model.domain_bias[DOMAINS.index("affectnet8")], model.domain_bias[0])  # no faces to fit it
+    with pytest.raises(ValueError, match="int8"):
+        unfold_into(model, resolve("expression"), images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
+    with pytest.raises(ValueError, match="do not fit"):
+        small = build_model(asdict(TrainConfig(colour=True, input_size=64)))
+        unfold_into(small, path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)

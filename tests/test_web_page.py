@@ -114,7 +114,9 @@ def test_drop_a_video_and_see_timelines(site, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
     page.goto(site)
     page.set_input_files("#file-input", str(video))
-    page.wait_for_selector(".valence-curve", timeout=120_000)
+    # "attached", not "visible": a person whose valence never changes draws a flat line, whose SVG bounding box
+    # has no height, which Playwright counts as invisible although the stroke shows.
+    page.wait_for_selector(".valence-curve", state="attached", timeout=120_000)
     assert page.locator(".valence-curve").count() == 2  # one curve per person
     assert page.locator("rect.segment").count() >= 2
     assert page.locator("table.tracks tr").count() == 3  # header + two people

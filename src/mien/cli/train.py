@@ -22,7 +22,9 @@ def train(
     cache: Path = typer.Option(Path(".cache/expr"), help="Folder for cached aligned crops and blendshapes."),
     stop_after: Optional[int] = typer.Option(None, help="Stop after this many epochs in this call (resume later with the same command)."),
     lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle schedule)."),
-    init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt instead of starting from scratch."),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune from an earlier run's best.pt, or from a float expression ONNX "
+                                        "(such as the shipped expression_float.onnx; same --channels/--top/--colour), "
+                                        "instead of starting from scratch; --input-size may differ."),
     sets: str = typer.Option("ferplus-train,affectnet8-train", help="Comma-separated training sets."),
     select: str = typer.Option("", help="Comma-separated valid sets whose mean accuracy picks the best epoch (default: all)."),
     channels: str = typer.Option("16,32,64,128", help="Channels of the four CNN stages (width of the model)."),
@@ -78,6 +80,8 @@ def train(
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}", param_hint="--valid-sets")
     if backbone is not None and (backbone != "age" or not colour):
         raise typer.BadParameter("the one backbone is 'age', with --colour", param_hint="--backbone")
+    if init is not None and init.suffix == ".onnx" and init_share:
+        raise typer.BadParameter("--init-share needs a best.pt to average with, not an ONNX file", param_hint="--init-share")
     if input_size % 16:
         raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
@@ -103,6 +107,8 @@ def quantize(
     cache: Path = typer.Option(Path(".cache/expr"), help="Folder for cached aligned crops (valid sets)."),
     per_set: int = typer.Option(256, min=16, help="Calibration faces drawn from each training set."),
     seed: int = typer.Option(0, help="Random seed of the calibration draw."),
+    flip: bool = typer.Option(False, "--flip/--no-flip", help="The int8 model averages each face with its mirror "
+                              "image (twice the work; temperatures fitted that way; recorded in the file)."),
 ) -> None:
     """8-bit version of a trained expression model (2-3x faster on CPU; needs the train extra for `onnx`)."""
     try:
@@ -111,7 +117,8 @@ def quantize(
         raise typer.BadParameter(f"quantizing needs the train extra (pip install 'mien[train]'): {error}") from error
     command = shlex.join(["mien", *sys.argv[1:]])
     try:
-        quantize_expression(model, out, data, cache, per_set=per_set, seed=seed, command=command, log=console.print)
+        quantize_expression(model, out, data, cache, per_set=per_set, seed=seed, command=command, log=console.print,
+                            flip=flip)
     except (ValueError, FileNotFoundError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None

@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "883489e12ef119b95e83c1531d7496a862baaf555aa87c32afbad6f17b627b21",
+    "sha256": "5fddbc46b5b82ea51840625b7dde46cf70175ffadfc9a7dd2c93036693e45ea8",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -48,7 +48,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "0d2b231a91fc5ebdf228947c7194974657f814fc317e7b2487499f1caa9c2ea0",
+    "sha256": "93e8e15f71f45de483a5ce90ee1125519f9c3f28b2fc44d716dedfd2af35fce5",
     "package": "mien",
     "package_version": "",
     "member": None,

@@ -37,7 +37,11 @@ def _quantized_lines(quantized: dict | None) -> list[str]:
     return [f"- Shipped as int8 (`{quantized['command']}`; {quantized['method']}; activation ranges from "
             f"{cal['faces']} training faces, {cal['per_set']} per set, seed {cal['seed']}), from the float model "
             f"SHA-256 `{quantized['from_sha256'][:16]}...`; the temperatures above are refitted on the int8 logits. "
-            f"Same top class as the float model on valid: {agreement}; valid accuracy (natural prior) {accuracy}."]
+            f"Same top class as the float model on valid: {agreement}; valid accuracy (natural prior) {accuracy}."
+            + (" It averages its logits over each face and its mirror image (mirrored blendshapes), one batch of "
+               "both (`flip_average` in its metadata; `ExpressionClassifier(flip=False)` runs one pass); the "
+               "agreement and accuracy above are measured that way, the float model's too."
+               if quantized.get("flip_average") else "")]
 
 
 def _stage_lines(stages: list[dict]) -> list[str]:
@@ -148,7 +152,7 @@ def render_expression_card(data: dict) -> str:
         "blendshapes (optional: with no mesh the crop alone is used). The network is a compact CNN "
         f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes"
         + ("; it averages its logits over the face and its mirror image." if training["config"].get("test_flip", True)
-           else "."),
+           or (data.get("quantized") or {}).get("flip_average") else "."),
         "",
         "## Intended use",
         "- Research and product analytics on *visible facial expressions* in photos and video, aggregated over "

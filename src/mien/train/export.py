@@ -102,12 +102,16 @@ def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = Tr
 
 def write_reference(model: ExpressionNet, path: Path, flip: bool = True, size: int = EXPR_SIZE,
                     colour: bool = False) -> Path:
-    """Save reference inputs and the torch model's logits, so tests can check the ONNX export."""
+    """Save reference inputs and the torch model's logits (as exported, and averaged with the mirror image),
+    so tests can check the ONNX export."""
     crops, blends = reference_inputs(size=size, colour=colour)
     images = crops_tensor(crops, size)
-    logits = predict_logits(model, images, torch.from_numpy(blend_input(blends)), flip=flip).numpy()
+    blend = torch.from_numpy(blend_input(blends))
+    logits = predict_logits(model, images, blend, flip=flip).numpy()
+    # Also the face-and-mirror average, for a model quantized to average at run time (`mien quantize --flip`).
+    flipped = predict_logits(model, images, blend, flip=True).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, crops=crops, blendshapes=blends, torch_logits=logits)
+    np.savez_compressed(path, crops=crops, blendshapes=blends, torch_logits=logits, torch_logits_flip=flipped)
     return path
 
 

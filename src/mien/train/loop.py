@@ -55,7 +55,7 @@ class TrainConfig:
     threads: int = 2
     train_sets: tuple[str, ...] = TRAIN_SETS
     valid_sets: tuple[str, ...] = VALID_SETS
-    init_from: str | None = None  # best.pt of an earlier run to fine-tune from
+    init_from: str | None = None  # best.pt of an earlier run, or a float expression ONNX, to fine-tune from
     select_on: tuple[str, ...] = ()  # valid sets whose mean accuracy picks the best epoch (empty: all)
     test_flip: bool = True  # average logits over the face and its mirror image (at ~half the speed)
     init_share: float = 0.0  # with init_from: ship init_share * initial + (1 - init_share) * fine-tuned weights
@@ -225,7 +225,11 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     targets = torch.where(hard[:, None], smooth, targets)
 
     model = build_model(asdict(config))
-    if config.init_from:
+    if config.init_from and config.init_from.endswith(".onnx"):
+        from mien.train.unfold import unfold_into
+
+        unfold_into(model, Path(config.init_from), images, blend, targets, domains, DOMAINS)
+    elif config.init_from:
         missing, unexpected = model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"],
                                                     strict=False)
         if unexpected or set(missing) - {"domain_bias"}:

@@ -74,12 +74,15 @@ def _network_logits(classifier: ExpressionClassifier, data: dict) -> np.ndarray:
 
 
 def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per_set: int = 256, seed: int = 0,
-                        command: str = "", progress: bool = True, log=print) -> dict:
-    """Write the int8 version of `model` to `out`; returns what went into its metadata."""
+                        command: str = "", progress: bool = True, log=print, flip: bool = False) -> dict:
+    """Write the int8 version of `model` to `out`; returns what went into its metadata.
+
+    `flip`: the int8 model is to average each face with its mirror image (`flip_average` in its metadata,
+    which `ExpressionClassifier` follows); temperatures, accuracy and agreement are measured that way."""
     import onnx
 
     model, out = Path(model), Path(out)
-    float_model = ExpressionClassifier(model)
+    float_model = ExpressionClassifier(model, flip=flip)
     if "quantized" in float_model.metadata:
         raise ValueError(f"{model}: already quantized; start from the float model `mien train` wrote")
     crops, blends = calibration_crops(float_model, datasets, per_set, seed, progress)
@@ -88,6 +91,7 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
     valid = {name: cache_for_classifier(read_builtin(name, datasets), cache, float_model.input_size,
                                         float_model.colour) for name in VALID_SETS}
     original = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    original["flip_average"] = json.dumps(flip)
     with tempfile.TemporaryDirectory() as tmp:
         scored = Path(tmp) / "int8.onnx"
         _quantize_graph(model, scored, _feeds(crops, blends))
@@ -103,6 +107,7 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
     summary = {
         "from_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
         "method": "onnxruntime static QDQ: int8 weights per channel (reduce_range), uint8 activations, MinMax",
+        "flip_average": flip,
         "calibration": {"sets": list(CALIBRATION_SETS), "faces": len(crops), "per_set": per_set, "seed": seed},
         "command": command,
         "valid_agreement": {name: float((int8_logits[name].argmax(1) == float_logits[name].argmax(1)).mean())

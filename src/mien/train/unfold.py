@@ -1,0 +1,107 @@
+"""Start training from a shipped float expression ONNX (`mien train --init expression_float.onnx`).
+
+`torch.onnx.export` folds each batch norm into its convolution, so the file has convolutions with a bias
+and no statistics. Each batch norm here gets the measured mean and variance of its convolution's output
+on the training faces, and a scale and shift that reproduce the folded convolution: the network computes
+the same logits in eval mode and nearly the same in train mode (where batch statistics are used), so
+fine-tuning starts where the shipped model is, also at another input size.
+
+Domain biases: FER+'s is the exported constant, RAF-DB's is the file's `rafdb` prior added to it, and
+AffectNet-8's (not in the file) is fitted by maximum likelihood on its training faces with the rest frozen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+STAT_FACES = 2048  # training faces the batch-norm statistics are measured on
+
+
+def _read(path: Path):
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    if "quantized" in meta:
+        raise ValueError(f"{path} is an int8 model: start from its float source (named in its metadata)")
+    constants = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in proto.graph.initializer}
+    return proto, meta, constants
+
+
+def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor,
+                domains: torch.Tensor, domain_names: tuple[str, ...]) -> None:
+    """Load the float ExpressionNet ONNX at `path` into `model` (an ExpressionNet of the same shape).
+
+    `images` (uint8 (n, C, S, S)), `blend` ((n, 53)), `targets` ((n, 8)) and `domains` (index into
+    `domain_names` per face) are training faces: the batch-norm statistics and AffectNet-8's bias are
+    measured on them."""
+    proto, meta, constants = _read(path)
+    convs = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.features.modules() if isinstance(m, nn.BatchNorm2d)]
+    folded = [(constants[n.input[1]], constants[n.input[2]]) for n in proto.graph.node if n.op_type == "Conv"]
+    shapes = [tuple(w.shape) for w, _ in folded]
+    if shapes != [tuple(c.weight.shape) for c in convs]:
+        raise ValueError(f"{path}: its convolutions {shapes} do not fit this network shape (--channels/--top/--colour)")
+    outputs: dict[int, torch.Tensor] = {}
+    hooks = [c.register_forward_hook(lambda _m, _i, out, k=k: outputs.__setitem__(k, out)) for k, c in enumerate(convs)]
+    model.eval()
+    with torch.no_grad():
+        for conv, norm, (weight, bias) in zip(convs, norms, folded):
+            conv.weight.copy_(torch.from_numpy(weight))
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)  # identity: sqrt(var + eps) == 1
+            norm.weight.fill_(1.0)
+            norm.bias.copy_(torch.from_numpy(bias))
+        x = (images[:STAT_FACES].float() / 255 - 0.5) / 0.25
+        for k, norm in enumerate(norms):  # layer by layer: each layer's input is already the folded network's
+            model.features(x)
+            mean, var = outputs[k].mean((0, 2, 3)), outputs[k].var((0, 2, 3), unbiased=False)
+            norm.bias.add_(mean)
+            norm.weight.copy_(torch.sqrt(var + norm.eps))
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+        for hook in hooks:
+            hook.remove()
+        for name, value in model.named_parameters():
+            if name.startswith(("blend.", "head.")):
+                value.copy_(torch.from_numpy(constants[name]))
+        last = [n for n in proto.graph.node if n.op_type == "Add" and n.output[0] == proto.graph.output[0].name]
+        ferplus = torch.from_numpy(constants[last[0].input[1]]) if last else torch.zeros(model.domain_bias.shape[1])
+        bias = ferplus.repeat(len(domain_names), 1)
+        if "rafdb" in domain_names:
+            shift = torch.tensor(meta["priors"]["rafdb"]["shift"], dtype=torch.float32)
+            bias[domain_names.index("rafdb")] += shift.clamp_min(-4.0)  # contempt is masked for RAF-DB anyway
+        model.domain_bias.copy_(bias)
+    for name in domain_names:
+        if name not in ("ferplus", "rafdb"):
+            _fit_domain_bias(model, images, blend, targets, domains, domain_names.index(name))
+
+
+def _fit_domain_bias(model: nn.Module, images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor,
+                     domains: torch.Tensor, domain: int, faces: int = 4096) -> None:
+    """One domain's class-prior bias by maximum likelihood on (up to `faces` of) its faces, the rest frozen."""
+    chosen = torch.nonzero(domains == domain).flatten()[:faces]
+    if len(chosen) == 0:
+        return
+    model.eval()
+    with torch.no_grad():
+        base = model(images[chosen].float() / 255, blend[chosen], torch.zeros(len(chosen), dtype=torch.long))
+        base = base - model.domain_bias[0]
+    shift = model.domain_bias[domain].detach().clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([shift], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(base + shift, targets[chosen])
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        model.domain_bias[domain].copy_(shift.detach())
