@@ -20,6 +20,11 @@ from mien.face.blendshapes import BLENDSHAPE_NAMES, mirrored_order
 from mien.models import resolve
 
 
+def mirrored_blend_input_order() -> list[int]:
+    """Column order that turns `blend_input` of a face into that of its mirror image (the presence flag stays)."""
+    return mirrored_order() + [len(BLENDSHAPE_NAMES)]
+
+
 def blend_input(blendshapes: np.ndarray) -> np.ndarray:
     """(n, 53) float32: blendshapes with NaN rows zeroed, plus a presence flag (1 = mesh found)."""
     blendshapes = np.asarray(blendshapes, np.float32).reshape(len(blendshapes), -1)
@@ -84,7 +89,7 @@ class ExpressionClassifier:
                              f"{_describe(CROP_FRAMING)}; use a model exported by this version")
         self.batch_size = batch_size
         self.flip = bool(meta.get("flip_average", False)) if flip is None else flip
-        self._mirror = np.array(mirrored_order() + [len(BLENDSHAPE_NAMES)])  # the presence flag stays in place
+        self._mirror = np.array(mirrored_blend_input_order())
 
     def crop(self, rgb: np.ndarray, landmarks: np.ndarray, unit: np.ndarray | None = None) -> np.ndarray:
         """The crop this model reads, from an (H, W, 3) RGB image and a face's (478, 3) landmarks in its pixels

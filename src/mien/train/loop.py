@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress
 
-from mien.expression.classifier import blend_input
-from mien.face.blendshapes import mirrored_order
+from mien.expression.classifier import blend_input, mirrored_blend_input_order
 from mien.train.augment import augment
 from mien.train.cache import build_set_cache, cache_file, load_cache
 from mien.datasets.expressions import read_builtin
@@ -186,7 +185,7 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Te
                    flip: bool = True) -> torch.Tensor:
     """Logits for uint8 (n, C, S, S) images in eval mode, with test-time flip averaging unless `flip` is off."""
     model.eval()
-    mirror = torch.tensor(mirrored_order() + [52])
+    mirror = torch.tensor(mirrored_blend_input_order())
     out = []
     for i in range(0, len(images), batch):
         x = images[i:i + batch].float() / 255
@@ -265,7 +264,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             scheduler.load_state_dict(saved["scheduler"])
             log(f"resuming after epoch {state['epoch']}")
 
-    mirror = torch.tensor(mirrored_order() + [52])
+    mirror = torch.tensor(mirrored_blend_input_order())
     valid_tensors = [(d["name"], *_tensors(d, config.input_size)) for d in valid]
     teacher = _load_teacher(config.teacher, config) if config.teacher else None
     with Progress() as progress:
