@@ -2,8 +2,10 @@
 # Ship a newly trained expression model and refit everything that depends on it, in order:
 #
 #   bash benchmarks/ship_expression.sh runs/expr-v2 [more training.json files of earlier steps]
+#   FLIP=0 bash benchmarks/ship_expression.sh RUN   # one pass per face (for a network too slow to run twice)
 #
-# 1. quantize RUN/expression.onnx to int8, averaging each face with its mirror image (mien quantize --flip), ship both (the int8 model predicts, the float
+# 1. quantize RUN/expression.onnx to int8, averaging each face with its mirror image (mien quantize --flip; FLIP=0
+#    leaves it out), ship both (the int8 model predicts, the float
 #    one explains) and register their SHA-256s; the export's reference inputs/logits go to tests/data
 #    (tests/test_expression.py checks the int8 ONNX against torch);
 # 2. refit the open-set thresholds per prior on valid data (benchmarks/openset.py --fit);
@@ -17,7 +19,9 @@ shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-mien quantize "$run/expression.onnx" --data ../shared/datasets -o "$run/expression-int8.onnx" --flip
+flip_option=--flip
+[ "${FLIP:-1}" = 0 ] && flip_option=
+mien quantize "$run/expression.onnx" --data ../shared/datasets -o "$run/expression-int8.onnx" $flip_option
 cp "$run/expression-int8.onnx" src/mien/models/weights/expression.onnx
 cp "$run/expression.onnx" src/mien/models/weights/expression_float.onnx
 cp "$run/expression_reference.npz" tests/data/expression_reference.npz

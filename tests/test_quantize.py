@@ -64,10 +64,12 @@ def test_shipped_int8_model_records_how_it_was_made():
 
     assert record["from_sha256"] == hashlib.sha256(resolve("expression_float").read_bytes()).hexdigest()
     assert record["command"].startswith("mien quantize") and min(record["valid_agreement"].values()) > 0.97
-    # Same priors as the float model, temperatures refitted on the int8 face-and-mirror logits (averaging
-    # the two passes smooths the logits a little, so the temperatures are a little lower: 0.02-0.03 measured).
+    # Same priors as the float model, temperatures refitted on the int8 logits. Averaging a face with its
+    # mirror smooths the logits a little, so with it the temperatures are a little lower (0.02-0.03 measured);
+    # one pass per face keeps them within rounding of the float model's.
     exact = ExpressionClassifier(resolve("expression_float"))
-    assert record["flip_average"] and shipped.flip and not exact.flip
+    assert shipped.flip == bool(record.get("flip_average")) and not exact.flip
+    low, high = (-0.05, 0.005) if shipped.flip else (-0.02, 0.02)
     for name, prior in exact.metadata["priors"].items():
         assert shipped.metadata["priors"][name]["shift"] == prior["shift"]
-        assert -0.05 < shipped.metadata["priors"][name]["temperature"] - prior["temperature"] <= 0.005
+        assert low < shipped.metadata["priors"][name]["temperature"] - prior["temperature"] <= high
