@@ -11,7 +11,6 @@ import torch
 
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
-from mien.face.blendshapes import mirrored_order
 from mien.train.cache import load_cache
 from mien.train.loop import (DOMAINS, blend_input, cache_path, crops_tensor, load_trained,
                              predict_logits, training_prior)
@@ -85,7 +84,7 @@ def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = Tr
     it reads (n, 3 if `colour` else 1, `size`, `size`) images."""
     import onnx
 
-    wrapped = FlipAveraged(model, mirrored_order()).eval() if flip else model.eval()
+    wrapped = FlipAveraged(model).eval() if flip else model.eval()
     image = torch.rand(2, 3 if colour else 1, size, size)
     blend = torch.rand(2, 53)
     torch.onnx.export(wrapped, (image, blend), str(out), input_names=["image", "blendshapes"],
@@ -109,7 +108,7 @@ def write_reference(model: ExpressionNet, path: Path, flip: bool = True, size: i
     blend = torch.from_numpy(blend_input(blends))
     logits = predict_logits(model, images, blend, flip=flip).numpy()
     # Also the face-and-mirror average, for a model quantized to average at run time (`mien quantize --flip`).
-    flipped = predict_logits(model, images, blend, flip=True).numpy()
+    flipped = logits if flip else predict_logits(model, images, blend, flip=True).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, crops=crops, blendshapes=blends, torch_logits=logits, torch_logits_flip=flipped)
     return path

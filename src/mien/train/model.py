@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mien.expression.classifier import mirrored_blend_input_order
+
 N_BLENDSHAPES = 52
 
 
@@ -90,10 +92,10 @@ class BackboneExpressionNet(_FusedClassifier):
 class FlipAveraged(nn.Module):
     """Inference wrapper: averages logits of the face and its mirror image (test-time flip)."""
 
-    def __init__(self, net: ExpressionNet, mirror_index: list[int]) -> None:
+    def __init__(self, net: ExpressionNet) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("mirror", torch.tensor(mirror_index + [N_BLENDSHAPES], dtype=torch.long))
+        self.register_buffer("mirror", torch.tensor(mirrored_blend_input_order(), dtype=torch.long))
 
     def forward(self, image: torch.Tensor, blend: torch.Tensor) -> torch.Tensor:
         both = torch.cat([image, image.flip(3)], 0)
