@@ -24,8 +24,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from scipy.special import log_softmax
 
 FEATURE_TENSORS = (470, 439)  # 2x2x128 and 4x4x128 maps before the landmark head
+FEATURE_SIZE = 2 * 2 * 128 + 4 * 4 * 128
 SETS = ("ferplus", "affectnet8", "rafdb")
 SIZE = 64  # the shipped classifier's input
 
@@ -49,6 +51,7 @@ def _init_worker() -> None:
     global _mesh
     from ai_edge_litert.interpreter import Interpreter
 
+    import mien.face.mesh as mesh_module
     from mien.face import mesh_net
     from mien.face.mesh import MeshEstimator
     from mien.models import resolve
@@ -75,9 +78,7 @@ def _init_worker() -> None:
             self.by_points = {}
             return super().blendshapes(points)
 
-    mesh_net.MeshNetworks = FeatureNetworks
-    import mien.face.mesh as mesh_module
-    mesh_module.MeshNetworks = FeatureNetworks
+    mesh_module.MeshNetworks = FeatureNetworks  # the name MeshEstimator builds its networks from
     _mesh = MeshEstimator(workers=1)
 
 
@@ -86,12 +87,11 @@ def _process(path: str):
     from mien.io.images import load_image
 
     rgb = load_image(path).rgb
-    networks = _mesh._workers[0][0]
-    networks.kept = None
     big, result = mesh_face_image(_mesh, rgb)
     if not result.found[0]:
-        return fallback_crop(rgb, SIZE, True), result.blendshapes[0], np.full(2560, np.nan, np.float32)
-    return expression_crop(big, result.landmarks[0], SIZE, True), result.blendshapes[0], networks.kept
+        return fallback_crop(rgb, SIZE, True), result.blendshapes[0], np.full(FEATURE_SIZE, np.nan, np.float32)
+    kept = _mesh._workers[0][0].kept  # the features of the mesh call the face's points came from
+    return expression_crop(big, result.landmarks[0], SIZE, True), result.blendshapes[0], kept
 
 
 def extract(name: str, datasets: Path, cache: Path) -> dict[str, np.ndarray]:
@@ -151,11 +151,6 @@ def train_head(train: list[dict], hidden: int, epochs: int, seed: int = 0):
     return head
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets"))
@@ -184,7 +179,7 @@ def main() -> None:
         alone = (extra.argmax(1) == labels).mean()  # the head alone, without any set's bias
         row = []
         for w in weights:
-            fused = _log_softmax(base) + w * np.where(found[:, None], _log_softmax(extra), 0.0)
+            fused = log_softmax(base, axis=1) + w * np.where(found[:, None], log_softmax(extra, axis=1), 0.0)
             row.append(100 * (fused.argmax(1) == labels).mean())
         print(f"{s + ' (' + prior + ')':<18} {100 * alone:5.1f}  " + "  ".join(f"{v:6.1f}" for v in row))
 
