@@ -167,6 +167,53 @@ def test_webcam_websocket(server, astronaut):
     assert replies[-1]["faces"][0]["expression"] == "happy"
 
 
+@pytest.mark.slow
+def test_webcam_session_outlives_the_body_timeout(server, astronaut):
+    """A webcam session streams past the 30 s stalled-body timeout of the HTTP protocol (it used to be cut at
+    30.1 s: h11 still thought the upgraded request's body was coming), with a quiet stretch in the middle."""
+    import time
+
+    from websockets.sync.client import connect
+
+    from mien.server.timeouts import BODY_TIMEOUT_S
+
+    url, _ = server
+    frame = jpeg_bytes(astronaut[::2, ::2].copy())
+    started = time.monotonic()
+    replies = 0
+    with connect(url.replace("http", "ws") + "/api/live") as socket:
+        while time.monotonic() - started < BODY_TIMEOUT_S + 12:
+            socket.send(frame)
+            assert json.loads(socket.recv(timeout=30))["faces"]
+            replies += 1
+            time.sleep(4.0 if replies == 3 else 1.0)  # one idle stretch too
+    assert time.monotonic() - started > BODY_TIMEOUT_S + 10 and replies >= 10
+
+
+def test_websocket_refuses_foreign_host_and_origin(server, astronaut):
+    """The webcam socket applies the Host and Origin checks HTTP requests get: 403 before accepting."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    import socket as sockets
+    from urllib.parse import urlsplit
+
+    url, _ = server
+    ws_url = url.replace("http", "ws") + "/api/live"
+    port = urlsplit(url).port
+    # A page elsewhere whose name resolves to this machine (DNS rebinding): Host and Origin are its own.
+    for name, origin in (("evil.example", "http://evil.example"), ("127.0.0.1", "http://evil.example"),
+                         ("127.0.0.1", "null")):
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(f"ws://{name}:{port}/api/live", sock=sockets.create_connection(("127.0.0.1", port)),
+                         additional_headers={"Origin": origin}):
+                pass
+        assert refused.value.response.status_code == 403, (name, origin)
+    with connect(ws_url, additional_headers={"Origin": url}) as socket:  # the page itself
+        socket.send(jpeg_bytes(astronaut))
+        assert json.loads(socket.recv(timeout=30))["faces"]
+
+
 def test_api_key_and_rate_limit(tmp_path, photo):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect

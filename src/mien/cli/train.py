@@ -49,9 +49,14 @@ def train(
     teacher: Optional[Path] = typer.Option(None, help="best.pt of a trained run (same input size and colour) whose "
                                            "softened predictions the model also learns (knowledge distillation)."),
     distill: float = typer.Option(0.5, min=0.0, max=1.0, help="With --teacher: weight of the teacher's predictions."),
-    backbone: Optional[str] = typer.Option(None, help="Start from a shipped face-trained network's layers instead of "
-                                           "from scratch: 'age' (dlib's age predictor, a ResNet on 64 px RGB faces; "
-                                           "needs --colour). --channels/--top are then unused."),
+    backbone: Optional[str] = typer.Option(None, help="Start from a face-trained network instead of from scratch "
+                                           "(needs --colour; --channels/--top are then unused): 'face' (dlib's "
+                                           "face-recognition ResNet, trained on ~3M faces; CC0, from the train extra's "
+                                           "face-recognition-models; --input-size 112 or more) or 'age' (dlib's age "
+                                           "predictor that mien ships, 64 px)."),
+    backbone_lr: float = typer.Option(1.0, min=0.0, max=1.0, help="With --backbone: the backbone's learning rate as "
+                                      "a share of --lr (the new layers get --lr)."),
+    batch_size: int = typer.Option(128, min=8, help="Faces per training step."),
 ) -> None:
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
@@ -78,8 +83,8 @@ def train(
     unknown = [name for name in valid if name not in BUILTIN]
     if unknown:
         raise typer.BadParameter(f"unknown sets {unknown}; choose from {', '.join(BUILTIN)}", param_hint="--valid-sets")
-    if backbone is not None and (backbone != "age" or not colour):
-        raise typer.BadParameter("the one backbone is 'age', with --colour", param_hint="--backbone")
+    if backbone is not None and (backbone not in ("age", "face") or not colour):
+        raise typer.BadParameter("the backbones are 'face' and 'age', with --colour", param_hint="--backbone")
     if init is not None and init.suffix == ".onnx" and init_share:
         raise typer.BadParameter("--init-share needs a best.pt to average with, not an ONNX file", param_hint="--init-share")
     if input_size % 16:
@@ -90,7 +95,8 @@ def train(
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
                          domain_bias=domain_bias, balance_power=balance,
                          exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob,
-                         backbone=backbone, teacher=str(teacher) if teacher else None, distill=distill)
+                         backbone=backbone, backbone_lr=backbone_lr, batch_size=batch_size,
+                         teacher=str(teacher) if teacher else None, distill=distill)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")

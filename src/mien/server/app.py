@@ -23,7 +23,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from mien import __version__
 from mien.io.table import json_records
-from mien.server.browser import add_headers, allowed_hosts, check_request
+from mien.server.browser import add_headers, allowed_hosts, check_request, websocket_refusal
 from mien.server.gate import FAILED_KEYS_PER_MINUTE, Gate, request_key
 from mien.io.writer import csv_bytes, write_parquet
 from mien.report.annotate import data_uri
@@ -256,6 +256,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         table rows, as in the files and the REST results (`box_x/y/w/h`, track ids, expression,
         probabilities, AUs, and their `*_smooth` columns). Send the next frame after the reply.
         The API key goes in the `X-API-Key` (or `Authorization: Bearer`) header, or `?key=` for browsers."""
+        if websocket_refusal(ws.headers, hosts) is not None:
+            await ws.close(code=1008)  # before accept: the handshake is answered 403
+            return
         if settings.api_key:
             given = request_key({k.lower(): v for k, v in ws.headers.items()}) or key
             address = ws.client.host if ws.client else "?"

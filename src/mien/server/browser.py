@@ -9,6 +9,8 @@
 - Cross-site requests: a state-changing request (POST, PUT, PATCH, DELETE) that carries an `Origin`
   other than the server's own is refused (403), so a page the user visits cannot submit jobs or
   delete results. Clients that are not browsers send no Origin and are not affected.
+- WebSockets are not HTTP requests to the middleware: the webcam socket checks Host and Origin itself
+  (`websocket_refusal`) and closes before accepting, which the client sees as 403.
 """
 
 from __future__ import annotations
@@ -52,6 +54,19 @@ def check_request(method: str, headers, allowed: set[str]) -> JSONResponse | Non
             return JSONResponse({"error": "cross-origin request refused", "status": 403}, 403)
     elif method in _UNSAFE_METHODS and origin == "null":
         return JSONResponse({"error": "cross-origin request refused", "status": 403}, 403)
+    return None
+
+
+def websocket_refusal(headers, allowed: set[str]) -> str | None:
+    """Why a WebSocket handshake fails the Host or Origin check (refused with 403 before it is accepted), else
+    None. Browsers always send an Origin with a WebSocket handshake, so a page on another site is caught here;
+    clients that are not browsers send none."""
+    host = headers.get("host", "")
+    if host and host_name(host) not in allowed:
+        return "this server does not answer to that host name (use --allowed-host to add it)"
+    origin = headers.get("origin")
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host.lower()):
+        return "cross-origin WebSocket refused"
     return None
 
 

@@ -28,6 +28,16 @@ class TimedH11Protocol(H11Protocol):
         self._waiting_since = time.monotonic()  # for request headers, or body data
         self._watch = self.loop.call_later(_CHECK_EVERY_S, self._check)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        # The WebSocket protocol takes the connection over, but h11 still thinks the request's body is
+        # coming (uvicorn switches before h11 sees the end of the request): stop watching it, or the body
+        # timeout would cut every WebSocket at BODY_TIMEOUT_S.
+        if getattr(self, "_watch", None) is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._upgraded = True
+        super().handle_websocket_upgrade(event)
+
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.SEND_BODY:
             self._waiting_since = time.monotonic()
@@ -43,7 +53,7 @@ class TimedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _check(self) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or getattr(self, "_upgraded", False):
             return
         state = self.conn.their_state
         if state in (h11.SWITCHED_PROTOCOL, h11.MIGHT_SWITCH_PROTOCOL):

@@ -14,16 +14,17 @@ import torch.nn.functional as F
 
 def augment(images: torch.Tensor, blend: torch.Tensor, mirror: torch.Tensor,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment (B, 1, H, W) images in [0, 1] and their (B, 53) blendshapes+flag."""
+    """Augment (B, C, H, W) images in [0, 1] and their (B, 53) blendshapes+flag (random numbers from `generator`,
+    which lives on the images' device)."""
     b = images.shape[0]
     g = generator
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(b, generator=g) * (hi - lo) + lo
+        return torch.rand(b, generator=g, device=g.device) * (hi - lo) + lo
 
     angle = uniform(-15, 15) * math.pi / 180
     scale = uniform(0.85, 1.15)
-    flip = torch.rand(b, generator=g) < 0.5
+    flip = torch.rand(b, generator=g, device=g.device) < 0.5
     sx = torch.where(flip, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([
@@ -39,7 +40,7 @@ def augment(images: torch.Tensor, blend: torch.Tensor, mirror: torch.Tensor,
     out = (out - mean) * uniform(0.6, 1.4).view(b, 1, 1, 1) + mean + uniform(-0.15, 0.15).view(b, 1, 1, 1)
     out = out.clamp(0, 1) ** uniform(0.7, 1.4).view(b, 1, 1, 1)
 
-    blur = torch.rand(b, generator=g) < 0.2
+    blur = torch.rand(b, generator=g, device=g.device) < 0.2
     if blur.any():
         out[blur] = F.avg_pool2d(out[blur], 3, 1, 1, count_include_pad=False)
 
@@ -50,18 +51,18 @@ def augment(images: torch.Tensor, blend: torch.Tensor, mirror: torch.Tensor,
 def _occlude(images: torch.Tensor, g: torch.Generator, p: float = 0.4) -> torch.Tensor:
     """Random erasing: a patch of 4-25% of the face, filled with flat grey or noise."""
     b, _, h, w = images.shape
-    chosen = torch.rand(b, generator=g) < p
-    area = torch.rand(b, generator=g) * 0.21 + 0.04
-    aspect = torch.exp(torch.rand(b, generator=g) * 2.2 - 1.1)
+    chosen = torch.rand(b, generator=g, device=g.device) < p
+    area = torch.rand(b, generator=g, device=g.device) * 0.21 + 0.04
+    aspect = torch.exp(torch.rand(b, generator=g, device=g.device) * 2.2 - 1.1)
     ph = (torch.sqrt(area * aspect) * h).clamp(4, h - 1).long()
     pw = (torch.sqrt(area / aspect) * w).clamp(4, w - 1).long()
-    y0 = (torch.rand(b, generator=g) * (h - ph)).long()
-    x0 = (torch.rand(b, generator=g) * (w - pw)).long()
-    ys = torch.arange(h).view(1, h, 1)
-    xs = torch.arange(w).view(1, 1, w)
+    y0 = (torch.rand(b, generator=g, device=g.device) * (h - ph)).long()
+    x0 = (torch.rand(b, generator=g, device=g.device) * (w - pw)).long()
+    ys = torch.arange(h, device=images.device).view(1, h, 1)
+    xs = torch.arange(w, device=images.device).view(1, 1, w)
     mask = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + ph).view(b, 1, 1))
             & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + pw).view(b, 1, 1)) & chosen.view(b, 1, 1))
-    fill = torch.where(torch.rand(b, 1, 1, generator=g) < 0.5,
-                       torch.rand(b, 1, 1, generator=g).expand(b, h, w),
-                       torch.rand(b, h, w, generator=g))
+    fill = torch.where(torch.rand(b, 1, 1, generator=g, device=g.device) < 0.5,
+                       torch.rand(b, 1, 1, generator=g, device=g.device).expand(b, h, w),
+                       torch.rand(b, h, w, generator=g, device=g.device))
     return torch.where(mask.unsqueeze(1), fill.unsqueeze(1), images)

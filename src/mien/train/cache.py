@@ -77,9 +77,47 @@ def build_cache(labelled: LabelledSet, out: Path, workers: int = 2, size: int | 
 
 
 def load_cache(path: Path) -> dict[str, np.ndarray]:
-    """Arrays of a cache file written by `build_cache`."""
+    """Arrays of a cache file written by `build_cache` (or packed by `pack_cache`: its crops are decoded)."""
     with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+        arrays = {key: data[key] for key in data.files}
+    if "crops_jpeg" in arrays:
+        arrays["crops"] = _decode_crops(arrays.pop("crops_jpeg"), arrays.pop("crops_jpeg_ends"),
+                                        arrays.pop("crops_grey"), tuple(arrays.pop("crops_shape")))
+    return arrays
+
+
+def pack_cache(path: Path, out: Path, quality: int = 90) -> Path:
+    """`path`'s cache with its crops as JPEG (grey ones, such as FER+'s, in one channel): several times smaller,
+    for carrying the training data to another machine (a lent GPU); `load_cache` reads it like the original."""
+    import cv2
+
+    data = load_cache(path)
+    crops = data.pop("crops")
+    grey = np.array([c.ndim == 2 or (np.array_equal(c[..., 0], c[..., 1]) and np.array_equal(c[..., 1], c[..., 2]))
+                     for c in crops])
+    chunks = []
+    for crop, is_grey in zip(crops, grey):
+        image = crop if crop.ndim == 2 else (crop[..., 0] if is_grey else crop[..., ::-1])
+        chunks.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())
+    ends = np.cumsum([len(c) for c in chunks])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, crops_jpeg=np.frombuffer(b"".join(chunks), np.uint8), crops_jpeg_ends=ends, crops_grey=grey,
+             crops_shape=np.array(crops.shape), **data)
+    return out
+
+
+def _decode_crops(blob: np.ndarray, ends: np.ndarray, grey: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import cv2
+
+    crops = np.empty(shape, np.uint8)
+    starts = np.concatenate([[0], ends[:-1]])
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        image = cv2.imdecode(blob[start:end], cv2.IMREAD_GRAYSCALE if grey[i] else cv2.IMREAD_COLOR)
+        if len(shape) == 3:
+            crops[i] = image
+        else:
+            crops[i] = image[..., None] if grey[i] else image[..., ::-1]
+    return crops
 
 
 COLOUR_CACHE_SIDE = 96  # colour crops are cached at this side and resized to the model's input
@@ -106,3 +144,16 @@ def cache_for_classifier(labelled: LabelledSet, cache_dir: Path, input_size: int
     if crops.shape[1] != input_size:
         data["crops"] = np.stack([cv2.resize(c, (input_size, input_size), interpolation=cv2.INTER_AREA) for c in crops])
     return data
+
+
+if __name__ == "__main__":  # python -m mien.train.cache --pack OUT_DIR CACHE.npz... (JPEG packs for a lent GPU)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Pack training caches (crops as JPEG) to carry them elsewhere.")
+    parser.add_argument("--pack", type=Path, required=True, help="output folder")
+    parser.add_argument("caches", type=Path, nargs="+")
+    parser.add_argument("--quality", type=int, default=90)
+    options = parser.parse_args()
+    for cache in options.caches:
+        packed = pack_cache(cache, options.pack / cache.name, options.quality)
+        print(f"{packed}: {packed.stat().st_size / 1e6:.1f} MB")

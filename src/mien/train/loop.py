@@ -65,7 +65,8 @@ class TrainConfig:
     colour: bool = False  # RGB crops (grey FER+ faces enter as three equal channels)
     grey_prob: float = 0.0  # with colour: share of training faces turned grey, so grey inputs stay familiar
     n_domains: int = len(DOMAINS)
-    backbone: str | None = None  # "age": start from the face-trained layers of dlib's age network (colour only)
+    backbone: str | None = None  # "age" (dlib's age network) or "face" (dlib's face-recognition ResNet): colour only
+    backbone_lr: float = 1.0  # with a backbone: its learning rate as a share of `lr` (the new layers get `lr`)
     teacher: str | None = None  # best.pt of a trained run whose predictions the model also learns (distillation)
     distill: float = 0.5  # with a teacher: weight of its softened predictions in the loss
     distill_temperature: float = 2.0
@@ -77,22 +78,35 @@ def domain_of(set_name: str) -> int:
     return DOMAINS.index(set_name.split("-")[0])
 
 
-def resolve_precision(precision: str) -> str:
-    """`auto` becomes `bf16` where the CPU computes bfloat16 natively, else `fp32`."""
+def training_device() -> torch.device:
+    """A CUDA GPU where torch sees one (the same recipe, much faster), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """`auto` becomes `bf16` on a GPU or where the CPU computes bfloat16 natively, else `fp32`."""
     if precision != "auto":
         if precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
         return precision
+    if device is not None and device.type == "cuda":
+        return "bf16"
     native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
         getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     return "bf16" if native else "fp32"
 
 
-def build_model(settings: dict) -> ExpressionNet:
+def build_model(settings: dict, pretrained: bool = True) -> ExpressionNet:
     """An untrained ExpressionNet shaped by a training config (`asdict(TrainConfig)`, as saved in checkpoints;
     settings older than `domain_bias` get no domain bias, older than `n_domains` two domains). With
-    `backbone` set, a `BackboneExpressionNet` starting from that shipped network's face-trained layers."""
+    `backbone` set, a network starting from that face-trained backbone's weights (`pretrained`; off when
+    trained weights are loaded next)."""
     n_domains = settings.get("n_domains", 2) if settings.get("domain_bias") else 1
+    if settings.get("backbone") == "face":
+        from mien.train.model import FaceExpressionNet
+
+        return FaceExpressionNet(use_blendshapes=settings["use_blendshapes"], n_domains=n_domains,
+                                 pretrained=pretrained)
     if settings.get("backbone"):
         from mien.models import resolve
         from mien.train.model import BackboneExpressionNet
@@ -144,7 +158,11 @@ def _load_sets(names, datasets: Path, cache_dir: Path, exclude: tuple[str, ...] 
     colour = bool((settings or {}).get("colour"))
     sets = []
     for name in names:
-        data = load_cache(build_set_cache(read_builtin(name, datasets), cache_dir, colour))
+        cached = cache_file(cache_dir, name, colour)
+        if cached.exists() and not (Path(datasets) / name.split("-")[0]).exists():
+            data = load_cache(cached)  # a cache carried to a machine without the datasets (e.g. a lent GPU)
+        else:
+            data = load_cache(build_set_cache(read_builtin(name, datasets), cache_dir, colour))
         data["name"] = name
         if exclude:
             data = _without_classes(data, [EXPRESSIONS.index(c) for c in exclude])
@@ -185,12 +203,13 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, blend: torch.Te
                    flip: bool = True) -> torch.Tensor:
     """Logits for uint8 (n, C, S, S) images in eval mode, with test-time flip averaging unless `flip` is off."""
     model.eval()
-    mirror = torch.tensor(mirrored_blend_input_order())
+    device = next(model.parameters()).device
+    mirror = torch.tensor(mirrored_blend_input_order(), device=device)
     out = []
     for i in range(0, len(images), batch):
-        x = images[i:i + batch].float() / 255
-        b = blend[i:i + batch]
-        out.append((model(x, b) + model(x.flip(3), b[:, mirror])) / 2 if flip else model(x, b))
+        x = images[i:i + batch].to(device).float() / 255
+        b = blend[i:i + batch].to(device)
+        out.append(((model(x, b) + model(x.flip(3), b[:, mirror])) / 2 if flip else model(x, b)).float().cpu())
     return torch.cat(out)
 
 
@@ -202,6 +221,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     next time), so a long training can be spread over several sessions.
     """
     out.mkdir(parents=True, exist_ok=True)
+    device = training_device()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     settings = asdict(config)
@@ -233,18 +253,20 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                                                     strict=False)
         if unexpected or set(missing) - {"domain_bias"}:
             raise ValueError(f"{config.init_from} does not fit this model (missing {missing}, unexpected {unexpected})")
-    precision = resolve_precision(config.precision)
-    # channels_last lets oneDNN pick its fast convolution kernels (~1.4x in fp32 here).
-    model = model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(config.precision, device)
+    # channels_last lets oneDNN (and cuDNN) pick their fast convolution kernels (~1.4x in fp32 here).
+    model = model.to(device, memory_format=torch.channels_last)
+    images, blend, targets, domains, absent = (t.to(device) for t in (images, blend, targets, domains, absent))
     ema = copy.deepcopy(model)
     steps_per_epoch = max(1, len(images) // config.batch_size)  # sampling is with replacement, so tiny sets work too
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch,
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    peaks = [group["lr"] for group in optimizer.param_groups]
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.15)
     state = {"epoch": 0, "best_score": -1.0, "history": [], "seconds": 0.0}
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = torch.load(checkpoint, weights_only=False, map_location=device)
         if "config" in saved and _training_settings(saved["config"]) != _training_settings(asdict(config)):
             raise ValueError(f"{checkpoint} was made with other settings; use a new --out folder or the same options")
         model.load_state_dict(saved["model"])
@@ -264,9 +286,9 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             scheduler.load_state_dict(saved["scheduler"])
             log(f"resuming after epoch {state['epoch']}")
 
-    mirror = torch.tensor(mirrored_blend_input_order())
+    mirror = torch.tensor(mirrored_blend_input_order(), device=device)
     valid_tensors = [(d["name"], *_tensors(d, config.input_size)) for d in valid]
-    teacher = _load_teacher(config.teacher, config) if config.teacher else None
+    teacher = _load_teacher(config.teacher, config).to(device) if config.teacher else None
     with Progress() as progress:
         task = progress.add_task("training", total=config.epochs, completed=state["epoch"])
         last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
@@ -274,18 +296,21 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             started = time.time()
             g = torch.Generator().manual_seed(config.seed * 1000 + epoch)
             order = torch.multinomial(weights, steps_per_epoch * config.batch_size, replacement=True, generator=g)
+            order = order.to(device)
+            if device.type != "cpu":  # augmentation draws its numbers where the images are
+                g = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
             model.train()
             total_loss = 0.0
             for step in range(steps_per_epoch):
                 idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 x, b = augment(images[idx].float() / 255, blend[idx].clone(), mirror, g)
                 if config.colour and config.grey_prob:
-                    grey = torch.rand(len(idx), generator=g) < config.grey_prob
+                    grey = torch.rand(len(idx), generator=g, device=device) < config.grey_prob
                     x[grey] = x[grey].mean(1, keepdim=True).expand(-1, x.shape[1], -1, -1)
-                drop = torch.rand(len(idx), generator=g) < config.blend_dropout
+                drop = torch.rand(len(idx), generator=g, device=device) < config.blend_dropout
                 b[drop] = 0.0
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(x, b, domains[idx] if config.domain_bias else None)
                 logits = logits.float().masked_fill(absent[idx], -1e4)
                 loss = F.cross_entropy(logits, targets[idx])
@@ -320,7 +345,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         log(f"stopped after epoch {state['epoch']} of {config.epochs}; run the same command again to continue")
         return None
     info = {"config": asdict(config), "history": state["history"], "train_seconds": round(state["seconds"]),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {precision}",
+            "hardware": (torch.cuda.get_device_name(device) + f", {precision}" if device.type == "cuda" else
+                         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {precision}"),
             "torch": torch.__version__, "schedule_replanned": state.get("replanned", [])}
     (out / "training.json").write_text(json.dumps(info, indent=2))
     return out / "best.pt"
@@ -328,9 +354,10 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
 
 def load_trained(best: Path) -> tuple[torch.nn.Module, dict]:
     """The EMA model a run saved (its best.pt), in eval mode, and the checkpoint dict."""
-    saved = torch.load(best, weights_only=False)
-    model = build_model(saved["config"])
-    model.load_state_dict(saved["model"])
+    saved = torch.load(best, weights_only=False, map_location="cpu")
+    model = build_model(saved["config"], pretrained=False)
+    model.load_state_dict({key: value.float() if value.is_floating_point() else value
+                           for key, value in saved["model"].items()})
     return model.eval(), saved
 
 
@@ -350,10 +377,20 @@ def _distillation_loss(logits: torch.Tensor, teacher: torch.nn.Module, x: torch.
     """KL divergence from the teacher's softened prediction on the same augmented batch (Hinton et al. 2015),
     scaled by T^2 so its gradients keep their size as T changes."""
     t = temperature
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         taught = teacher(x, b, domains if hasattr(teacher, "domain_bias") else None)
     target = F.softmax(taught.float().masked_fill(absent, -1e4) / t, 1)
     return F.kl_div(F.log_softmax(logits / t, 1), target, reduction="batchmean") * t * t
+
+
+def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """One AdamW group, or with a pretrained backbone two: its layers at `backbone_lr` x `lr`, the rest at `lr`."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or config.backbone_lr == 1.0:
+        return [{"params": list(model.parameters()), "lr": config.lr}]
+    inside = {id(p) for p in backbone.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) in inside], "lr": config.lr * config.backbone_lr},
+            {"params": [p for p in model.parameters() if id(p) not in inside], "lr": config.lr}]
 
 
 def _training_settings(config: dict) -> dict:

