@@ -25,6 +25,21 @@ def photo_dir(tmp_path_factory, astronaut):
     return folder
 
 
+def test_api_and_cli_write_the_same_columns_by_default(tmp_path, photo_dir):
+    """`mien.analyze(paths)` and `mien analyze paths` give the same table (landmarks included), the
+    no-face image first so an empty row fixes no column."""
+    import mien as mien_api
+
+    out = tmp_path / "faces.parquet"
+    paths = [photo_dir / "sky.jpg", photo_dir / "astro.jpg"]
+    mien_cli = mien("analyze", *paths, "-o", out, "-q")
+    assert mien_cli.returncode == 0, mien_cli.stderr
+    from_cli = pd.read_parquet(out)
+    from_api = mien_api.analyze(paths, progress=False)
+    assert list(from_api.columns) == list(from_cli.columns)
+    assert from_api.mien.landmarks.shape == (2, 478, 2)
+
+
 def test_analyze_folder_writes_table_and_annotations(tmp_path, photo_dir):
     out = tmp_path / "faces.parquet"
     result = mien("analyze", photo_dir, "-o", out, "--annotate", tmp_path / "ann")

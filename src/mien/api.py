@@ -17,7 +17,7 @@ from typing import Any, Iterable, Union
 import numpy as np
 import pandas as pd
 
-from mien.options import analyzer_options, video_options
+from mien.options import PHOTO_LANDMARKS, VIDEO_LANDMARKS, analyzer_options, video_options
 from mien.io.images import ImageError, ImageLike, expand_inputs
 
 Inputs = Union[ImageLike, Iterable[ImageLike]]
@@ -38,7 +38,7 @@ def _items(inputs: Inputs) -> list:
     return items
 
 
-def analyze(inputs: Inputs, landmarks: str = "none", progress: bool = True, **options: Any) -> pd.DataFrame:
+def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = True, **options: Any) -> pd.DataFrame:
     """Analyse images (paths, folders, globs, numpy RGB arrays, PIL images) into one tidy DataFrame.
 
     Options are `AnalyzerOptions` fields (`mode`, `min_score`, `expression_prior`, `attributes`...),
@@ -75,7 +75,7 @@ def analyze(inputs: Inputs, landmarks: str = "none", progress: bool = True, **op
     return table
 
 
-def analyze_video(source: str | os.PathLike | int, landmarks: str = "none", every: int = 1,
+def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMARKS, every: int = 1,
                   fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
                   progress: bool = True, **options: Any) -> pd.DataFrame:
     """Every analysed frame's rows of a video file, image sequence, camera or stream, as a DataFrame.

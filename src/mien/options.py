@@ -26,6 +26,10 @@ Prior = Literal["natural", "balanced", "ferplus", "rafdb"]
 LandmarkColumns = Literal["none", "2d", "3d"]
 MODES: tuple[str, ...] = get_args(DetectMode)
 LANDMARK_COLUMNS: tuple[str, ...] = get_args(LandmarkColumns)
+# Landmark columns by default: 2-D points for photos (one row per face); none for video, batch and the server,
+# where 956 more columns on every frame's row (or in every JSON reply) would dwarf the rest.
+PHOTO_LANDMARKS: LandmarkColumns = "2d"
+VIDEO_LANDMARKS: LandmarkColumns = "none"
 
 
 class OptionsError(ValueError):

@@ -11,7 +11,7 @@ from rich.table import Table
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
                              app, check_choice, cli_analyzer_options,
                              cli_video_options, console, errors, progress_bar)
-from mien.options import LANDMARK_COLUMNS
+from mien.options import LANDMARK_COLUMNS, PHOTO_LANDMARKS
 from mien.face.detect import DEFAULT_MIN_SCORE
 
 
@@ -140,7 +140,7 @@ def analyze(
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
     min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
-    landmarks: str = typer.Option("2d", help="Landmark columns: none, 2d or 3d."),
+    landmarks: str = typer.Option(PHOTO_LANDMARKS, help="Landmark columns: none, 2d or 3d."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
     keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),

@@ -10,7 +10,7 @@ import typer
 
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
                              SAMPLING_HELP, app, check_choice, cli_video_options, console, errors)
-from mien.options import LANDMARK_COLUMNS
+from mien.options import LANDMARK_COLUMNS, VIDEO_LANDMARKS
 from mien.face.detect import DEFAULT_MIN_SCORE
 
 
@@ -58,7 +58,7 @@ def video(
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per frame."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
     min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
-    landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
+    landmarks: str = typer.Option(VIDEO_LANDMARKS, help="Landmark columns: none, 2d or 3d (956 or 1434 columns per row)."),
     prior: str = typer.Option("natural", help=PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
     flush_s: float = typer.Option(10.0, min=0.05, help="Write rows to disk at least this often (seconds); a killed run "
