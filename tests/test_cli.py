@@ -166,3 +166,27 @@ def test_card_prints_the_expression_model_card(tmp_path):
     for part in ("Out of scope", "ferplus-test", "research and non-commercial", "temperature", "Limits"):
         assert part in result.stdout
     assert (tmp_path / "card.md").read_text() == result.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_summary_table_fits_the_terminal(photo_dir, width):
+    """The printed summary keeps one line per face at 80, 120 and 200 columns (it used to wrap each cell
+    letter by letter at 80): the no-face image first, long file names shortened, never wrapped."""
+    from rich.console import Console
+
+    import mien as mien_api
+    from mien.cli.images import _summary
+
+    long_name = photo_dir / "a_photo_with_a_rather_long_file_name_from_a_phone.jpg"
+    long_name.write_bytes((photo_dir / "astro.jpg").read_bytes())
+    frame = mien_api.analyze([photo_dir / "sky.jpg", photo_dir / "astro.jpg", long_name], progress=False,
+                             attributes=True)
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))
+    console.print(_summary(frame, width=width))
+    lines = [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= width
+    body = lines[lines.index(next(line for line in lines if line.strip().startswith("─"))) + 1:]
+    assert len(body) == 3  # one line per row
+    assert body[0].split()[0] == "sky.jpg" and "no face found" in body[0]
+    assert "happy" in body[1] and "AU" in body[1] and "a_photo_with" in body[2]
+    assert ("yaw/pitch/roll" in lines[1]) == (width >= 110) and ("age, gender" in lines[1]) == (width >= 190)

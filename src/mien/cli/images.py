@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
@@ -15,39 +16,56 @@ from mien.options import LANDMARK_COLUMNS, PHOTO_LANDMARKS
 from mien.face.detect import DEFAULT_MIN_SCORE
 
 
-def _summary(frame, limit: int = 20) -> Table:
+# Terminal widths from which the summary adds column groups: pose, valence/arousal and score; then box,
+# blendshapes and attributes. Below both: source, face, expression, top AUs and flags, one line per face.
+SUMMARY_TIERS = (110, 190)
+
+
+def _summary(frame, limit: int = 20, width: int | None = None) -> Table:
+    """The faces as a terminal table that fits `width` (default: the terminal's), one line per face; every
+    value is in the written table, and long names are shortened with an ellipsis rather than wrapped."""
     from mien.expression.aus import AU_NAMES
 
-    table = Table(title="faces", show_lines=False)
-    attributes = "apparent_age" in frame.columns
-    for col in ("source", "face", "score", "box x,y,w,h", "yaw/pitch/roll", "expression", "valence/arousal",
-                "top AUs", "top blendshapes", "flags") + (("apparent age, gender pres.",) if attributes else ()):
-        table.add_column(col, overflow="fold")
+    width = width if width is not None else console.width
+    middle, wide = width >= SUMMARY_TIERS[0], width >= SUMMARY_TIERS[1]
+    attributes = "apparent_age" in frame.columns and wide
+    table = Table(title="faces", show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = (["source", "face", "expression"] + (["score", "yaw/pitch/roll", "val/arousal"] if middle else [])
+               + (["box x,y,w,h"] if wide else []) + ["top AUs"] + (["top blendshape"] if wide else []) + ["flags"]
+               + (["age, gender pres."] if attributes else []))
+    for col in columns:
+        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=26 if col == "source" else None)
     bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
     for _, row in frame.head(limit).iterrows():
-        name = Path(str(row["source"])).name
+        cells = {"source": Path(str(row["source"])).name}
         if not row["face_found"]:
-            table.add_row(name, "-", "", "", "", "no face found", "", "", "", "", *([""] if attributes else []))
+            cells.update({"face": "-", "expression": "no face found"})
+            table.add_row(*[cells.get(col, "") for col in columns])
             continue
         aus = sorted(AU_NAMES, key=lambda a: -row[a])[:2]
         shapes = sorted(bs_cols, key=lambda c: -row[c])[:2]
-        flags = [c[5:] for c in frame.columns if c.startswith("flag_") and row[c]]
-        table.add_row(
-            name, str(row["face_id"]), f"{row['box_score']:.2f}",
-            f"{row['box_x']:.0f},{row['box_y']:.0f},{row['box_w']:.0f},{row['box_h']:.0f}",
-            f"{row['pose_yaw']:+.0f}/{row['pose_pitch']:+.0f}/{row['pose_roll']:+.0f}",
-            f"{row['expression']} {row['expression_confidence']:.2f}" if isinstance(row["expression"], str) else "-",
-            f"{row['valence']:+.2f}/{row['arousal']:+.2f}",
-            "\n".join(f"{a} {row[a]:.2f}" for a in aus),
-            "\n".join(f"{c[3:]} {row[c]:.2f}" for c in shapes),
-            ",".join(flags),
-            *([f"{row['apparent_age']:.0f} ({row['apparent_age_low']:.0f}-{row['apparent_age_high']:.0f}), "
-               f"{row['gender_presentation']} {max(row['gender_presentation_p_female'], 1 - row['gender_presentation_p_female']):.2f}"
-               if isinstance(row["gender_presentation"], str) else "-"] if attributes else []),
-        )
+        cells.update({
+            "face": str(row["face_id"]),
+            "expression": f"{row['expression']} {row['expression_confidence']:.2f}" if isinstance(row["expression"], str)
+            else "-",
+            "score": f"{row['box_score']:.2f}",
+            "box x,y,w,h": f"{row['box_x']:.0f},{row['box_y']:.0f},{row['box_w']:.0f},{row['box_h']:.0f}",
+            "yaw/pitch/roll": f"{row['pose_yaw']:+.0f}/{row['pose_pitch']:+.0f}/{row['pose_roll']:+.0f}",
+            "val/arousal": f"{row['valence']:+.2f}/{row['arousal']:+.2f}",
+            "top AUs": " ".join(f"{a} {row[a]:.2f}" for a in aus) if wide else " ".join(f"{a} {row[a]:.1f}" for a in aus),
+            "top blendshape": " ".join(f"{c[3:]} {row[c]:.2f}" for c in shapes[:1]),
+            "flags": ",".join(c[5:] for c in frame.columns if c.startswith("flag_") and row[c]),
+        })
+        if attributes:
+            cells["age, gender pres."] = (
+                f"{row['apparent_age']:.0f} ({row['apparent_age_low']:.0f}-{row['apparent_age_high']:.0f}), "
+                f"{row['gender_presentation']} {max(row['gender_presentation_p_female'], 1 - row['gender_presentation_p_female']):.2f}"
+                if isinstance(row["gender_presentation"], str) else "-")
+        table.add_row(*[cells.get(col, "") for col in columns])
     if len(frame) > limit:
         table.caption = f"first {limit} of {len(frame)} rows"
     return table
+
 
 def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
     stem = source.stem
