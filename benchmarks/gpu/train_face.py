@@ -24,10 +24,13 @@ COMMON = {"train_sets": ("ferplus-train", "affectnet8-train", "rafdb-train"),
           "valid_sets": ("ferplus-valid", "affectnet8-valid", "rafdb-valid"),
           "colour": True, "grey_prob": 0.2, "backbone": "face", "test_flip": True, "threads": 3}
 RUNS = {
-    "face112": {"input_size": 112, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 30},
-    "face112hi": {"input_size": 112, "lr": 2e-3, "backbone_lr": 0.5, "epochs": 30},
-    "face128": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 30},
-    "face144": {"input_size": 144, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 30},
+    "face112": {"input_size": 112, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25},
+    "face112hi": {"input_size": 112, "lr": 2e-3, "backbone_lr": 0.5, "epochs": 25},
+    "face128": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25},
+    "face144": {"input_size": 144, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25},
+    "face128e35": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 35},
+    "face128s1": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 1},
+    "face128bb2": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.2, "epochs": 30},
 }
 
 
@@ -37,7 +40,8 @@ def command_for(settings: dict) -> str:
             "--backbone", "face", "--sets", ",".join(COMMON["train_sets"]),
             "--valid-sets", ",".join(COMMON["valid_sets"]), "--grey-prob", str(COMMON["grey_prob"]),
             "--input-size", str(settings["input_size"]), "--lr", str(settings["lr"]),
-            "--backbone-lr", str(settings["backbone_lr"]), "--epochs", str(settings["epochs"])]
+            "--backbone-lr", str(settings["backbone_lr"]), "--epochs", str(settings["epochs"]),
+            "--seed", str(settings.get("seed", 0))]
     return shlex.join(args)
 
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from mien.expression.classes import PRIORS
-from mien.face.align import ALIGN_SIZE
-from mien.face.detect import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions
+from mien.face.settings import ALIGN_SIZE, DEFAULT_MIN_SCORE, DetectMode, DetectorOptions
 
 Prior = Literal["natural", "balanced", "ferplus", "rafdb"]
 LandmarkColumns = Literal["none", "2d", "3d"]

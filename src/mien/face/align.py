@@ -16,7 +16,7 @@ _TEMPLATE_112 = np.array(
 )
 # Mesh indices: eye corners (subject's right eye is image-left), nose tip, mouth corners.
 _RIGHT_EYE, _LEFT_EYE, _NOSE_TIP, _MOUTH = (33, 133), (263, 362), 1, (61, 291)
-ALIGN_SIZE = 112
+from mien.face.settings import ALIGN_SIZE  # noqa: F401 (re-exported)
 ALIGN_MARGIN = 0.2
 
 

@@ -22,12 +22,7 @@ import numpy as np
 from mien.models import resolve
 from mien.models.quiet import native_stderr_silenced
 
-DetectMode = Literal["fast", "thorough", "auto"]
-
-# Default detector confidence for a row. With mesh-extent boxes, rows on WIDER-mini are faces 93% of the
-# time at 0.6 against 91% at 0.5, at the same easy recall (`benchmarks/detector_wider.py`); sky and
-# drawings that BlazeFace scores around 0.5 are dropped.
-DEFAULT_MIN_SCORE = 0.6
+from mien.face.settings import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions  # noqa: F401 (re-exported)
 # In auto mode, detections this confident count as evidence of a group photo (whatever --min-score
 # keeps as rows): a face scored 0.55 in a half-size tile is reason to search the smaller tiles.
 _ESCALATE_SCORE = 0.5
@@ -36,25 +31,6 @@ _MIN_FACE_SHARE = 0.08
 # BlazeFace boxes are about 1.2x wider than WIDER FACE's hand-drawn ones (measured on
 # wider_mini); narrow them so boxes follow the common annotation convention.
 _BOX_WIDTH_SCALE = 0.83
-
-
-@dataclass(frozen=True)
-class DetectorOptions:
-    """Options of `FaceDetector`.
-
-    Attributes:
-        mode: "fast", "thorough" or "auto" (see module docs).
-        min_score: drop detections scoring below this (0-1).
-        min_face_size: drop faces whose box is smaller than this many pixels (shorter side).
-        max_faces: keep at most this many faces, highest scores first (None: all).
-        nms_iou: boxes overlapping more than this IoU are merged.
-    """
-
-    mode: DetectMode = "auto"
-    min_score: float = DEFAULT_MIN_SCORE
-    min_face_size: int = 0
-    max_faces: int | None = None
-    nms_iou: float = 0.3
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -122,6 +122,13 @@ def train_and_export(config, datasets: Path, out: Path, cache_dir: Path, command
     best = run_training(config, datasets, out, cache_dir, log=log, stop_after=stop_after)
     if best is None:
         return None
+    return export_run(config, out, cache_dir, best, command=command, log=log)
+
+
+def export_run(config, out: Path, cache_dir: Path, best: Path | None = None, command: str = "", log=print) -> Path:
+    """Calibrate a finished run (`out/best.pt` and `out/training.json`, as `run_training` leaves them, here or on
+    another machine such as a lent GPU) on the valid sets and export `out/expression.onnx`."""
+    best = best or out / "best.pt"
     if config.init_from and config.init_share:
         best = interpolate_weights(best, Path(config.init_from), config.init_share, out / "interpolated.pt")
     model, saved = load_trained(best)
