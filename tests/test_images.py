@@ -47,6 +47,15 @@ def test_one_pixel_image_is_refused(tmp_path):
         load_image(path)
 
 
+def test_thin_image_is_refused_not_crashed(tmp_path):
+    """A 20 x 20,000 px strip fits the pixel budget but, shrunk to the largest side mien analyses, would be
+    2 px tall (it used to reach OpenCV as a 0-px image and fail with OpenCV's own message)."""
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (20_000, 20), (120, 90, 60)).save(path)
+    with pytest.raises(ImageError, match="too thin to hold a face"):
+        load_image(path)
+
+
 @pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "I;16", "P"])
 def test_image_modes_become_rgb_and_keep_the_face(tmp_path, astronaut, analyzer, mode):
     img = Image.fromarray(astronaut)

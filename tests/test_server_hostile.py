@@ -52,6 +52,52 @@ def _png_claiming(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
+def _radiance_hdr(width: int, height: int) -> bytes:
+    """A Radiance HDR image: OpenCV decodes it, Pillow cannot read its size (it used to reach the decoder)."""
+    import cv2
+
+    ok, data = cv2.imencode(".hdr", np.full((height, width, 3), 0.5, np.float32))
+    assert ok
+    return data.tobytes()
+
+
+def _scan_bomb(repeats: int) -> bytes:
+    """A progressive JPEG whose last scan is repeated: every copy is one more pass of the decoder."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (90, 120, 150)).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last = data.rindex(b"\xff\xda")
+    scan = data[last:-2]  # to the end-of-image marker
+    return data[:last] + scan * repeats + b"\xff\xd9"
+
+
+def test_unmeasurable_images_and_scan_bombs_are_not_decoded(server):
+    url, data = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        hdr = client.post("/api/images", files={"file": ("x.hdr", _radiance_hdr(2000, 1500))})
+        assert hdr.status_code in (415, 422) and hdr.json()["status"] == hdr.status_code
+        started = time.monotonic()
+        bomb = client.post("/api/images", files={"file": ("bomb.jpg", _scan_bomb(400), "image/jpeg")})
+        assert bomb.status_code == 422 and "scans" in bomb.json()["error"]
+        assert time.monotonic() - started < 5
+        assert client.post("/api/images", files={"file": ("ok.jpg", _scan_bomb(1), "image/jpeg")}).status_code == 200
+        # A 16 x 200,000 px strip (within the pixel budget) used to reach OpenCV as a 0-px image: a 500.
+        import io
+
+        from PIL import Image
+
+        strip = io.BytesIO()
+        Image.new("RGB", (200_000, 16), (90, 90, 90)).save(strip, "PNG")
+        thin = client.post("/api/images?store=true", files={"file": ("strip.png", strip.getvalue(), "image/png")})
+        assert thin.status_code == 422 and "too thin" in thin.json()["error"], thin.text
+        assert thin.headers["x-content-type-options"] == "nosniff"
+    assert not any((data / "uploads").iterdir())
+
+
 def test_pixel_budget_refuses_huge_headers_before_decoding(server):
     url, data = server
     bomb = _png_claiming(20000, 20000)  # 400 MP claimed in about 100 bytes
@@ -65,7 +111,8 @@ def test_websocket_text_and_oversized_frames_get_an_error_and_a_close_code(serve
 
     url, data = server
     ws_url = url.replace("http://", "ws://") + "/api/live"
-    for message, code in (("hello", 1003), (b"", 1007), (_png_claiming(20000, 20000), 1009)):
+    for message, code in (("hello", 1003), (b"", 1007), (_png_claiming(20000, 20000), 1009),
+                          (_radiance_hdr(2000, 1500), 1003)):
         with connect(ws_url, open_timeout=30) as ws:
             ws.send(message)
             reply = json.loads(ws.recv(timeout=30))
@@ -88,6 +135,18 @@ def test_errors_have_one_shape_and_no_server_paths(server, tmp_path):
         bad = client.post("/api/jobs", files={"files": ("clip.mp4", fake, "video/mp4")})
         assert bad.status_code == 422, bad.text
         assert bad.json()["error"].startswith("clip.mp4: ") and str(data) not in bad.text and "/uploads/" not in bad.text
+    # A request the HTTP parser itself refuses (two Host headers) gets the same JSON shape and headers.
+    import socket
+    from urllib.parse import urlsplit
+
+    with socket.create_connection(("127.0.0.1", urlsplit(url).port), timeout=10) as raw:
+        raw.sendall(b"GET /api/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        reply = b""
+        while chunk := raw.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"x-content-type-options: nosniff" in head.lower()
+    assert json.loads(body)["status"] == 400
 
 
 def test_gate_checks_key_and_size_before_reading_the_body(tmp_path, photo):
@@ -141,19 +200,34 @@ def test_bounded_queue_and_cancelling_queued_and_running_jobs(tmp_path, photo):
     from mien.video import synthetic
 
     video = synthetic.write_video(tmp_path / "long.mp4", synthetic.frames(synthetic.faces_grid(1, side=160), 12.0))
+    orphan = tmp_path / "data" / "uploads" / "f00dfeedf00dfeed"  # left by a server killed mid-upload: no job row
+    orphan.mkdir(parents=True)
+    (orphan / "0.jpg").write_bytes(photo)
     with running_server(tmp_path / "data", "--max-queued", "2") as url, httpx.Client(base_url=url, timeout=60) as client:
+        assert not orphan.exists()
         running = client.post("/api/jobs", files=[("files", ("long.mp4", video.read_bytes()))]).json()
         deadline = time.monotonic() + 60
         while client.get(f"/api/jobs/{running['id']}").json()["status"] != "running":
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        queued = [client.post("/api/jobs", files=[("files", (f"{k}.jpg", photo))]) for k in range(3)]
-        assert [r.status_code for r in queued] == [202, 202, 503]
-        assert int(queued[2].headers["retry-after"]) > 0 and queued[2].json()["status"] == 503
+        from concurrent.futures import ThreadPoolExecutor
+
+        def submit(k: int) -> httpx.Response:  # ten clients at once: the queue count is atomic
+            with httpx.Client(base_url=url, timeout=60) as own:
+                return own.post("/api/jobs", files=[("files", (f"{k}.jpg", photo))])
+
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(submit, range(10)))
+        assert sorted(r.status_code for r in answers) == [202] * 2 + [503] * 8
+        queued = [r for r in answers if r.status_code == 202]
+        refused = next(r for r in answers if r.status_code == 503)
+        assert int(refused.headers["retry-after"]) > 0 and refused.json()["status"] == 503
         first = queued[0].json()["id"]
+        assert (tmp_path / "data" / "uploads" / first).is_dir()
         assert client.delete(f"/api/jobs/{first}").status_code == 409  # queued: cancel first
         cancelled = client.post(f"/api/jobs/{first}/cancel").json()
         assert cancelled["cancel"] == "cancelled" and cancelled["status"] == "cancelled"
+        assert not (tmp_path / "data" / "uploads" / first).exists()  # its upload is removed with it
         assert client.post(f"/api/jobs/{running['id']}/cancel").json()["cancel"] == "cancelling"
         job = _wait(client, running["id"])
         assert job["status"] == "cancelled", job
@@ -212,6 +286,17 @@ def test_forwarded_for_is_not_trusted_without_trust_proxy(tmp_path):
         assert codes[-1] == 429
         dodged = httpx.get(url + "/api/jobs", headers={"X-Forwarded-For": "203.0.113.7"})
         assert dodged.status_code == 429  # a made-up address does not reset the limit
+
+
+def test_trust_proxy_takes_the_address_the_proxy_appended(tmp_path):
+    """Behind a proxy, clients may write anything left of the address the proxy appends: a new made-up address
+    per request must not reset the rate limit (it used to: the leftmost entry was taken)."""
+    with running_server(tmp_path / "data", "--rate-limit", "3", "--trust-proxy") as url:
+        codes = [httpx.get(url + "/api/jobs", headers={"X-Forwarded-For": f"198.51.100.{k}, 127.0.0.1"}).status_code
+                 for k in range(5)]
+        assert codes[-1] == 429, codes
+        other = httpx.get(url + "/api/jobs", headers={"X-Forwarded-For": "198.51.100.9, 192.0.2.44"})
+        assert other.status_code == 200  # another client, as the proxy saw it, has its own budget
 
 
 def test_slow_and_stalled_clients_are_closed(server):
@@ -340,3 +425,15 @@ def test_gate_answers_a_missing_key_without_reading_any_body():
              "client": ("127.0.0.1", 1)}
     asyncio.run(gate(scope, receive, send))
     assert replies[0]["status"] == 401 and reads == []  # not one byte of the body was read
+
+
+def test_video_frames_are_held_to_the_pixel_budget(tmp_path):
+    """Every frame of a video is decoded at full size: frames beyond the per-image budget are refused (413)
+    before the job is queued, and nothing stays in uploads/."""
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "big.mp4", synthetic.frames(synthetic.faces_grid(1, side=320), 1.0))
+    with running_server(tmp_path / "data", "--max-pixels", "0.05") as url:
+        response = httpx.post(url + "/api/jobs", files=[("files", ("big.mp4", video.read_bytes()))], timeout=60)
+        assert response.status_code == 413 and "per frame" in response.json()["error"]
+    assert not any((tmp_path / "data" / "uploads").iterdir())

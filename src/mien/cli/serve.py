@@ -28,6 +28,8 @@ def serve(
     trust_proxy: bool = typer.Option(False, "--trust-proxy", help="Take client addresses from X-Forwarded-For "
                                      "(only behind a reverse proxy that sets it; otherwise clients could dodge the rate limit)."),
     max_queued: int = typer.Option(50, min=1, help="Most jobs waiting at once; more are refused with 503 and Retry-After."),
+    max_request_mb: float = typer.Option(512.0, min=1.0, help="Largest request body in MiB, whatever its files "
+                                         "(the gate stops reading there, 413)."),
     max_pixels: float = typer.Option(40.0, help="Largest image accepted (uploads and webcam frames), megapixels, "
                                      "read from its header before decoding."),
     allowed_host: List[str] = typer.Option([], "--allowed-host", help="Another host name clients may use (the "
@@ -44,7 +46,8 @@ def serve(
                               max_upload_mb=max_upload_mb, max_video_s=max_video_s, retain_uploads=retain_uploads,
                               blur_faces=blur_faces, rate_limit=rate_limit, workers=workers,
                               listen_host=host, allowed_hosts=tuple(allowed_host),
-                              max_pixels=int(max_pixels * 1_000_000), max_queued=max_queued)
+                              max_pixels=int(max_pixels * 1_000_000), max_queued=max_queued, trust_proxy=trust_proxy,
+                              max_request_mb=max_request_mb)
     if host not in LOCAL_HOSTS and not settings.api_key:
         errors.print(f"refusing to listen on {host} without an API key: pass --api-key or set MIEN_API_KEY")
         raise typer.Exit(EXIT_USAGE)
@@ -54,6 +57,6 @@ def serve(
     # idle keep-alive connections close after 5 s; shutdown waits at most 3 s for open requests.
     from mien.server.timeouts import TimedH11Protocol
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=trust_proxy,
-                forwarded_allow_ips="*" if trust_proxy else None, timeout_keep_alive=5,
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False,
+                timeout_keep_alive=5,
                 timeout_graceful_shutdown=3, http=TimedH11Protocol)  # + slow-header and stalled-body timeouts

@@ -163,7 +163,9 @@ def _limit_side(rgb: np.ndarray, source: str, original: tuple[int, int]) -> Load
     if scale < 1.0:
         import cv2
 
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        size = (round(width * scale), round(height * scale))
+        if min(size) < MIN_SIDE:  # a very thin image: shrunk to fit, its short side could hold no face
+            raise ImageError(f"image too thin to hold a face ({width}x{height} px)")
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     # Report the scale against the stored size (JPEG draft may already have shrunk it).
     return LoadedImage(rgb, source, original, rgb.shape[1] / original[1])

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from typing import Annotated, Literal, Optional
 
@@ -47,6 +48,45 @@ class _State:
         self.pool: AnalyzerPool | None = None
         self.runner: JobRunner | None = None
         self.live = 0
+        # Submissions admitted but not yet stored as queued jobs (their uploads still being checked): counted
+        # with the queue under one lock, so parallel submits cannot all pass the --max-queued check.
+        self.admitting = 0
+        self.queue_lock = threading.Lock()
+
+    @contextmanager
+    def queue_slot(self, owner: str | None):
+        """Hold a place in the queue while a submission's files are checked; raises 503 when it is full."""
+        settings = self.settings
+        with self.queue_lock:
+            waiting = self.store.with_status("queued")
+            mine = sum(j.owner == owner for j in waiting)  # with keys, one key may hold half the queue
+            taken = len(waiting) + self.admitting
+            if taken >= settings.max_queued or (settings.api_key and mine >= max(1, settings.max_queued // 2)):
+                raise HTTPException(503, f"{taken} jobs are waiting (the limit is {settings.max_queued}); try again "
+                                         "later", headers={"Retry-After": "30"})
+            self.admitting += 1
+        try:
+            yield
+        finally:
+            with self.queue_lock:
+                self.admitting -= 1
+
+
+class ProxyClient:
+    """ASGI middleware for `--trust-proxy`: the client address is the rightmost X-Forwarded-For entry (the one the
+    proxy appended), never one the client wrote further left (HTTP and WebSocket alike)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            forwarded = [v for k, v in scope.get("headers", []) if k == b"x-forwarded-for"]
+            if forwarded:
+                last = forwarded[-1].decode("latin-1").split(",")[-1].strip()
+                if last:
+                    scope = {**scope, "client": (last, 0)}
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -86,6 +126,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     hosts = allowed_hosts(settings.listen_host, tuple(settings.allowed_hosts))
     failed_keys = RateLimiter(FAILED_KEYS_PER_MINUTE)  # wrong keys, over HTTP and the WebSocket alike
     app.add_middleware(Gate, settings=settings, failures=failed_keys)  # key, rate limits and body size before any body is read
+    if settings.trust_proxy:
+        app.add_middleware(ProxyClient)  # runs before the gate: the gate counts the client the proxy saw
     # (added first, so it runs inside the browser protections below: those answer first and label every reply)
 
     @app.middleware("http")
@@ -156,11 +198,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Queue a video (one file) or a batch of images; poll `GET /api/jobs/{id}` for progress."""
         if len(files) > settings.max_files:
             raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files} per job")
-        waiting = state.store.with_status("queued")
-        mine = sum(j.owner == owner for j in waiting)  # with keys, one key may hold half the queue
-        if len(waiting) >= settings.max_queued or (settings.api_key and mine >= max(1, settings.max_queued // 2)):
-            raise HTTPException(503, f"{len(waiting)} jobs are waiting (the limit is {settings.max_queued}); try again "
-                                     "later", headers={"Retry-After": "30"})
+        with state.queue_slot(owner):
+            return _admit(owner, files, explain, every)
+
+    def _admit(owner: str | None, files: list[UploadFile], explain: bool, every: int) -> dict:
         job_id = new_job_id()
         folder = upload_dir(settings, job_id)
         inputs = []
@@ -171,7 +212,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 if item["type"] == "video":
                     if len(files) > 1:
                         raise UploadError(400, f"{name}: send a video as a job of its own")
-                    item["video"] = check_video(folder / item["stored"], name, settings.max_video_s)
+                    item["video"] = check_video(folder / item["stored"], name, settings.max_video_s,
+                                                settings.max_pixels)
                 else:
                     check_image(folder / item["stored"], name, settings.max_pixels)
                 inputs.append(item)
@@ -309,7 +351,7 @@ def _frame_refusal(data: bytes | None, text: str | None, settings) -> tuple[int,
     try:
         check_pixels(data, "frame", settings.max_pixels)
     except UploadError as exc:
-        return 1009, exc.message
+        return (1009 if exc.status == 413 else 1003), exc.message
     return None
 
 

@@ -19,7 +19,6 @@ from mien.server.security import RateLimiter, key_matches, key_owner
 
 FAILED_KEYS_PER_MINUTE = 20
 _OPEN = ("/api/health",)
-_MULTIPART_SLACK = 1 << 20
 
 
 class _BodyTooLarge(Exception):
@@ -56,7 +55,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         files = self.settings.max_files if scope["path"].startswith("/api/jobs") else 1
-        limit = self.settings.max_upload_bytes * files + _MULTIPART_SLACK
+        limit = self.settings.max_body_bytes(files)
         await self._limited(scope, receive, send, limit)
 
     def _refusal(self, headers: dict[str, str], address: str) -> tuple[int, str, dict] | None:

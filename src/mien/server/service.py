@@ -139,6 +139,7 @@ class JobRunner:
             return f"already {job.status}" if job else "missing"
         if job.status == "queued":
             self.store.update(job_id, status="cancelled", message="cancelled before it started")
+            shutil.rmtree(upload_dir(self.settings, job_id), ignore_errors=True)  # it will never be read
             return "cancelled"
         self._cancel.add(job_id)
         return "cancelling"
@@ -150,6 +151,11 @@ class JobRunner:
             raise JobCancelled(job_id)
 
     def start(self) -> None:
+        uploads = self.settings.data_dir / "uploads"
+        if uploads.is_dir():  # uploads no job owns (a server killed while receiving them): removed
+            for folder in uploads.iterdir():
+                if self.store.get(folder.name) is None:
+                    shutil.rmtree(folder, ignore_errors=True)
         for job in self.store.with_status("queued", "running"):
             self.store.update(job.id, status="queued", progress=0.0, message="restarted")
             self._queue.put(job.id)
@@ -219,6 +225,9 @@ class JobRunner:
                 files += save_pictures(result, out, k)
             except ImageError as exc:
                 errors.append(f"{item['name']}: {exc}")
+            except Exception as exc:  # one bad file fails its row, not the job; the trace goes to the server log
+                traceback.print_exc()
+                errors.append(f"{item['name']}: could not be analysed ({type(exc).__name__})")
             self.store.update(job.id, progress=(k + 1) / len(job.inputs), message=f"{k + 1}/{len(job.inputs)} images")
         rows = 0
         if frames:

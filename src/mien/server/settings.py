@@ -22,6 +22,8 @@ class ServerSettings:
         max_upload_mb: largest accepted upload (each file), in MiB.
         max_video_s: longest accepted video, in seconds.
         max_files: most files in one batch job.
+        max_request_mb: largest request body, in MiB, whatever its files (a job's body may otherwise be
+            `max_files` x `max_upload_mb`, 10 GiB with the defaults); the gate stops reading there (413).
         retain_uploads: keep uploaded files after processing (default: delete them).
         blur_faces: blur faces in annotated outputs (anonymised images and heatmaps).
         rate_limit: requests per minute per API key (or per client address without keys); 0 = off.
@@ -34,6 +36,9 @@ class ServerSettings:
         listen_host: the address the server listens on (allowed in the Host header, with the
             localhost names; see `mien.server.browser`).
         allowed_hosts: more host names clients may use (`--allowed-host`, e.g. the machine's name).
+        trust_proxy: behind one reverse proxy: a client's address (for rate limits and key throttling) is the
+            rightmost `X-Forwarded-For` entry, the one the proxy itself appended; entries to its left are
+            whatever the client claimed and are ignored.
     """
 
     data_dir: Path = Path("mien-data")
@@ -42,6 +47,7 @@ class ServerSettings:
     max_upload_mb: float = 50.0
     max_video_s: float = 600.0
     max_files: int = 200
+    max_request_mb: float = 512.0
     retain_uploads: bool = False
     blur_faces: bool = False
     rate_limit: int = 600
@@ -51,6 +57,7 @@ class ServerSettings:
     max_queued: int = 50
     listen_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
+    trust_proxy: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -64,3 +71,7 @@ class ServerSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def max_body_bytes(self, files: int) -> int:
+        """The gate's limit for a request carrying up to `files` files (multipart framing included)."""
+        return min(int(self.max_request_mb * 1024 * 1024), self.max_upload_bytes * files) + 1024 * 1024

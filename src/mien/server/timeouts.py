@@ -10,6 +10,7 @@ for `BODY_TIMEOUT_S`. Used by `mien serve` (`uvicorn.run(..., http=TimedH11Proto
 
 from __future__ import annotations
 
+import json
 import time
 
 import h11
@@ -27,6 +28,24 @@ class TimedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._waiting_since = time.monotonic()  # for request headers, or body data
         self._watch = self.loop.call_later(_CHECK_EVERY_S, self._check)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser cannot read gets the one JSON error shape and the security headers, like
+        every other error (uvicorn's own answer is plain text)."""
+        from mien.server.browser import CSP, HEADERS
+
+        body = json.dumps({"error": f"bad request: {msg}", "status": 400}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"content-security-policy", CSP.encode()),
+                   *((k.lower().encode(), v.encode()) for k, v in HEADERS.items())]
+        try:
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # the parser is past sending a response: just close
+            pass
+        self.transport.close()
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         # The WebSocket protocol takes the connection over, but h11 still thinks the request's body is

@@ -75,12 +75,28 @@ def header_pixels(source) -> int | None:
         return None
 
 
+# A progressive JPEG is decoded scan by scan; ordinary ones have at most about a dozen scans, while a few
+# hundred KB can carry tens of thousands (each a full pass over the image's coefficients: minutes of CPU).
+MAX_JPEG_SCANS = 64
+
+
 def check_pixels(source, name: str, max_pixels: int) -> None:
-    """Refuse (413) an image whose header declares more than `max_pixels`, before it is decoded: a
-    small PNG can claim 20000x20000 px and cost gigabytes to decode."""
+    """Refuse an image before it is decoded when its header declares more than `max_pixels` (413: a small PNG
+    can claim 20000x20000 px and cost gigabytes to decode), when its size cannot be read from its header at all
+    (415: what cannot be measured is not decoded), or when it is a JPEG of more than `MAX_JPEG_SCANS` scans
+    (422: a scan bomb)."""
     pixels = header_pixels(source)
-    if pixels is not None and pixels > max_pixels:
+    if pixels is None:
+        raise UploadError(415, f"{name}: not an image whose size can be read before decoding "
+                               "(send JPEG, PNG, WebP, TIFF, GIF or BMP)")
+    if pixels > max_pixels:
         raise UploadError(413, f"{name}: {pixels / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP per image")
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    # In a JPEG's entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so every
+    # FF DA pair is a start-of-scan marker.
+    scans = data.count(b"\xff\xda") if data[:2] == b"\xff\xd8" else 0
+    if scans > MAX_JPEG_SCANS:
+        raise UploadError(422, f"{name}: a JPEG of {scans} scans; at most {MAX_JPEG_SCANS} are decoded")
 
 
 # Uploads are decoded at most this many at a time (requests run on a large thread pool): a burst of
@@ -100,8 +116,9 @@ def check_image(path: Path, name: str, max_pixels: int | None = None):
             raise UploadError(422, f"{name}: {exc}") from None
 
 
-def check_video(path: Path, name: str, max_seconds: float) -> dict:
-    """Open an uploaded video and check its length; returns its info, or raises UploadError 422."""
+def check_video(path: Path, name: str, max_seconds: float, max_pixels: int | None = None) -> dict:
+    """Open an uploaded video and check its length (422) and frame size (413 beyond `max_pixels`, the images'
+    budget: every frame is decoded at that size); returns its info."""
     from mien.video.reader import VideoError, open_video
 
     try:
@@ -112,5 +129,8 @@ def check_video(path: Path, name: str, max_seconds: float) -> dict:
     duration = info.duration_s
     if duration is not None and duration > max_seconds:
         raise UploadError(422, f"{name}: {duration:.0f} s long; the limit is {max_seconds:.0f} s")
+    if max_pixels is not None and info.width * info.height > max_pixels:
+        raise UploadError(413, f"{name}: frames of {info.width}x{info.height} px; the limit is "
+                               f"{max_pixels / 1e6:.0f} MP per frame")
     return {"fps": info.fps, "frames": info.frame_count, "duration_s": duration,
             "width": info.width, "height": info.height}
