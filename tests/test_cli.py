@@ -190,3 +190,17 @@ def test_summary_table_fits_the_terminal(photo_dir, width):
     assert body[0].split()[0] == "sky.jpg" and "no face found" in body[0]
     assert "happy" in body[1] and "AU" in body[1] and "a_photo_with" in body[2]
     assert ("yaw/pitch/roll" in lines[1]) == (width >= 110) and ("age, gender" in lines[1]) == (width >= 190)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["serve", "--help"]])
+def test_help_imports_nothing_heavy(args):
+    """`mien --help` and a command's help answer without numpy, OpenCV, pandas or the runtimes (they used to
+    take 1.1-2.3 s here, most of it imports)."""
+    code = ("import sys\nfrom mien.cli import app\nsys.argv = ['mien', *sys.argv[1:]]\ntry:\n    app()\n"
+            "except SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('numpy', 'cv2', 'pandas', 'onnxruntime', 'mediapipe', 'ai_edge_litert')"
+            " if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "100"})
+    assert "Usage" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"

@@ -13,7 +13,7 @@ from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_
                              app, check_choice, cli_analyzer_options,
                              cli_video_options, console, errors, progress_bar)
 from mien.options import LANDMARK_COLUMNS, PHOTO_LANDMARKS
-from mien.face.detect import DEFAULT_MIN_SCORE
+from mien.face.settings import DEFAULT_MIN_SCORE
 
 
 # Terminal widths from which the summary adds column groups: pose, valence/arousal and score; then box,

@@ -11,7 +11,7 @@ import typer
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
                              SAMPLING_HELP, app, check_choice, cli_video_options, console, errors)
 from mien.options import LANDMARK_COLUMNS, VIDEO_LANDMARKS
-from mien.face.detect import DEFAULT_MIN_SCORE
+from mien.face.settings import DEFAULT_MIN_SCORE
 
 
 def _open_source(source: str, every: int, fps: Optional[float], start: float, end: Optional[float],
