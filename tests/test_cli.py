@@ -204,3 +204,14 @@ def test_help_imports_nothing_heavy(args):
                             env={**os.environ, "COLUMNS": "100"})
     assert "Usage" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+@pytest.mark.parametrize("args, hidden, extra", [(["serve", "--port", "0"], "fastapi", "serve"),
+                                                 (["query", ".", "SELECT 1"], "duckdb", "sql")])
+def test_a_missing_extra_is_one_line_naming_the_install(args, hidden, extra):
+    code = (f"import sys\nsys.modules[{hidden!r}] = None\nfrom mien.cli import app\n"
+            "sys.argv = ['mien', *sys.argv[1:]]\napp()")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f'pip install "mien[{extra}]"' in lines[0], result.stderr

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mien.cli.common import (ATTRIBUTES_HELP, MODE_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, PRIOR_HELP, app,
-                             check_choice, cli_analyzer_options, console, errors)
+                             check_choice, cli_analyzer_options, console, errors, require_extra)
 from mien.options import LANDMARK_COLUMNS
 
 
@@ -68,7 +68,8 @@ def query(
                                         'count(*) FROM faces GROUP BY 1".'),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result (.csv, .parquet, .json)."),
 ) -> None:
-    """Query a batch's results with SQL (DuckDB over the Parquet partitions)."""
+    """Query a batch's results with SQL (DuckDB over the Parquet partitions; the sql extra)."""
+    require_extra("sql", "duckdb")
     from mien.batch import query as run_query
 
     if not (folder / "manifest.jsonl").exists():

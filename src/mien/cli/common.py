@@ -18,6 +18,17 @@ errors = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
 
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Exit (usage) with one line naming the install command when a command's optional extra is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        errors.print(f"this command needs the {extra} extra ({', '.join(missing)} missing): "
+                     f'pip install "mien[{extra}]"', highlight=False, markup=False)
+        raise typer.Exit(EXIT_USAGE)
+
 ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "
                    "gender_presentation*); see `mien card age` and `mien card gender` for their errors per group.")
 MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from mien.cli.common import EXIT_USAGE, app, errors
+from mien.cli.common import EXIT_USAGE, app, errors, require_extra
 
 
 @app.command()
@@ -37,6 +37,7 @@ def serve(
                                            "DNS rebinding). Repeat for several."),
 ) -> None:
     """Web page, REST API (docs at /docs) and webcam mode: `mien serve`, then open http://127.0.0.1:8000."""
+    require_extra("serve", "fastapi", "uvicorn", "multipart", "sqlalchemy", "websockets")
     import uvicorn
 
     from mien.server.app import create_app
