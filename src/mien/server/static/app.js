@@ -296,30 +296,45 @@ async function startWebcam() {
   await video.play();
   const key = $("api-key").value.trim();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live${key ? `?key=${encodeURIComponent(key)}` : ""}`;
-  const socket = new WebSocket(url);
-  state.socket = socket;
   const canvas = $("live-canvas"), ctx = canvas.getContext("2d");
   const grab = document.createElement("canvas");
-  let frames = 0, since = performance.now();
-  const send = () => {
-    if (socket.readyState !== WebSocket.OPEN || !video.videoWidth) { setTimeout(send, 50); return; }
-    grab.width = video.videoWidth; grab.height = video.videoHeight;
-    grab.getContext("2d").drawImage(video, 0, 0);
-    grab.toBlob((blob) => socket.send(blob), "image/jpeg", 0.8);
+  let frames = 0, since = performance.now(), reconnects = 0;
+  const connect = () => {
+    const socket = new WebSocket(url);
+    state.socket = socket;
+    const send = () => {
+      if (state.socket !== socket) return;
+      if (socket.readyState !== WebSocket.OPEN || !video.videoWidth) { setTimeout(send, 50); return; }
+      grab.width = video.videoWidth; grab.height = video.videoHeight;
+      grab.getContext("2d").drawImage(video, 0, 0);
+      grab.toBlob((blob) => socket.send(blob), "image/jpeg", 0.8);
+    };
+    socket.addEventListener("open", send);
+    socket.addEventListener("close", (e) => {
+      if (state.socket !== socket) return;  // stopped by the user
+      // A dropped connection (network, server restart) is reopened; a refusal (key, limits, bad frame) is not.
+      if ([1000, 1003, 1007, 1008, 1009].includes(e.code) || reconnects >= 20) {
+        setStatus(`Webcam session ended ${e.reason || ""}`, e.code !== 1000);
+        return;
+      }
+      reconnects += 1;
+      document.body.dataset.liveReconnects = reconnects;
+      setStatus(`Webcam connection lost (${e.code}); reconnecting...`);
+      setTimeout(() => { if (state.socket === socket) connect(); }, Math.min(5000, 500 * reconnects));
+    });
+    socket.addEventListener("message", (event) => {
+      const result = JSON.parse(event.data);
+      canvas.width = grab.width; canvas.height = grab.height;
+      ctx.drawImage(grab, 0, 0);
+      if (!result.error) drawLive(ctx, result);
+      frames += 1;
+      const seconds = (performance.now() - since) / 1000;
+      $("live-stats").textContent = `${(frames / seconds).toFixed(1)} fps, ${result.ms} ms on the server`;
+      document.body.dataset.liveFrames = frames;
+      send();
+    });
   };
-  socket.addEventListener("open", send);
-  socket.addEventListener("close", (e) => { if (state.socket === socket) setStatus(`Webcam session ended ${e.reason || ""}`); });
-  socket.addEventListener("message", (event) => {
-    const result = JSON.parse(event.data);
-    canvas.width = grab.width; canvas.height = grab.height;
-    ctx.drawImage(grab, 0, 0);
-    if (!result.error) drawLive(ctx, result);
-    frames += 1;
-    const seconds = (performance.now() - since) / 1000;
-    $("live-stats").textContent = `${(frames / seconds).toFixed(1)} fps, ${result.ms} ms on the server`;
-    document.body.dataset.liveFrames = frames;
-    if (state.socket === socket) send();
-  });
+  connect();
 }
 
 // A live face is a table row (as in the files and the REST API): box_x/y/w/h, and the smoothed
