@@ -14,6 +14,7 @@ The page, static files and `/api/health` pass without a key.
 from __future__ import annotations
 
 import json
+import re
 
 from mien.server.security import RateLimiter, key_matches, key_owner
 
@@ -79,13 +80,15 @@ class Gate:
             return
         seen = 0
         over = False  # the body passed the limit: the app's own reply (if any) is dropped for our 413
+        parts = _PartSizes(dict(scope.get("headers", [])).get(b"content-type", b""), self.settings.max_upload_bytes)
 
         async def counting_receive():
             nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                if seen > limit or parts.over(chunk):
                     over = True
                     raise _BodyTooLarge
             return message
@@ -104,6 +107,29 @@ class Gate:
 
     def _too_large(self) -> str:
         return f"request larger than the upload limit ({self.settings.max_upload_mb:.0f} MiB per file)"
+
+
+class _PartSizes:
+    """Watches a multipart body as it streams for a part (a file) larger than the per-file limit, so one huge
+    file is refused when it passes that limit, not when the whole request's limit is reached."""
+
+    _SLACK = 64 * 1024  # a part's own headers
+
+    def __init__(self, content_type: bytes, per_file: int) -> None:
+        boundary = re.search(rb'boundary="?([^";]+)"?', content_type or b"")
+        self.delimiter = b"\r\n--" + boundary.group(1) if boundary else None
+        self.limit = per_file + self._SLACK
+        self.size = 0  # bytes since the last delimiter
+        self.tail = b""
+
+    def over(self, chunk: bytes) -> bool:
+        if self.delimiter is None:
+            return False
+        data = self.tail + chunk
+        last = data.rfind(self.delimiter)
+        self.size = len(data) - last - len(self.delimiter) if last >= 0 else self.size + len(chunk)
+        self.tail = data[-(len(self.delimiter) - 1):]
+        return self.size > self.limit
 
 
 async def _reply(send, status: int, message: str, headers: dict | None = None) -> None:
