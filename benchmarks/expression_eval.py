@@ -83,7 +83,7 @@ def main() -> None:
     for name in ("ferplus-test-majority", "ferplus-test", "affectnet8-valid", "rafdb-test"):
         # the cache is rebuilt only if it does not match the data's files and today's framing.
         data = cache_for_classifier(read_builtin(name, args.datasets), args.cache, classifier.input_size,
-                                    classifier.colour)
+                                    classifier.colour, classifier.render_rule)
         r = _image_only(classifier, data)
         ablations[name] = (f"accuracy {100 * r['with_blendshapes']:.1f}% with blendshapes, "
                            f"{100 * r['image_only']:.1f}% with the image alone")

@@ -38,7 +38,8 @@ BLEND_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 
 
 def _cached(name: str, datasets: Path, cache: Path, classifier: ExpressionClassifier) -> dict:
-    return cache_for_classifier(read_builtin(name, datasets), cache, classifier.input_size, classifier.colour)
+    return cache_for_classifier(read_builtin(name, datasets), cache, classifier.input_size, classifier.colour,
+                                classifier.render_rule)
 
 
 def _scores(classifier: ExpressionClassifier, data: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +59,7 @@ def _unknown_cache(datasets: Path, cache: Path, split: str, classifier: Expressi
 
     paths = _unknown_faces(datasets, split)
     labelled = LabelledSet(f"ferplus-{split}-unknown", paths, np.full((len(paths), 8), 1 / 8, np.float32))
-    return cache_for_classifier(labelled, cache, classifier.input_size, classifier.colour)
+    return cache_for_classifier(labelled, cache, classifier.input_size, classifier.colour, classifier.render_rule)
 
 
 def _blend_agreement(probs: np.ndarray, targets: np.ndarray, min_second: float) -> dict:

@@ -4,7 +4,7 @@
 #   bash benchmarks/ship_expression.sh runs/expr-v2 [more training.json files of earlier steps]
 #   FLIP=0 bash benchmarks/ship_expression.sh RUN   # one pass per face (for a network too slow to run twice)
 #
-# 1. quantize RUN/expression.onnx to int8, averaging each face with its mirror image (mien quantize --flip; FLIP=0
+# 1. store the float model's weights as float16 and quantize that to int8, averaging each face with its mirror image (mien quantize --flip; FLIP=0
 #    leaves it out), ship both (the int8 model predicts, the float
 #    one explains) and register their SHA-256s; the export's reference inputs/logits go to tests/data
 #    (tests/test_expression.py checks the int8 ONNX against torch);
@@ -21,9 +21,11 @@ cd "$root"
 
 flip_option=--flip
 [ "${FLIP:-1}" = 0 ] && flip_option=
-mien quantize "$run/expression.onnx" --data ../shared/datasets -o "$run/expression-int8.onnx" $flip_option
+# The float model keeps its weights in float16 (half the file; the int8 one is quantized from exactly it).
+python -c "from mien.train.quantize import half_weights; half_weights('$run/expression.onnx', '$run/expression-half.onnx')"
+mien quantize "$run/expression-half.onnx" --data ../shared/datasets -o "$run/expression-int8.onnx" $flip_option
 cp "$run/expression-int8.onnx" src/mien/models/weights/expression.onnx
-cp "$run/expression.onnx" src/mien/models/weights/expression_float.onnx
+cp "$run/expression-half.onnx" src/mien/models/weights/expression_float.onnx
 cp "$run/expression_reference.npz" tests/data/expression_reference.npz
 for name in expression expression_float; do
   digest=$(sha256sum "src/mien/models/weights/$name.onnx" | cut -d' ' -f1)

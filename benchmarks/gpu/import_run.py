@@ -22,6 +22,8 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="path of NAME.pt / NAME.json without the suffix")
     parser.add_argument("--cache", type=Path, default=Path(".cache/expr"))
     parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--single-pass", action="store_true", help="export without the mirror average in the "
+                        "graph (mien quantize --flip then puts it back at run time, as the shipped models do)")
     args = parser.parse_args()
     summary = json.loads(args.run.with_suffix(".json").read_text())
     saved = torch.load(args.run.with_suffix(".pt"), weights_only=False, map_location="cpu")
@@ -33,6 +35,8 @@ def main() -> None:
     (out / "training.json").write_text(json.dumps(training, indent=2))
     known = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items() if k in known})
+    if args.single_pass:
+        config.test_flip = False
     export_run(config, out, args.cache, out / "best.pt", command=summary["command"])
 
 

@@ -114,6 +114,15 @@ def hash_split(labelled: LabelledSet, share: float, part: str) -> LabelledSet:
                        labelled.classes_present)
 
 
+# Side in pixels of each built-in family's images (their faces' resolution), for `mien.expression.crop.RENDER_RULE`.
+NATIVE_SIDES = {"ferplus": 48, "affectnet8": 96, "rafdb": 100}
+
+
+def native_side(name: str) -> int:
+    """Image side of a built-in set (`ferplus-test` -> 48)."""
+    return NATIVE_SIDES[name.split("-")[0]]
+
+
 def read_builtin(name: str, datasets_dir: Path) -> LabelledSet:
     """One of `BUILTIN` (e.g. `ferplus-test`) from a datasets folder laid out like ../shared/datasets."""
     family, split, protocol = BUILTIN[name]

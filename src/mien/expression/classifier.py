@@ -15,8 +15,9 @@ import numpy as np
 
 from mien.expression.calibration import softmax
 from mien.expression.classes import EXPRESSIONS
-from mien.expression.crop import CROP_FRAMING, crop_from_face_image, expression_crop
+from mien.expression.crop import CROP_FRAMING, crop_from_face_image, crop_native_px, expression_crop, render_side
 from mien.face.blendshapes import BLENDSHAPE_NAMES, mirrored_order
+from mien.face.align import unit_matrix
 from mien.models import resolve
 
 
@@ -89,16 +90,21 @@ class ExpressionClassifier:
                              f"{_describe(CROP_FRAMING)}; use a model exported by this version")
         self.batch_size = batch_size
         self.flip = bool(meta.get("flip_average", False)) if flip is None else flip
+        self.render_rule: dict | None = meta.get("render")  # `mien.expression.crop.RENDER_RULE`, if it has one
         self._mirror = np.array(mirrored_blend_input_order())
 
     def crop(self, rgb: np.ndarray, landmarks: np.ndarray, unit: np.ndarray | None = None) -> np.ndarray:
         """The crop this model reads, from an (H, W, 3) RGB image and a face's (478, 3) landmarks in its pixels
         (`unit`: the face's `mien.face.align.unit_matrix`, if already computed)."""
-        return expression_crop(rgb, landmarks, self.input_size, self.colour, unit)
+        if self.render_rule is None:
+            return expression_crop(rgb, landmarks, self.input_size, self.colour, unit)
+        unit = unit_matrix(landmarks) if unit is None else unit
+        render = render_side(crop_native_px(unit), self.render_rule)
+        return expression_crop(rgb, landmarks, self.input_size, self.colour, unit, render)
 
     def crop_face_image(self, mesh, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """(crop, blendshapes, mesh found) for an image that already is a face crop (datasets)."""
-        return crop_from_face_image(mesh, rgb, self.input_size, self.colour)
+        return crop_from_face_image(mesh, rgb, self.input_size, self.colour, self.render_rule)
 
     def logits(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
         """(n, 8) uncalibrated logits (under the chosen prior) for uint8 crops as `crop` makes them

