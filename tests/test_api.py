@@ -77,5 +77,7 @@ def test_accessor_gives_the_same_answers_on_a_fresh_and_a_re_read_table(tmp_path
     assert isinstance(again.mien.plot_aus_on_face(0), Axes)
     detections = again.mien.plot_detections(0, image=shifted[0])
     assert isinstance(detections, Axes) and len(detections.patches) == 1 and "happy" in detections.texts[0].get_text()
+    # Photos get 2-D landmark columns by default, as `mien analyze` writes them; `landmarks="none"` drops them.
+    assert mien.analyze(shifted[:1], progress=False).mien.landmarks.shape == (1, 478, 2)
     with pytest.raises(AttributeError, match="landmark"):
-        mien.analyze(shifted[:1], progress=False).mien.landmarks
+        mien.analyze(shifted[:1], progress=False, landmarks="none").mien.landmarks
