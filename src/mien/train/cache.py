@@ -94,8 +94,8 @@ def pack_cache(path: Path, out: Path, quality: int = 90, side: int | None = None
 
     data = load_cache(path)
     crops = data.pop("crops")
-    if side is not None and side != crops.shape[1]:
-        crops = np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA) for c in crops])
+    if side is not None:
+        crops = resize_crops(crops, side)
     grey = np.array([c.ndim == 2 or (np.array_equal(c[..., 0], c[..., 1]) and np.array_equal(c[..., 1], c[..., 2]))
                      for c in crops])
     chunks = []

@@ -7,9 +7,9 @@ serialization (dlib/serialize.h, dlib/dnn/core.h, layers.h, cuda/tensor.h):
 - integers: one control byte (byte count, 0x80 if negative), then that many little-endian bytes;
 - floats: an integer mantissa and an integer exponent (value = m * 2**e); bools: ASCII '0' or '1';
 - strings: an integer length, then the bytes; tensors: version 2, four dims, raw little-endian float32;
-- a network: the version numbers of its layers from the output down to the input, the input layer,
-  then each computational layer's details in forward order, each followed by 3 bools and 3 (empty)
-  tensors; tag and skip layers store nothing but their version; the loss layer's details come last.
+- a network: the loss layer's version and details first, then the version numbers of its layers from the
+  output down to the input, the input layer, then each computational layer's details in forward order,
+  each followed by 3 bools and 3 (empty) tensors; tag and skip layers store nothing but their version.
 
 `FaceResNet` then rebuilds the network: a 7x7/2 convolution and a 3x3/2 max pool, then residual
 blocks of 32, 64, 128, 256 channels (stride-2 convolutions without padding, a 2x2/2 average pool
