@@ -205,25 +205,34 @@ def test_geometric_aus_hold_still_when_the_head_pitches(analyzer, astronaut, deg
     assert moved_2d > 0.008
 
 
-def test_au_stage_costs_under_a_millisecond_per_face(analyzer, astronaut):
+def test_au_stage_costs_a_small_share_of_the_whole_analysis(analyzer, astronaut):
     import time
 
     from mien.expression.au_model import occurrence
     from mien.expression.aus import estimate_sides
-    from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face
+    from mien.face.align import ALIGN_MARGIN, ALIGN_SIZE, align_face, unit_matrix
+
+    def best_of(runs: int, work) -> float:
+        times = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - began)
+        return min(times)
 
     faces = analyzer.analyze(astronaut)
     n = 5
     shapes, mesh = np.repeat(faces.blendshapes, n, 0), np.repeat(faces.landmarks, n, 0)
+    units = np.repeat(unit_matrix(faces.landmarks[0])[None], n, 0)  # the analyzer fits these once for every crop
     crops = np.repeat(align_face(astronaut, faces.landmarks[0], ALIGN_SIZE, ALIGN_MARGIN)[None], n, 0)
     logits = np.zeros((n, 8), np.float32)
-    occurrence(shapes, mesh, crops, logits)
-    best = np.inf
-    for _ in range(5):
-        began = time.perf_counter()
-        for _ in range(10):
-            estimate_aus(shapes, mesh)
-            estimate_sides(shapes, mesh)
-            occurrence(shapes, mesh, crops, logits)
-        best = min(best, (time.perf_counter() - began) / (10 * n))
-    assert best < 1e-3, f"{best * 1000:.2f} ms per face"
+
+    def au_stage() -> None:  # what the analyzer runs for AUs, as it runs it
+        estimates = estimate_aus(shapes, mesh)
+        estimate_sides(shapes, mesh)
+        occurrence(shapes, mesh, crops, logits, estimates=estimates, units=units)
+
+    au_stage()
+    per_face = best_of(7, au_stage) / n
+    whole = best_of(3, lambda: analyzer.analyze(astronaut))  # one face: detection, mesh, expression, AUs, flags
+    assert per_face < 0.03 * whole, f"AUs {per_face * 1000:.2f} ms per face, whole analysis {whole * 1000:.1f} ms"

@@ -20,6 +20,7 @@ from mien.server.security import RateLimiter, key_matches, key_owner
 
 FAILED_KEYS_PER_MINUTE = 20
 _OPEN = ("/api/health",)
+_FILENAME = re.compile(rb'filename="([^"\r\n]{1,200})"')
 
 
 class _BodyTooLarge(Exception):
@@ -103,10 +104,11 @@ class Gate:
             if not over:
                 raise
         if over:  # the body parser stopped (it may have turned our signal into its own 400: dropped)
-            await _reply(send, 413, self._too_large())
+            await _reply(send, 413, self._too_large(parts.name))
 
-    def _too_large(self) -> str:
-        return f"request larger than the upload limit ({self.settings.max_upload_mb:.0f} MiB per file)"
+    def _too_large(self, name: str | None = None) -> str:
+        message = f"request larger than the upload limit ({self.settings.max_upload_mb:.0f} MiB per file)"
+        return f"{name}: {message}" if name else message
 
 
 class _PartSizes:
@@ -121,6 +123,7 @@ class _PartSizes:
         self.limit = per_file + self._SLACK
         self.size = 0  # bytes since the last delimiter
         self.tail = b""
+        self.name: str | None = None  # the file name of the part being read, once its headers are seen
 
     def over(self, chunk: bytes) -> bool:
         if self.delimiter is None:
@@ -128,6 +131,9 @@ class _PartSizes:
         data = self.tail + chunk
         last = data.rfind(self.delimiter)
         self.size = len(data) - last - len(self.delimiter) if last >= 0 else self.size + len(chunk)
+        named = _FILENAME.findall(data[max(last, 0):][: self._SLACK])
+        if named:
+            self.name = named[-1].decode("utf-8", "replace")
         self.tail = data[-(len(self.delimiter) - 1):]
         return self.size > self.limit
 
