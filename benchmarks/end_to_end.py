@@ -7,6 +7,8 @@
    and `-o r.parquet -q` (default options), and `--landmarks none`, each timed as a whole subprocess
    (start-up included) against the bare FaceLandmarker (IMAGE mode, blendshapes on, same
    face_landmarker.task) decoding and analysing the same files in one Python loop.
+   The shared KDEF portraits (all three views, 562x762, one face filling about half the shorter side) the
+   same way: `mien analyze ../shared/datasets/kdef -o r.csv -q` against the bare landmarker on those files.
 2. A real clip: `mien video CLIP -o r.parquet` (its own steady fps, printed by mien, and the whole
    command) against the bare FaceLandmarker in VIDEO mode on the same decoded frames.
 3. Peak RSS of each mien command (ru_maxrss of exactly that child, via wait4).
@@ -136,9 +138,18 @@ def web_requests(tmp: str, photos: list[Path], repeats: int = 5) -> list[dict]:
     return rows
 
 
-def _one_round(tmp: str, paths: list[Path], clip: Path) -> list[dict]:
+def _one_round(tmp: str, paths: list[Path], clip: Path, portraits: Path) -> list[dict]:
     """Each command once, each right after the bare landmarker on the same files."""
     rows = []
+    portrait_paths = sorted(portraits.rglob("*.jpg"))
+    if portrait_paths:
+        bare = bare_photos(portrait_paths)
+        run = run_mien("analyze", str(portraits), "-o", f"{tmp}/portraits.csv", "-q")
+        rate = len(portrait_paths) / run["seconds"]
+        rows.append({"work": f"{len(portrait_paths)} KDEF portraits, mien analyze DIR -o r.csv -q",
+                     "bare_img_s": round(bare, 1), "mien_img_s": round(rate, 1), "ratio": round(rate / bare, 2),
+                     "peak_rss_mb": run["peak_rss_mb"]})
+        print(json.dumps(rows[-1]), flush=True)
     bare = bare_photos(paths)
     for label, extra in (("csv", ["-o", f"{tmp}/r.csv"]), ("parquet", ["-o", f"{tmp}/r.parquet"]),
                          ("csv --landmarks none", ["-o", f"{tmp}/r2.csv", "--landmarks", "none"])):
@@ -164,14 +175,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all commands; medians are reported")
     parser.add_argument("--clip", type=Path, default=SHARED / "media" / "liveportrait_d3.mp4")
+    parser.add_argument("--portraits", type=Path, default=SHARED / "datasets" / "kdef")
+    parser.add_argument("--skip-web", action="store_true", help="leave out the web requests")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "end_to_end_results.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = photo_folder(Path(tmp) / "photos", args.photos, args.repeat)
-        rounds = [_one_round(tmp, paths, args.clip) for _ in range(args.rounds)]
+        rounds = [_one_round(tmp, paths, args.clip, args.portraits) for _ in range(args.rounds)]
         photos = [p for p in (SHARED / "media" / "pyfeat_multi_face.jpg", SHARED / "media" / "pyfeat_single_face.jpg")
                   if p.exists()]
-        web = web_requests(tmp, photos) if photos else []
+        web = web_requests(tmp, photos) if photos and not args.skip_web else []
     # This machine's speed drifts by 10-20% between minutes: each ratio pairs a command with the bare
     # landmarker run just before it, and the median over rounds is the figure.
     summary = []

@@ -1,5 +1,7 @@
 """The whole image pipeline on real images with the real models."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -174,32 +176,17 @@ def test_face_mask_sets_the_occluded_flag(analyzer, astronaut, colour):
     assert faces.to_pandas()["flag_occluded"].tolist() == [True]
 
 
-def _landmarker_faces(rgb: np.ndarray):
-    """MediaPipe's own FaceLandmarker on a whole image: (points (478, 2) px, blendshapes, matrix) per face."""
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    from mien.models import resolve
-
-    options = vision.FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))), num_faces=1,
-        output_face_blendshapes=True, output_facial_transformation_matrixes=True)
-    with vision.FaceLandmarker.create_from_options(options) as landmarker:
-        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
-    h, w = rgb.shape[:2]
-    return [(np.array([(p.x * w, p.y * h) for p in marks]), np.array([c.score for c in shapes]), np.asarray(matrix))
-            for marks, shapes, matrix in zip(result.face_landmarks, result.face_blendshapes,
-                                             result.facial_transformation_matrixes)]
-
-
-def test_mesh_networks_run_directly_agree_with_mediapipes_face_landmarker(analyzer, astronaut):
+def test_mesh_networks_run_directly_agree_with_mediapipes_face_landmarker(analyzer):
     """mien runs the landmarker's mesh and blendshape networks itself on its own face regions: the same
-    mesh within 2% of the eye distance, the same blendshapes and pose, on a non-square photo."""
+    mesh within 2% of the eye distance, the same blendshapes and pose, on a non-square photo (MediaPipe's own
+    outputs stored by benchmarks/tools/mediapipe_reference.py)."""
+    from blazeface_views import views
     from mien.face.mesh_net import MeshNetworks
     from mien.face.pose import euler_from_transform
 
-    photo = np.ascontiguousarray(astronaut[:, 40:440])  # 512 x 400
-    [(points, shapes, matrix)] = _landmarker_faces(photo)
+    reference = np.load(Path(__file__).parent / "data" / "landmarker_reference.npz")
+    photo = np.ascontiguousarray(views()["whole"][:, 40:440])  # 512 x 400, as the reference was made
+    points, shapes = reference["photo_points"], reference["photo_blendshapes"]
     faces = analyzer.analyze(photo)
     assert len(faces) == 1 and faces.has_mesh[0]
     eye_distance = np.linalg.norm(points[33] - points[263])
@@ -207,12 +194,7 @@ def test_mesh_networks_run_directly_agree_with_mediapipes_face_landmarker(analyz
     assert np.abs(faces.blendshapes[0] - shapes).mean() < 0.03
     # Pose against the landmarker on a crop centred on the face: for an off-centre face its matrix
     # also carries the wide-lens perspective it assumes for the whole picture (here 6 degrees of pitch).
-    x1, y1, x2, y2 = faces.boxes[0]
-    half = int(max(x2 - x1, y2 - y1))
-    cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
-    centred = cv2.copyMakeBorder(photo, half, half, half, half, cv2.BORDER_CONSTANT)[cy:cy + 2 * half, cx:cx + 2 * half]
-    [(_, _, centred_matrix)] = _landmarker_faces(centred)
-    assert np.abs(faces.pose[0] - euler_from_transform(centred_matrix[None])[0]).max() < 3.0
+    assert np.abs(faces.pose[0] - euler_from_transform(reference["centred_matrix"][None])[0]).max() < 3.0
     # Fed the landmarker's own points, the blendshape network gives the landmarker's scores: the point
     # table is MediaPipe's.
     mesh = np.zeros((478, 3), np.float32)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
@@ -38,7 +37,8 @@ def summarize(table: pd.DataFrame, by: str | list[str] = "source") -> pd.DataFra
 
 
 def compare_groups(table: pd.DataFrame, group: str, a, b, measures: list[str] | None = None) -> pd.DataFrame:
-    """Compare two groups of faces on each measure: Mann-Whitney U test, Holm-corrected.
+    """Compare two groups of faces on each measure: Mann-Whitney U test, Holm-corrected (needs the `stats`
+    extra, scipy).
 
     Returns one row per measure: group means, difference (b - a), the rank-biserial effect size
     (-1..1: how often a face from b scores higher than one from a, minus the reverse), the p-value
@@ -46,6 +46,7 @@ def compare_groups(table: pd.DataFrame, group: str, a, b, measures: list[str] | 
     from one person (video) are not, so compare per-person summaries (`summarize(by="track_id")`)
     in that case.
     """
+    stats = _scipy_stats()
     faces = faces_only(table)
     first, second = faces[faces[group] == a], faces[faces[group] == b]
     if len(first) < 2 or len(second) < 2:
@@ -65,6 +66,15 @@ def compare_groups(table: pd.DataFrame, group: str, a, b, measures: list[str] | 
         return result
     result["p_holm"] = _holm(result["p_value"].to_numpy())
     return result.sort_values(["p_holm", "p_value"], ignore_index=True)
+
+
+def _scipy_stats():
+    """scipy.stats, from the `stats` extra."""
+    try:
+        from scipy import stats
+    except ImportError:
+        raise ImportError('group comparisons need scipy: pip install "mien[stats]"') from None
+    return stats
 
 
 def _holm(p: np.ndarray) -> np.ndarray:

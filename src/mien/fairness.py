@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2_contingency
 
 from mien.expression.classes import EXPRESSIONS
 from mien.face.attributes import interval_holds
@@ -58,6 +57,8 @@ def expression_shift(expressions: pd.Series, in_group: pd.Series) -> dict:
     table = table.loc[:, table.sum(0) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
         return {"p": float("nan"), "cramers_v": float("nan"), "largest_difference": None}
+    from scipy.stats import chi2_contingency  # the `stats` extra (`mien fairness` checks for it)
+
     chi2, p, _, _ = chi2_contingency(table.to_numpy())
     n = table.to_numpy().sum()
     v = float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
+from mien.assignment import min_cost_assignment
 from mien.batch.dataset import owned_sources
 from mien.batch.manifest import Manifest, partition_path
 from mien.face.detect import box_iou
@@ -96,7 +96,7 @@ def _match(tail: pd.DataFrame, head: pd.DataFrame) -> dict[int, int]:
     if tail is None or not len(tail) or not len(head):
         return {}
     iou = box_iou(_xyxy(tail), _xyxy(head))
-    rows, cols = linear_sum_assignment(-iou)
+    rows, cols = min_cost_assignment(-iou)
     tail_ids, head_ids = tail["track_id"].to_numpy(), head["track_id"].to_numpy()
     return {int(head_ids[c]): int(tail_ids[r]) for r, c in zip(rows, cols) if iou[r, c] >= _LINK_IOU}
 

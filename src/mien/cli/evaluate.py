@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from mien.cli.common import (EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, PRIOR_HELP, app, check_choice, console,
-                             errors)
+                             errors, require_extra)
 from mien.expression.classes import PRIORS
 
 
@@ -158,6 +158,7 @@ def fairness(
     age band, gender and race label; per-group tables for the model cards."""
     import json as json_module
 
+    require_extra("stats", "scipy")
     from mien.fairness import card_sections, evaluate
 
     if not (data / "utkface").exists():

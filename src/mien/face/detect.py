@@ -1,71 +1,37 @@
-"""Face detection with the BlazeFace short-range model from `face_landmarker.task`.
+"""Face detection with the BlazeFace short-range model from `face_landmarker.task` (`mien.face.blazeface`).
 
 BlazeFace sees its input at 128x128, so on a whole photo it only finds faces larger than about
 a tenth of the image. Two modes:
 
-- ``fast``: one pass over the whole image (about 2 ms); right for selfies, video calls, interviews.
+- ``fast``: one pass over the whole image (a few ms); right for selfies, video calls, interviews.
 - ``thorough``: the same model over an overlapping tile pyramid (whole image, then windows of
   1/2, 1/4 and 1/8 of the longer side at 50% overlap, as far as the image size needs), merged
   with non-maximum suppression; finds small faces in group photos and crowds.
-- ``auto``: the whole image and the half-size tiles; when that shows a group (no face, more
-  than two, small ones, or faces only the tiles see), the full pyramid.
+- ``auto``: the whole image; a portrait (one face of a third to two thirds of the shorter side) stops
+  there. Otherwise the half-size tiles, and when those show a group (no face, more than two, small
+  ones, or faces only the tiles see), the full pyramid.
 """
 
 from __future__ import annotations
 
-import zipfile
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
-from mien.models import resolve
-from mien.models.quiet import native_stderr_silenced
-
+from mien.face.blazeface import BlazeFace, box_iou, weighted_nms  # noqa: F401 (box_iou re-exported)
 from mien.face.settings import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions  # noqa: F401 (re-exported)
 # In auto mode, detections this confident count as evidence of a group photo (whatever --min-score
 # keeps as rows): a face scored 0.55 in a half-size tile is reason to search the smaller tiles.
 _ESCALATE_SCORE = 0.5
 # A face must span at least this share of a tile's longer side to be found reliably there.
 _MIN_FACE_SHARE = 0.08
+# In auto mode, a portrait is one pass: one confident face spanning this share of the image's shorter side, in
+# an image no more elongated than _PORTRAIT_ASPECT (the letterboxed 128 px input keeps enough of it). Larger
+# "faces" are often a false box over a scene, more elongated images lose the face's detail (measured on
+# WIDER-mini: with these bounds no easy face that auto finds is lost; KDEF and UTKFace portraits all qualify).
+_PORTRAIT_SHARE = (0.3, 0.7)
+_PORTRAIT_ASPECT = 1.8
 # BlazeFace boxes are about 1.2x wider than WIDER FACE's hand-drawn ones (measured on
 # wider_mini); narrow them so boxes follow the common annotation convention.
 _BOX_WIDTH_SCALE = 0.83
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of xyxy boxes."""
-    a = np.asarray(a, dtype=np.float32).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy NMS that averages each cluster's boxes, weighted by score (as BlazeFace does).
-
-    The same face seen in several tiles and scales gives several slightly different boxes;
-    their weighted mean locates it better than the single best-scoring one. `boxes` may carry
-    more columns after the four xyxy ones (averaged the same way).
-    Returns merged boxes and their (maximum) scores, best first.
-    """
-    width = boxes.shape[1] if boxes.ndim == 2 else 4
-    order = np.argsort(-scores)
-    merged_boxes, merged_scores = [], []
-    while len(order):
-        overlap = box_iou(boxes[order[0], :4], boxes[order, :4])[0] > iou
-        cluster = order[overlap]
-        weights = scores[cluster][:, None]
-        merged_boxes.append((boxes[cluster] * weights).sum(axis=0) / weights.sum())
-        merged_scores.append(scores[cluster].max())
-        order = order[~overlap]
-    return np.asarray(merged_boxes, np.float32).reshape(-1, width), np.asarray(merged_scores, np.float32)
 
 
 def pyramid_levels(width: int, height: int, min_window: int = 160) -> list[list[tuple[int, int, int, int]]]:
@@ -101,28 +67,12 @@ class FaceDetector:
     """Finds faces in RGB images; returns xyxy pixel boxes and scores."""
 
     def __init__(self, options: DetectorOptions | None = None) -> None:
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions, vision
-
         self.options = options or DetectorOptions()
-        with zipfile.ZipFile(resolve("face_landmarker")) as bundle:
-            model = bundle.read("face_detector.tflite")
-        options = vision.FaceDetectorOptions(
-            base_options=BaseOptions(model_asset_buffer=model),
-            # Low floor here: the score threshold is applied after merging tiles.
-            min_detection_confidence=min(self.options.min_score, 0.3),
-            min_suppression_threshold=0.3,
-        )
-        with native_stderr_silenced():  # loading and the first calls log; warm up on square and wide inputs here,
-            # not on the first real images: fd 2 is process-wide, and silencing it mid-run would swallow the
-            # lines other threads print (a batch's error lines)
-            self._detector = vision.FaceDetector.create_from_options(options)
-            for shape in ((64, 64, 3), (480, 640, 3), (667, 1000, 3)):
-                self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.full(shape, 128, np.uint8)))
+        # Low floor here: the score threshold is applied after merging tiles.
+        self._network = BlazeFace(min_score=min(self.options.min_score, 0.3), nms_iou=0.3)
 
     def close(self) -> None:
-        with native_stderr_silenced():
-            self._detector.close()
+        """Nothing to release (kept for callers that close what they open)."""
 
     def detect(self, rgb: np.ndarray, mode: DetectMode | None = None,
                max_levels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -152,10 +102,10 @@ class FaceDetector:
             return self._finish(*self._detect_auto(rgb, levels))
         return self._finish(*self._detect_windows(rgb, [w for level in levels for w in level]))
 
-    def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
+    def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float] | None:
         """The face detected nearest the centre of an image (within 20% of its size), before `min_score`
-        and box calibration: (BlazeFace's own xyxy box, roll in radians), or None."""
-        boxes, _ = self._detect_windows(rgb, [(0, 0, rgb.shape[1], rgb.shape[0])])
+        and box calibration: (BlazeFace's own xyxy box, roll in radians, score), or None."""
+        boxes, scores = self._detect_windows(rgb, [(0, 0, rgb.shape[1], rgb.shape[0])])
         if not len(boxes):
             return None
         offsets = (boxes[:, :2] + boxes[:, 2:4]) / 2 / [rgb.shape[1], rgb.shape[0]] - 0.5
@@ -163,15 +113,16 @@ class FaceDetector:
         best = int(np.argmin(distance))
         if distance[best] >= 0.2:
             return None
-        return boxes[best, :4], float(np.arctan2(boxes[best, 5], boxes[best, 4]))
+        return boxes[best, :4], float(np.arctan2(boxes[best, 5], boxes[best, 4])), float(scores[best])
 
     def _detect_auto(self, rgb: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray]:
-        """The whole image, then the half-size tiles; if those show any face the whole image
-        missed (or only small faces), this is a group photo: the remaining levels too.
-        Each window is run once. (Stopping after the whole image for a large face was measured and
-        rejected: even a face filling half the shorter side hides other faces in 4 WIDER-mini photos.)"""
+        """The whole image; a portrait stops there. Otherwise the half-size tiles; if those show any face
+        the whole image missed (or only small faces), this is a group photo: the remaining levels too.
+        Each window is run once."""
         height, width = rgb.shape[:2]
         boxes, scores = self._detect_windows(rgb, levels[0])
+        if self._is_portrait(boxes, scores, width, height):
+            return boxes, scores
         done = 1
         if len(levels) > 1 and self._looks_like_single(boxes, scores, width, height):
             half_boxes, half_scores = self._detect_windows(rgb, levels[1])
@@ -186,6 +137,14 @@ class FaceDetector:
             boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
         return boxes, scores
 
+    def _is_portrait(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
+        """One confident face of portrait size in an image of ordinary proportions (see `_PORTRAIT_SHARE`)."""
+        strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE), :4]
+        if len(strong) != 1 or max(width, height) > _PORTRAIT_ASPECT * min(width, height):
+            return False
+        share = min(strong[0, 2] - strong[0, 0], strong[0, 3] - strong[0, 1]) / min(width, height)
+        return bool(_PORTRAIT_SHARE[0] <= share <= _PORTRAIT_SHARE[1])
+
     def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
         """One or two confident, large faces: a portrait, not a group."""
         strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE), :4]
@@ -196,23 +155,19 @@ class FaceDetector:
 
     def _detect_windows(self, rgb: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
         """Detections of all windows: (n, 6) xyxy boxes in image pixels with the eye line's (cos, sin), scores."""
-        import mediapipe as mp
-
         height, width = rgb.shape[:2]
         all_boxes, all_scores = [], []
         for x1, y1, x2, y2 in windows:
-            tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
-            result = self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=tile))
-            for det in result.detections:
-                bb = det.bounding_box
-                box = np.array([bb.origin_x, bb.origin_y, bb.origin_x + bb.width,
-                                bb.origin_y + bb.height], dtype=np.float32)
+            whole = (x1, y1, x2, y2) == (0, 0, width, height)
+            rows, scores = self._network.detect(rgb if whole else np.ascontiguousarray(rgb[y1:y2, x1:x2]))
+            for row, score in zip(rows, scores):
+                box = _whole_pixels(row[:4], x2 - x1, y2 - y1)
                 if not _inside_tile(box, x2 - x1, y2 - y1, (x1, y1, x2, y2), width, height):
                     continue
-                if max(bb.width, bb.height) < _MIN_FACE_SHARE * max(x2 - x1, y2 - y1):
+                if max(box[2] - box[0], box[3] - box[1]) < _MIN_FACE_SHARE * max(x2 - x1, y2 - y1):
                     continue
-                all_boxes.append(np.concatenate([box + [x1, y1, x1, y1], _eye_line(det, x2 - x1, y2 - y1)]))
-                all_scores.append(det.categories[0].score)
+                all_boxes.append(np.concatenate([box + [x1, y1, x1, y1], _eye_line(row)]))
+                all_scores.append(score)
         if not all_boxes:
             return np.zeros((0, 6), np.float32), np.zeros(0, np.float32)
         return np.stack(all_boxes).astype(np.float32), np.asarray(all_scores, dtype=np.float32)
@@ -232,13 +187,17 @@ class FaceDetector:
         return np.ascontiguousarray(boxes[:, :4]), scores, rolls
 
 
-def _eye_line(detection, tile_width: int, tile_height: int) -> np.ndarray:
+def _whole_pixels(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The box as MediaPipe's detector reports it, which every threshold here was tuned with: origin and size
+    each truncated to whole pixels and bounded by the image (so a face cut by the border keeps its size)."""
+    origin = np.clip(np.trunc(box[:2]), 0, [width, height])
+    size = np.clip(np.trunc(box[2:] - box[:2]), 0, [width, height])
+    return np.concatenate([origin, origin + size]).astype(np.float32)
+
+
+def _eye_line(row: np.ndarray) -> np.ndarray:
     """(cos, sin) of the line from the subject's right eye to the left one (BlazeFace keypoints 0 and 1)."""
-    points = detection.keypoints or []
-    if len(points) < 2:
-        return np.array([1.0, 0.0], np.float32)
-    dx = (points[1].x - points[0].x) * tile_width
-    dy = (points[1].y - points[0].y) * tile_height
+    dx, dy = row[6] - row[4], row[7] - row[5]
     norm = float(np.hypot(dx, dy)) or 1.0
     return np.array([dx / norm, dy / norm], np.float32)
 

@@ -12,7 +12,7 @@ FACE_LANDMARKER = {
         "Google MediaPipe Face Landmarker v2 bundle: BlazeFace short-range detector, "
         "478-point face mesh (with irises), 52 ARKit-style blendshapes"
     ),
-    "runtime": "mediapipe Tasks (detector); ai-edge-litert (mesh and blendshape networks)",
+    "runtime": "ai-edge-litert (detector, mesh and blendshape networks; decoding in mien.face.blazeface and mien.face.mesh_net)",
 }
 
 EXPRESSION = {

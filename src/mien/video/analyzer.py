@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from mien.assignment import min_cost_assignment
 from mien.analyzer import Analyzer, mesh_matches_box, weak_detections
 from mien.face.detect import box_iou
 from mien.face.mesh import face_boxes
@@ -128,7 +128,7 @@ class VideoAnalyzer:
             pairs = {}
             if len(ids) and len(det_boxes):
                 iou = box_iou(det_boxes, predicted)
-                for r, c in zip(*linear_sum_assignment(-iou)):
+                for r, c in zip(*min_cost_assignment(-iou)):
                     if iou[r, c] >= self.options.tracker.min_iou:
                         pairs[r] = c
             for r, box in enumerate(det_boxes):

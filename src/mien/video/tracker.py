@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from mien.assignment import min_cost_assignment
 from mien.face.detect import box_iou
 from mien.options import TrackerOptions
 
@@ -83,7 +83,7 @@ class FaceTracker:
             return
         predicted = np.array([self.active[t].predict(time_s) for t in free], np.float32)
         iou = box_iou(boxes[fresh], predicted)
-        rows, cols = linear_sum_assignment(-iou)
+        rows, cols = min_cost_assignment(-iou)
         for r, c in zip(rows, cols):
             if iou[r, c] >= self.options.min_iou:
                 ids[fresh[r]] = free[c]
@@ -108,7 +108,7 @@ class FaceTracker:
                         continue
                 cost[r, c] = look + 0.2 * distance
         finite = np.where(np.isfinite(cost), cost, 1e6)
-        rows, cols = linear_sum_assignment(finite)
+        rows, cols = min_cost_assignment(finite)
         for r, c in zip(rows, cols):
             if np.isfinite(cost[r, c]):
                 ids[fresh[r]] = lost[c].id

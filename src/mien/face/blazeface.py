@@ -1,0 +1,133 @@
+"""BlazeFace short-range run by ai-edge-litert: the face detector inside `face_landmarker.task`.
+
+Decoded as MediaPipe's face detection graph decodes it, without MediaPipe:
+- the image is letterboxed into the 128x128 input (the longer side fits, the rest is black), values
+  scaled to [-1, 1];
+- 896 SSD anchors of fixed size: a 16x16 grid with 2 anchors per cell (stride 8) and an 8x8 grid with
+  6 per cell (strides 16, 16, 16), centres at (i + 0.5) / grid;
+- each anchor regresses a box centre and size and 6 keypoints (eyes, nose tip, mouth, ears: the
+  subject's right one first) in input pixels, offset from its centre; scores are sigmoids of clipped logits;
+- weighted non-maximum suppression (each cluster's boxes and keypoints averaged by score).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from mien.models import resolve
+from mien.models.quiet import native_stderr_silenced
+
+INPUT_SIDE = 128
+N_KEYPOINTS = 6
+_STRIDES = (8, 16, 16, 16)
+_ANCHORS_PER_LAYER = 2  # aspect ratio 1 and the interpolated scale
+_SCORE_CLIP = 100.0
+
+
+@lru_cache(maxsize=1)
+def anchor_centres() -> np.ndarray:
+    """(896, 2) anchor centres (x, y) in [0, 1] of the input, in the network's output order."""
+    centres = []
+    layer = 0
+    while layer < len(_STRIDES):
+        stride, per_cell = _STRIDES[layer], 0
+        while layer < len(_STRIDES) and _STRIDES[layer] == stride:  # layers of one stride share a grid
+            per_cell += _ANCHORS_PER_LAYER
+            layer += 1
+        grid = -(-INPUT_SIDE // stride)
+        ys, xs = np.mgrid[0:grid, 0:grid]
+        cells = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], 1)
+        centres.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy NMS that averages each cluster's rows, weighted by score (as BlazeFace does).
+
+    The same face seen in several tiles and scales gives several slightly different boxes; their
+    weighted mean locates it better than the single best-scoring one. `boxes` may carry more columns
+    after the four xyxy ones (keypoints, averaged the same way). Returns merged rows and their
+    (maximum) scores, best first.
+    """
+    width = boxes.shape[1] if boxes.ndim == 2 else 4
+    order = np.argsort(-scores, kind="stable")
+    merged_boxes, merged_scores = [], []
+    while len(order):
+        overlap = box_iou(boxes[order[0], :4], boxes[order, :4])[0] > iou
+        cluster = order[overlap]
+        weights = scores[cluster][:, None]
+        merged_boxes.append((boxes[cluster] * weights).sum(axis=0) / weights.sum())
+        merged_scores.append(scores[cluster].max())
+        order = order[~overlap]
+    return np.asarray(merged_boxes, np.float32).reshape(-1, width), np.asarray(merged_scores, np.float32)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of xyxy boxes."""
+    a = np.asarray(a, dtype=np.float32).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+class BlazeFace:
+    """The short-range BlazeFace network on one thread (an instance is not thread-safe).
+
+    Args:
+        min_score: detections scoring below this are dropped before suppression.
+        nms_iou: detections overlapping more than this IoU are merged.
+    """
+
+    def __init__(self, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.min_score, self.nms_iou = min_score, nms_iou
+        with zipfile.ZipFile(resolve("face_landmarker")) as bundle:
+            model = bundle.read("face_detector.tflite")
+        with native_stderr_silenced():  # LiteRT announces its CPU delegate on fd 2
+            self._net = Interpreter(model_content=model, num_threads=1)
+            self._net.allocate_tensors()
+        self._input = self._net.get_input_details()[0]["index"]
+        outputs = {d["shape"][-1]: d["index"] for d in self._net.get_output_details()}
+        self._boxes_out, self._scores_out = outputs[4 + 2 * N_KEYPOINTS], outputs[1]
+
+    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in an (H, W, 3) uint8 RGB image.
+
+        Returns:
+            rows (n, 16) float32: the xyxy box then the 6 keypoints' (x, y), in the image's pixels;
+            scores (n,) float32, best first.
+        """
+        height, width = rgb.shape[:2]
+        side = float(max(height, width))
+        scale = INPUT_SIDE / side
+        # The square of the longer side, centred on the image, fills the input (letterbox).
+        left, top = (width - side) / 2, (height - side) / 2
+        matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
+        tensor = cv2.warpAffine(rgb, matrix, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        self._net.set_tensor(self._input, (tensor[None].astype(np.float32) / 127.5 - 1.0))
+        self._net.invoke()
+        logits = self._net.get_tensor(self._scores_out)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -_SCORE_CLIP, _SCORE_CLIP)))
+        keep = np.flatnonzero(scores >= self.min_score)
+        if not len(keep):
+            return np.zeros((0, 4 + 2 * N_KEYPOINTS), np.float32), np.zeros(0, np.float32)
+        raw = self._net.get_tensor(self._boxes_out)[0, keep] / INPUT_SIDE
+        centres = anchor_centres()[keep]
+        middle, size = raw[:, :2] + centres, raw[:, 2:4]
+        points = raw[:, 4:].reshape(-1, N_KEYPOINTS, 2) + centres[:, None]
+        rows = np.concatenate([middle - size / 2, middle + size / 2, points.reshape(len(keep), -1)], 1)
+        rows, merged = weighted_nms(rows, scores[keep].astype(np.float32), self.nms_iou)
+        rows = rows * side + np.tile([left, top], 2 + N_KEYPOINTS)  # input units -> image pixels
+        return rows.astype(np.float32), merged
