@@ -38,13 +38,24 @@ def _items(inputs: Inputs) -> list:
     return items
 
 
-def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = True, **options: Any) -> pd.DataFrame:
+def _rules(expressions: Any):
+    """A `RuleSet` from a rules file path (checked before any work), a RuleSet, or None."""
+    from mien.expression.rules import RuleSet, load_rules
+
+    if expressions is None or isinstance(expressions, RuleSet):
+        return expressions
+    return load_rules(expressions)
+
+
+def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = True, expressions: Any = None,
+            **options: Any) -> pd.DataFrame:
     """Analyse images (paths, folders, globs, numpy RGB arrays, PIL images) into one tidy DataFrame.
 
     Options are `AnalyzerOptions` fields (`mode`, `min_score`, `expression_prior`, `attributes`...),
     with the CLI's defaults. Inputs that cannot be read never raise: they are listed in
     `df.attrs["errors"]` (one line each) and warned about once. `df.attrs["provenance"]` says how the
-    table was made.
+    table was made. `expressions`: a rules file (or `mien.expression.rules.RuleSet`) of custom
+    expressions, one `custom_<name>` column each; a bad file raises `RulesError` before any work.
     """
     from rich.progress import track
 
@@ -53,6 +64,7 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
     from mien.provenance import analysis_provenance, file_sha256
 
     settings = analyzer_options(**options)
+    rules = _rules(expressions)
     items = _items(inputs)
     frames, errors, checksums = [], [], []
     with ParallelAnalyzer(settings, default_pipelines(len(items))) as pipelines:
@@ -66,9 +78,11 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
             frames.append(faces)
             if isinstance(item, Path) and item.is_file():
                 checksums.append({"source": name, "sha256": file_sha256(item)})
-    table = arrow_to_frame(faces_to_arrow(frames, landmarks=landmarks, attributes=settings.attributes))
+    rows = faces_to_arrow(frames, landmarks=landmarks, attributes=settings.attributes)
+    table = arrow_to_frame(rows if rules is None else rules.add_to_arrow(rows))
     table.attrs["errors"] = errors
-    table.attrs["provenance"] = analysis_provenance("images", settings, checksums, landmarks=landmarks)
+    custom = {} if rules is None else {"expressions": rules.provenance()}
+    table.attrs["provenance"] = analysis_provenance("images", settings, checksums, landmarks=landmarks, **custom)
     if errors:
         warnings.warn(f"mien.analyze: {len(errors)} of {len(items)} inputs could not be read "
                       f"(first: {errors[0]}); see df.attrs['errors']", stacklevel=2)
@@ -77,11 +91,11 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
 
 def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMARKS, every: int = 1,
                   fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
-                  progress: bool = True, **options: Any) -> pd.DataFrame:
+                  progress: bool = True, expressions: Any = None, **options: Any) -> pd.DataFrame:
     """Every analysed frame's rows of a video file, image sequence, camera or stream, as a DataFrame.
 
     Options are `AnalyzerOptions` fields; sampling as `mien video` (`every`, `fps`, `start_s`,
-    `end_s`). `attrs` holds `segments`, `events` and `tracks` (DataFrames, as the CLI's timeline
+    `end_s`); `expressions` as in `analyze`. `attrs` holds `segments`, `events` and `tracks` (DataFrames, as the CLI's timeline
     files), `warnings` and `provenance`. Raises `mien.video.reader.VideoError` if the source
     cannot be opened at all.
     """
@@ -93,10 +107,11 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMA
     from mien.video.run import analyze_video as run_video, timeline_paths
 
     settings = video_options(**options)
+    rules = _rules(expressions)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.parquet"
         with open_video(source, every=every, fps=fps, start_s=start_s, end_s=end_s) as reader:
-            run = run_video(reader, out, settings, landmarks=landmarks, quiet=not progress,
+            run = run_video(reader, out, settings, landmarks=landmarks, quiet=not progress, rules=rules,
                             console=Console(stderr=True, quiet=not progress))
         table = read_table(out) if out.exists() else pd.DataFrame()
         table.attrs["provenance"] = read_provenance(out) if out.exists() else None

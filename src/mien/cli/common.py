@@ -31,6 +31,23 @@ def require_extra(extra: str, *modules: str) -> None:
 
 ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "
                    "gender_presentation*); see `mien card age` and `mien card gender` for their errors per group.")
+EXPRESSIONS_HELP = ("Custom expressions: a TOML rules file over AU and expression probabilities (README, 'Custom "
+                    "expressions'); one custom_<name> column (0-1) per rule.")
+
+
+def load_rules_or_exit(path):
+    """The checked rules of `--expressions` (None without it); a bad file exits (usage) with one line first."""
+    if path is None:
+        return None
+    from mien.expression.rules import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+
+
 MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."
 PRIOR_HELP = ("Expression class prior: natural (everyday photos and video: mostly happy and neutral), balanced (every "
               "class equally likely; finds more fear, disgust, contempt, anger), or a dataset's own: ferplus, rafdb.")

@@ -9,9 +9,9 @@ import typer
 from rich import box
 from rich.table import Table
 
-from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
-                             app, check_choice, cli_analyzer_options,
-                             cli_video_options, console, errors, progress_bar)
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
+                             PRIOR_HELP, app, check_choice, cli_analyzer_options, cli_video_options, console, errors,
+                             load_rules_or_exit, progress_bar)
 from mien.options import LANDMARK_COLUMNS, PHOTO_LANDMARKS
 from mien.face.settings import DEFAULT_MIN_SCORE
 
@@ -79,8 +79,8 @@ def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
 def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, max_faces: Optional[int],
                  min_face_size: int, min_score: float, landmarks: str, annotate_dir: Optional[Path],
                  show_table: bool = True, require_mesh: bool = True, prior: str = "natural",
-                 attributes: bool = False) -> int:
-    """Shared by `analyze` and `demo`; returns the exit code."""
+                 attributes: bool = False, rules=None) -> int:
+    """Shared by `analyze` and `demo`; returns the exit code. `rules`: custom expressions (`RuleSet`)."""
     import pandas as pd
 
     from mien.images_run import ParallelAnalyzer, default_pipelines
@@ -104,13 +104,14 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
             return EXIT_USAGE
     if annotate_dir is not None:
         annotate_dir.mkdir(parents=True, exist_ok=True)
-    record = analysis_provenance("images", options, landmarks=landmarks)
+    custom = {} if rules is None else {"expressions": rules.provenance()}
+    record = analysis_provenance("images", options, landmarks=landmarks, **custom)
     checksums: list[dict[str, str]] = []
     failed, shown, used_names = 0, [], set()
     writer = None
     try:
         if output is not None:
-            writer = TableWriter(output, fmt, landmarks=landmarks, attributes=attributes, provenance=record)
+            writer = TableWriter(output, fmt, landmarks=landmarks, attributes=attributes, provenance=record, rules=rules)
         with ParallelAnalyzer(options, default_pipelines(len(inputs))) as analyzer, progress_bar(len(inputs)) as progress:
             task = progress.add_task("analysing", total=len(inputs))
             for path, loaded, faces in analyzer.run(inputs):
@@ -164,13 +165,15 @@ def analyze(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
     prior: str = typer.Option("natural", help=PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
+    expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
     """Analyse images: one table row per face (box, pose, gaze, AUs, blendshapes, flags, landmarks)."""
     check_choice("--format", fmt, ("auto", "parquet", "csv", "jsonl", "openface"))
     check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
+    rules = load_rules_or_exit(expressions)
     code = run_analysis(paths, output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
                         annotate_dir, show_table=not quiet, require_mesh=not keep_unconfirmed, prior=prior,
-                        attributes=attributes)
+                        attributes=attributes, rules=rules)
     raise typer.Exit(code)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mjpeg"}

@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, MODE_HELP, PRIOR_HELP,
-                             SAMPLING_HELP, app, check_choice, cli_video_options, console, errors)
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
+                             PRIOR_HELP, SAMPLING_HELP, app, check_choice, cli_video_options, console, errors,
+                             load_rules_or_exit)
 from mien.options import LANDMARK_COLUMNS, VIDEO_LANDMARKS
 from mien.face.settings import DEFAULT_MIN_SCORE
 
@@ -64,6 +65,7 @@ def video(
     flush_s: float = typer.Option(10.0, min=0.05, help="Write rows to disk at least this often (seconds); a killed run "
                                   "keeps them in OUTPUT.parts/ (Parquet) or in OUTPUT (CSV, JSON Lines)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or source line; warnings and errors still print."),
+    expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
     """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
     from mien.io.table import resolve_format
@@ -72,6 +74,7 @@ def video(
     check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
     options = cli_video_options(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
                                 prior=prior, attributes=attributes, detect_every=detect_every, smooth=smooth)
+    rules = load_rules_or_exit(expressions)
     if output is None and annotate is None:
         raise typer.BadParameter("give --output and/or --annotate", param_hint="--output")
     if output is not None:
@@ -90,7 +93,7 @@ def video(
         try:
             run = analyze_video(reader, output, options, fmt=fmt, landmarks=landmarks, annotate=annotate,
                                 timelines=timelines and output is not None, console=errors, flush_s=flush_s,
-                                quiet=quiet)
+                                quiet=quiet, rules=rules)
         except OSError as exc:
             errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_FAILED_INPUTS)

@@ -16,7 +16,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
 
@@ -24,6 +24,9 @@ from mien.faces import Faces
 from mien.provenance import METADATA_KEY, read_provenance, sidecar_path  # noqa: F401 (read_provenance re-exported)
 from mien.io.table import (LandmarkColumns, TableFormat, arrow_to_frame, faces_to_arrow, frame_to_arrow, resolve_format, table_schema)
 from mien.io.openface import OPENFACE_NOTES, to_openface
+
+if TYPE_CHECKING:
+    from mien.expression.rules import RuleSet
 
 _FORMULA_START = r"^[=+\-@\t\r]"
 
@@ -89,18 +92,20 @@ class TableWriter:
         landmarks, smoothed, attributes: the optional column groups (fix the schema up front).
         provenance: how the table was made (`mien.provenance.provenance`); None writes none.
         flush_rows, flush_s: write buffered rows at least this often.
+        rules: custom expressions (`mien.expression.rules`): a `custom_<name>` column each.
     """
 
     BATCH_FRAMES = 64
 
     def __init__(self, path: str | Path, fmt: TableFormat = "auto", landmarks: LandmarkColumns = "2d",
                  smoothed: bool = False, attributes: bool = False, provenance: dict | None = None,
-                 flush_rows: int = 5000, flush_s: float = 10.0) -> None:
+                 flush_rows: int = 5000, flush_s: float = 10.0, rules: "RuleSet | None" = None) -> None:
         self.path = Path(path)
         self.format, self.openface = resolve_format(self.path, fmt)
         if self.format not in ("parquet", "csv", "jsonl"):
             raise ValueError(f"unknown table format {self.format!r}")
         self.landmarks, self.smoothed, self.attributes = landmarks, smoothed, attributes
+        self.rules = rules
         self.provenance = self._noted(provenance)
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self.rows = 0  # rows accepted (written or buffered)
@@ -216,6 +221,8 @@ class TableWriter:
             fields = [pa.field(n, pa.string() if sample[n].dtype == object else pa.from_numpy_dtype(sample[n].dtype))
                       for n in sample.columns]
             schema = pa.schema(fields)
+        if self.rules is not None:
+            schema = pa.schema(list(schema) + [pa.field(name, pa.float32()) for name in self.rules.columns])
         return schema
 
     def _with_metadata(self, schema):
@@ -243,8 +250,14 @@ class TableWriter:
         """The rows in this writer's schema (OpenFace names if asked; missing optional columns null)."""
         import pyarrow as pa
 
+        if self.rules is not None:
+            custom = self.rules.add_to_arrow(table).select(self.rules.columns)
         if self.openface:
             table = frame_to_arrow(to_openface(arrow_to_frame(table)))
+        if self.rules is not None:
+            for name in self.rules.columns:
+                table = (table.set_column(table.schema.get_field_index(name), name, custom.column(name))
+                         if name in table.schema.names else table.append_column(name, custom.column(name)))
         columns = []
         for field in self.schema:
             if field.name in table.schema.names:

@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mien.expression.rules import RuleSet
 from mien.io.table import read_table
 from mien.io.writer import TableWriter
 from mien.provenance import file_sha256, models_used, options_dict, provenance
@@ -57,12 +58,13 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
                   timelines: bool = True, display: bool = False, console: Console | None = None,
                   report_fps_every_s: float | None = None, flush_s: float = 10.0,
                   max_seconds: float | None = None, on_frame: Callable[[int], None] | None = None,
-                  video: VideoAnalyzer | None = None, quiet: bool = False) -> VideoRun:
+                  video: VideoAnalyzer | None = None, quiet: bool = False, rules: RuleSet | None = None) -> VideoRun:
     """Analyse every sampled frame of `reader`; write rows to `output` as they come.
 
     Ctrl-C (or closing the display window, or `max_seconds` of wall time) ends the run early
     with everything so far written. `video` reuses loaded models (it is left open; `options`
-    is then ignored); `quiet` hides the progress bar. Returns a `VideoRun`.
+    is then ignored); `quiet` hides the progress bar; `rules` adds custom-expression columns
+    (`mien.expression.rules`). Returns a `VideoRun`.
     """
     console = console or Console(stderr=True)
     options = options or VideoOptions()
@@ -73,8 +75,8 @@ def analyze_video(reader: VideoReader, output: Path | None, options: VideoOption
         attributes = video.options.analyzer.attributes if video is not None else options.analyzer.attributes
         writer = TableWriter(output, fmt, landmarks=landmarks, smoothed=smoothed, attributes=attributes,
                              provenance=video_provenance(reader, video.options if video is not None else options,
-                                                         landmarks),
-                             flush_s=flush_s)
+                                                         landmarks, rules),
+                             flush_s=flush_s, rules=rules)
     recorder = None
     pending: list = []
     total = _expected_frames(reader)
@@ -144,14 +146,15 @@ def _write(writer: TableWriter, pending: list, landmarks: str, smoothed: bool) -
     return rows
 
 
-def video_provenance(reader: VideoReader, options: VideoOptions, landmarks: str) -> dict:
+def video_provenance(reader: VideoReader, options: VideoOptions, landmarks: str, rules: RuleSet | None = None) -> dict:
     """The provenance record of a video table: options, sampling, models and the file's checksum."""
     info = reader.info
     inputs = []
     if info.kind == "file":
         inputs.append({"source": info.source, "sha256": file_sha256(info.source)})
     sampling = {"every": reader.every, "fps": reader.fps, "start_s": reader.start_s, "end_s": reader.end_s}
-    return provenance("video", {**options_dict(options), "landmarks": landmarks, "sampling": sampling},
+    custom = {} if rules is None else {"expressions": rules.provenance()}
+    return provenance("video", {**options_dict(options), "landmarks": landmarks, "sampling": sampling, **custom},
                       models_used(options.analyzer.expression, options.analyzer.attributes), inputs)
 
 
@@ -220,5 +223,7 @@ def _show(rgb) -> bool:
     try:
         cv2.imshow("mien live (q to quit)", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     except cv2.error as exc:
-        raise OSError(f"cannot open a window ({exc.err}); use --no-window with --record or --output") from None
+        raise OSError("cannot open a window: mien installs OpenCV without its GUI (opencv-python-headless); for a "
+                      "window run `pip uninstall -y opencv-python-headless && pip install opencv-python`, or use "
+                      f"--no-window with --record or --output ({exc.err})") from None
     return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
