@@ -112,3 +112,17 @@ def test_a_typo_in_the_rules_stops_before_any_work(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"mien: {rules}: rule 'confusion': unknown column 'AU7_p' (did you mean 'AU07_p'?)"]
     assert not out.exists()
+
+
+def test_batch_writes_custom_columns_in_every_part(tmp_path):
+    rules = tmp_path / "smiles.toml"
+    rules.write_text(SMILES)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(2):
+        (photos / f"p{k}.jpg").write_bytes(PHOTO.read_bytes())
+    result = _mien("batch", photos, "-o", tmp_path / "out", "--expressions", rules)
+    assert result.returncode == 0, result.stderr
+    table = mien.read(tmp_path / "out")
+    assert len(table) == 2 and table["custom_duchenne_smile"].notna().all()
+    assert np.allclose(table["custom_duchenne_smile"], table["AU06_p"] * table["AU12_p"], rtol=1e-3)

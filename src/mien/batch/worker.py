@@ -28,6 +28,7 @@ class BatchOptions:
     attributes: bool = False
     prior: str = "natural"
     threads: int | None = None  # per worker; the runner sets 1 when workers fill the cores
+    expressions: str | None = None  # a custom-expressions rules file's text (travels to every worker)
 
     def __post_init__(self) -> None:
         from mien.options import LANDMARK_COLUMNS, check_choice, check_range
@@ -35,6 +36,15 @@ class BatchOptions:
         check_range("every", self.every, 1, integer=True)
         check_choice("landmarks", self.landmarks, LANDMARK_COLUMNS)
         self.analyzer_options()
+        self.rules()
+
+    def rules(self):
+        """The custom expressions (`mien.expression.rules.RuleSet`), or None."""
+        if self.expressions is None:
+            return None
+        from mien.expression.rules import parse_rules
+
+        return parse_rules(self.expressions, "--expressions")
 
     def analyzer_options(self):
         """The image pipeline's options (`mien.options.analyzer_options`)."""
@@ -130,7 +140,7 @@ class BatchWorker:
             return 0, errors
         record = {**batch_provenance(self.options), "inputs": [{"source": p, "sha256": s} for p, s in task.members]}
         with TableWriter(tmp, landmarks=self.options.landmarks, attributes=self.options.attributes,
-                         provenance=record, flush_rows=10**9, flush_s=1e9) as writer:
+                         provenance=record, flush_rows=10**9, flush_s=1e9, rules=self.options.rules()) as writer:
             rows = writer.write_faces(frames)
         return rows, errors
 
@@ -144,7 +154,7 @@ class BatchWorker:
             raise _InputError(str(exc)) from None
         with reader:
             run = analyze_video(reader, tmp, video=self.video(), landmarks=self.options.landmarks,
-                                timelines=False, quiet=True)
+                                timelines=False, quiet=True, rules=self.options.rules())
         return run.rows, list(run.warnings)
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from mien.cli.common import (ATTRIBUTES_HELP, MODE_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, PRIOR_HELP, app,
-                             check_choice, cli_analyzer_options, console, errors, require_extra)
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
+                             PRIOR_HELP, app, check_choice, cli_analyzer_options, console, errors, load_rules_or_exit,
+                             require_extra)
 from mien.options import LANDMARK_COLUMNS
 
 
@@ -30,6 +31,7 @@ def batch(
     retries: int = typer.Option(2, min=0, help="Retries of a task that fails for a reason other than its input."),
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
     prior: str = typer.Option("natural", help=PRIOR_HELP),
+    expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
     """Analyse many images and videos into a Parquet dataset, locally or on Ray; re-run to resume.
 
@@ -43,8 +45,9 @@ def batch(
 
     check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
     cli_analyzer_options(mode=mode, prior=prior)  # a bad value is a usage error naming its flag
+    rules = load_rules_or_exit(expressions)
     options = BatchOptions(mode=mode, every=every, landmarks=landmarks, smooth=not no_smooth, attributes=attributes,
-                           prior=prior)
+                           prior=prior, expressions=None if rules is None else rules.text)
     try:
         summary = run_batch(inputs, output, options, workers=workers, ray=ray, shard_size=shard_size,
                             chunk_s=chunk_s or None, retries=retries, console=errors)
