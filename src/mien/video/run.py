@@ -223,7 +223,8 @@ def _show(rgb) -> bool:
     try:
         cv2.imshow("mien live (q to quit)", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     except cv2.error as exc:
-        raise OSError("cannot open a window: mien installs OpenCV without its GUI (opencv-python-headless); for a "
-                      "window run `pip uninstall -y opencv-python-headless && pip install opencv-python`, or use "
+        raise OSError("cannot open a window: mien installs OpenCV without its GUI (opencv-contrib-python-headless); "
+                      "for a window run `pip uninstall -y opencv-contrib-python-headless && pip install "
+                      "opencv-contrib-python`, or use "
                       f"--no-window with --record or --output ({exc.err})") from None
     return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
