@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # run-time stack stay light; `df.mien` is registered as soon as the API or the accessor is used.
 _LAZY = {
     "Analyzer": "mien.analyzer", "AnalyzerOptions": "mien.analyzer",
-    "analyze": "mien.api", "analyze_video": "mien.api", "read": "mien.api",
+    "analyze": "mien.api", "analyze_video": "mien.api", "read": "mien.api", "calibrate": "mien.api",
     "Faces": "mien.faces", "QUALITY_FLAGS": "mien.faces",
     "ImageError": "mien.io.images", "load_image": "mien.io.images",
     "read_openface": "mien.io.openface",

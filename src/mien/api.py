@@ -121,6 +121,19 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMA
     return table
 
 
+def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Per-person neutral calibration of a photo table (`mien.expression.neutral`): `reference` is a CSV
+    `person,path,neutral`, a folder with one sub-folder per person holding `neutral.*`, or such a DataFrame.
+    Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal` and
+    `person` beside the uncalibrated columns."""
+    from mien.expression.neutral import calibrate as calibrate_table, read_references
+
+    references = reference if isinstance(reference, pd.DataFrame) else read_references(reference)
+    out = calibrate_table(table, references)
+    out.attrs = dict(table.attrs)
+    return out
+
+
 def read(path: str | os.PathLike) -> pd.DataFrame:
     """Any table mien wrote (Parquet, CSV, JSON Lines, or a `mien batch` output folder), with its
     provenance in `attrs["provenance"]`."""

@@ -6,7 +6,7 @@ and their rows written); 2 bad usage or nothing to do. One module per command gr
 """
 
 # Importing a module registers its commands; `mien --help` lists them in this order.
-from mien.cli import images, video, batch, serve, evaluate, train, models  # noqa: F401, I001
+from mien.cli import images, calibrate, video, batch, serve, evaluate, train, models  # noqa: F401, I001
 from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, app
 
 __all__ = ["EXIT_FAILED_INPUTS", "EXIT_OK", "EXIT_USAGE", "app", "main"]

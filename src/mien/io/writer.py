@@ -93,19 +93,22 @@ class TableWriter:
         provenance: how the table was made (`mien.provenance.provenance`); None writes none.
         flush_rows, flush_s: write buffered rows at least this often.
         rules: custom expressions (`mien.expression.rules`): a `custom_<name>` column each.
+        extra_columns: more columns (name -> pyarrow type) after the standard ones, for `write` (calibration).
     """
 
     BATCH_FRAMES = 64
 
     def __init__(self, path: str | Path, fmt: TableFormat = "auto", landmarks: LandmarkColumns = "2d",
                  smoothed: bool = False, attributes: bool = False, provenance: dict | None = None,
-                 flush_rows: int = 5000, flush_s: float = 10.0, rules: "RuleSet | None" = None) -> None:
+                 flush_rows: int = 5000, flush_s: float = 10.0, rules: "RuleSet | None" = None,
+                 extra_columns: dict | None = None) -> None:
         self.path = Path(path)
         self.format, self.openface = resolve_format(self.path, fmt)
         if self.format not in ("parquet", "csv", "jsonl"):
             raise ValueError(f"unknown table format {self.format!r}")
         self.landmarks, self.smoothed, self.attributes = landmarks, smoothed, attributes
         self.rules = rules
+        self.extra_columns = extra_columns or {}
         self.provenance = self._noted(provenance)
         self.flush_rows, self.flush_s = flush_rows, flush_s
         self.rows = 0  # rows accepted (written or buffered)
@@ -223,6 +226,9 @@ class TableWriter:
             schema = pa.schema(fields)
         if self.rules is not None:
             schema = pa.schema(list(schema) + [pa.field(name, pa.float32()) for name in self.rules.columns])
+        if self.extra_columns:
+            schema = pa.schema(list(schema) + [pa.field(n, t) for n, t in self.extra_columns.items()
+                                               if n not in schema.names])
         return schema
 
     def _with_metadata(self, schema):

@@ -1,0 +1,72 @@
+"""Per-person neutral calibration on the shared KDEF, scored person-level two-fold.
+
+    mien analyze ../shared/datasets/kdef -o kdef.parquet -q --landmarks none
+    python benchmarks/neutral_kdef.py kdef.parquet
+
+For each half of the 34 people, the population's neutral reading n and the strength come from the other
+half. A non-neutral photo is calibrated with the same person's neutral of the same view; a neutral photo
+with the same person's neutrals of the other two views (never itself). Prints accuracy (7 KDEF classes)
+uncalibrated and calibrated, by view, by class, and the neutral photos that read neutral.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.neutral import calibrate
+
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def scored(table: pd.DataFrame, people: set[str], strength: float, population: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for (person, view), group in table[table.person.isin(people)].groupby(["person", "view"]):
+        mine = table[table.person == person]
+        for label, references in (("others", mine[(mine.view == view) & (mine.label == "neutral")]),
+                                  ("neutral", mine[(mine.view != view) & (mine.label == "neutral")])):
+            targets = group[group.label != "neutral"] if label == "others" else group[group.label == "neutral"]
+            if targets.empty or references.empty:
+                continue
+            ref = pd.DataFrame({"person": person, "path": list(references.path) + list(targets.path),
+                                "neutral": [True] * len(references) + [False] * len(targets)})
+            both = pd.concat([references, targets])
+            out = calibrate(both, ref, strength, population).iloc[len(references):]
+            rows += [{"view": view, "label": t, "plain": p == t, "calibrated": c == t}
+                     for t, p, c in zip(out.label, out.expression, out.expression_cal)]
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    table = pd.read_parquet(sys.argv[1])
+    table = table[table.face_found].copy()
+    table["path"] = [str(Path(s).resolve()) for s in table.source]
+    table["view"] = [Path(s).parts[-3] for s in table.source]
+    table["label"] = [Path(s).parts[-2] for s in table.source]
+    table["person"] = [Path(s).name[1:4] for s in table.source]
+    people = sorted(table.person.unique())
+    folds = [set(people[0::2]), set(people[1::2])]
+    results = []
+    for held, fitted in (folds, folds[::-1]):
+        neutral = table[table.person.isin(fitted) & (table.label == "neutral")]
+        population = np.log(np.clip(neutral[[f"expr_{c}" for c in EXPRESSIONS]].to_numpy(float), 1e-6, 1)).mean(0)
+        strength = max(STRENGTHS, key=lambda s: scored(table, fitted, s, population).calibrated.mean())
+        results.append(scored(table, held, strength, population).assign(strength=strength))
+    result = pd.concat(results)
+    others = result[result.label != "neutral"]
+    summary = {
+        "strength_per_fold": [float(r.strength.iloc[0]) for r in results],
+        "non_neutral_by_view": others.groupby("view")[["plain", "calibrated"]].mean().round(3).to_dict("index"),
+        "by_class": result.groupby("label")[["plain", "calibrated"]].mean().round(3).to_dict("index"),
+        "neutral_reads_neutral": result[result.label == "neutral"][["plain", "calibrated"]].mean().round(3).to_dict(),
+    }
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

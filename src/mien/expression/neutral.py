@@ -1,0 +1,111 @@
+"""Per-person neutral calibration: a face that looks sad or angry at rest should not read sad or angry.
+
+From a person's neutral photo(s) mien learns how that face reads at rest, relative to how neutral faces
+read in general, and removes half of that difference from every other reading of the same person:
+
+    log p_cal(c) = log p(c) - STRENGTH * (r(c) - n(c))      for every class c but neutral, then renormalised
+
+where r is the mean log-probability of the person's neutral rows and n the population's (`POPULATION_NEUTRAL`:
+the mean over 101 neutral photos of 34 KDEF people, three views). The neutral class is left alone: a person
+whose rest reads strongly neutral is not made to read less neutral. AU intensities become relative to the
+person's rest (`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal are derived again from the
+calibrated readings. Calibrated columns sit beside the uncalibrated ones (`expr_<class>_cal`,
+`expression_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal`; `person` names whose rest was used).
+
+Measured on the shared KDEF (34 people, person-level two-fold: n and STRENGTH fitted on one half, scored on
+the other; a non-neutral photo is calibrated with the same view's neutral, a neutral photo with another
+view's): see README "Per-person calibration".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mien.expression.aus import AU_NAMES
+from mien.expression.classes import EXPRESSIONS
+
+STRENGTH = 0.5  # chosen on the other half of the KDEF people in each fold (both folds chose 0.5)
+POPULATION_NEUTRAL = np.array([-0.542, -6.008, -6.283, -3.698, -6.027, -8.993, -8.193, -7.224])  # EXPRESSIONS order
+_FLOOR = 1e-6
+
+
+class NeutralReferenceError(ValueError):
+    """A reference list that cannot be used (the message names the file and the problem)."""
+
+
+def read_references(path: str | Path) -> pd.DataFrame:
+    """`person, path, neutral` rows from a CSV (paths relative to the CSV's folder), or from a folder with one
+    sub-folder per person holding `neutral.*` (and that person's other photos)."""
+    path = Path(path)
+    if path.is_dir():
+        rows = [{"person": person.name, "path": str(photo.resolve()), "neutral": photo.stem.lower() == "neutral"}
+                for person in sorted(p for p in path.iterdir() if p.is_dir()) for photo in sorted(person.iterdir())
+                if photo.is_file()]
+        table = pd.DataFrame(rows, columns=["person", "path", "neutral"])
+    else:
+        try:
+            table = pd.read_csv(path, dtype={"person": str, "path": str})
+        except (OSError, ValueError) as exc:
+            raise NeutralReferenceError(f"{path}: cannot read the reference list ({exc})") from None
+        missing = {"person", "path", "neutral"} - set(table.columns)
+        if missing:
+            raise NeutralReferenceError(f"{path}: needs the columns person, path, neutral (missing {', '.join(sorted(missing))})")
+        table["path"] = [str((path.parent / p).resolve()) for p in table["path"]]
+        table["neutral"] = table["neutral"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "y"])
+    people = table.groupby("person")["neutral"].any()
+    if table.empty or not people.any():
+        raise NeutralReferenceError(f"{path}: no neutral photo marked (a person needs one to be calibrated)")
+    return table
+
+
+def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = STRENGTH,
+              population: np.ndarray | None = None) -> pd.DataFrame:
+    """A copy of a photo table with calibrated columns for every face whose source is in `references`
+    (`read_references`); other rows get NaN there. `population`: n, if not `POPULATION_NEUTRAL`."""
+    population = POPULATION_NEUTRAL if population is None else np.asarray(population)
+    out = table.copy()
+    sources = out["source"].map(lambda s: str(Path(s).resolve()) if isinstance(s, str) else s)
+    owner = dict(zip(references["path"], references["person"]))
+    neutral_paths = set(references.loc[references["neutral"], "path"])
+    out["person"] = sources.map(owner)
+    faces = out["face_found"].fillna(False).astype(bool).to_numpy()
+    rest = faces & sources.isin(neutral_paths).to_numpy() & (out["face_id"].to_numpy() == 0)
+    log_p = _log_probabilities(out)
+    aus = out[list(AU_NAMES)].to_numpy(np.float64)
+    calibrated = np.full_like(log_p, np.nan)
+    relative = np.full_like(aus, np.nan)
+    for person, rows in out.groupby("person").groups.items():
+        index = out.index.get_indexer(rows)
+        at_rest = index[rest[index]]
+        if not len(at_rest):
+            continue
+        offset = log_p[at_rest].mean(0) - population
+        offset[0] = 0.0  # the neutral class keeps its reading
+        shifted = log_p[index] - strength * offset
+        shifted -= shifted.max(1, keepdims=True)
+        calibrated[index] = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        relative[index] = np.clip(aus[index] - aus[at_rest].mean(0), 0.0, 1.0)
+    probabilities = np.exp(calibrated)
+    probabilities[~faces] = np.nan
+    for k, name in enumerate(EXPRESSIONS):
+        out[f"expr_{name}_cal"] = probabilities[:, k].astype(np.float32)
+    known = ~np.isnan(probabilities).any(1)
+    labels = np.array(EXPRESSIONS, dtype=object)[np.nan_to_num(probabilities).argmax(1)]
+    out["expression_cal"] = pd.Series(np.where(known, labels, None), index=out.index, dtype=object)
+    for k, name in enumerate(AU_NAMES):
+        out[f"{name}_cal"] = relative[:, k].astype(np.float32)
+    from mien.expression.affect import valence_arousal
+
+    affect = np.full((len(out), 2), np.nan, np.float32)
+    if known.any():
+        affect[known] = valence_arousal(probabilities[known], relative[known])
+    out["valence_cal"], out["arousal_cal"] = affect[:, 0], affect[:, 1]
+    return out
+
+
+def _log_probabilities(table: pd.DataFrame) -> np.ndarray:
+    probabilities = table[[f"expr_{c}" for c in EXPRESSIONS]].to_numpy(np.float64)
+    return np.log(np.clip(probabilities, _FLOOR, 1.0))

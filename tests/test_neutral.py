@@ -1,0 +1,67 @@
+"""Per-person neutral calibration on real KDEF faces and through `mien calibrate`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+import mien
+from conftest import needs_dataset
+
+
+def _person(kdef: Path, person: str, tmp: Path) -> Path:
+    """A reference CSV: the person's half-left neutral as their rest, their frontal photos to calibrate."""
+    rows = [{"person": person, "path": str(kdef / "HL" / "neutral" / f"A{person}NEHL.jpg"), "neutral": 1}]
+    rows += [{"person": person, "path": str(p), "neutral": 0} for p in sorted((kdef / "S").glob(f"*/A{person}*S.jpg"))]
+    path = tmp / "people.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_a_face_that_reads_sad_at_rest_reads_neutral_calibrated(tmp_path):
+    kdef = needs_dataset("kdef")
+    reference = _person(kdef, "F10", tmp_path)
+    paths = pd.read_csv(reference)["path"].tolist()
+    table = mien.analyze(paths, progress=False)
+    frontal_neutral = table.source.str.endswith("AF10NES.jpg")
+    assert table.loc[frontal_neutral, "expression"].item() == "sad"  # this person's rest reads sad
+    calibrated = mien.calibrate(table, reference)
+    assert calibrated.loc[frontal_neutral, "expression_cal"].item() == "neutral"
+    happy = calibrated.source.str.endswith("AF10HAS.jpg")
+    assert calibrated.loc[happy, "expression_cal"].item() == "happy"  # what is not rest stays what it was
+    assert (calibrated["person"] == "F10").all()
+    probabilities = calibrated[[c for c in calibrated.columns if c.startswith("expr_") and c.endswith("_cal")]]
+    assert ((probabilities.sum(1) - 1).abs() < 1e-4).all()
+
+
+def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path):
+    kdef = needs_dataset("kdef")
+    reference = _person(kdef, "M02", tmp_path)
+    rows = tmp_path / "rows.csv"
+    paths = pd.read_csv(reference)["path"].tolist()
+    run = subprocess.run([sys.executable, "-m", "mien", "analyze", *paths, "-o", str(rows), "-q"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "calibrated.parquet"
+    run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(rows), "--reference", str(reference), "-o",
+                          str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    table = mien.read(out)
+    assert {"expression", "expression_cal", "expr_anger_cal", "AU04_cal", "valence_cal", "person"} <= set(table.columns)
+    assert table.loc[table.source.str.endswith("AM02NES.jpg"), "expression"].item() == "anger"
+    assert table.loc[table.source.str.endswith("AM02NES.jpg"), "expression_cal"].item() == "neutral"
+    assert table.attrs["provenance"]["calibration"]["people"] == 1
+
+
+def test_a_reference_list_without_a_neutral_photo_is_refused(tmp_path):
+    reference = tmp_path / "people.csv"
+    reference.write_text("person,path,neutral\np1,a.jpg,0\n")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("source\n")
+    run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(rows), "--reference", str(reference), "-o",
+                          str(tmp_path / "out.csv")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"mien: {reference}: no neutral photo marked (a person needs one to be calibrated)"
