@@ -126,3 +126,19 @@ def test_batch_writes_custom_columns_in_every_part(tmp_path):
     table = mien.read(tmp_path / "out")
     assert len(table) == 2 and table["custom_duchenne_smile"].notna().all()
     assert np.allclose(table["custom_duchenne_smile"], table["AU06_p"] * table["AU12_p"], rtol=1e-3)
+
+
+def test_the_server_adds_custom_columns_to_image_rows(tmp_path):
+    import httpx
+
+    from server_helpers import running_server
+
+    rules = tmp_path / "smiles.toml"
+    rules.write_text(SMILES)
+    with running_server(tmp_path / "data", "--expressions", str(rules)) as url:
+        reply = httpx.post(url + "/api/images", params={"explain": "false"}, timeout=120,
+                           files={"file": ("astronaut.jpg", PHOTO.read_bytes(), "image/jpeg")})
+    assert reply.status_code == 200, reply.text
+    [row] = reply.json()["rows"]
+    assert row["custom_duchenne_smile"] == pytest.approx(row["AU06_p"] * row["AU12_p"], rel=1e-3)
+    assert 0 <= row["custom_polite_smile"] <= 1

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from mien.cli.common import EXIT_USAGE, app, errors, require_extra
+from mien.cli.common import EXIT_USAGE, EXPRESSIONS_HELP, app, errors, load_rules_or_exit, require_extra
 
 
 @app.command()
@@ -35,6 +35,7 @@ def serve(
     allowed_host: List[str] = typer.Option([], "--allowed-host", help="Another host name clients may use (the "
                                            "localhost names and --host are allowed; others are refused against "
                                            "DNS rebinding). Repeat for several."),
+    expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
     """Web page, REST API (docs at /docs) and webcam mode: `mien serve`, then open http://127.0.0.1:8000."""
     require_extra("serve", "fastapi", "uvicorn", "multipart", "sqlalchemy", "websockets")
@@ -48,7 +49,7 @@ def serve(
                               blur_faces=blur_faces, rate_limit=rate_limit, workers=workers,
                               listen_host=host, allowed_hosts=tuple(allowed_host),
                               max_pixels=int(max_pixels * 1_000_000), max_queued=max_queued, trust_proxy=trust_proxy,
-                              max_request_mb=max_request_mb)
+                              max_request_mb=max_request_mb, rules=load_rules_or_exit(expressions))
     if host not in LOCAL_HOSTS and not settings.api_key:
         errors.print(f"refusing to listen on {host} without an API key: pass --api-key or set MIEN_API_KEY")
         raise typer.Exit(EXIT_USAGE)

@@ -228,11 +228,14 @@ def faces_to_frame(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d",
     return arrow_to_frame(faces_to_arrow(frames, landmarks, empty_rows, smoothed))
 
 
-def face_records(faces: Faces, landmarks: LandmarkColumns = "none", empty_rows: bool = True) -> list[dict]:
+def face_records(faces: Faces, landmarks: LandmarkColumns = "none", empty_rows: bool = True, rules=None) -> list[dict]:
     """One image's or frame's rows as JSON-ready dicts: the table's columns and names (box as `box_x`,
-    `box_y`, `box_w`, `box_h`; the `*_smooth` columns when the faces were smoothed; NaN as None). The
-    one serialiser of rows for the REST API and the WebSocket, as for the files."""
+    `box_y`, `box_w`, `box_h`; the `*_smooth` columns when the faces were smoothed; `custom_<name>` with
+    `rules`, a `mien.expression.rules.RuleSet`; NaN as None). The one serialiser of rows for the REST API and
+    the WebSocket, as for the files."""
     table = faces_to_arrow([faces], landmarks, empty_rows, smoothed=bool(faces.smoothed))
+    if rules is not None:
+        table = rules.add_to_arrow(table)
     return [{k: None if isinstance(v, float) and v != v else v for k, v in row.items()} for row in table.to_pylist()]
 
 

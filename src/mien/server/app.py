@@ -172,7 +172,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             loaded = check_image(folder / item["stored"], name, settings.max_pixels)
             with state.pool.analyzer() as analyzer:
                 result = analyze_image(analyzer, loaded, explain=explain, blur=settings.blur_faces,
-                                       landmarks=landmarks)
+                                       landmarks=landmarks, rules=settings.rules)
         except UploadError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(exc.status, exc.message) from None
@@ -316,7 +316,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         session = None
         try:
             await ws.accept()
-            session = await run_in_threadpool(LiveSession)
+            session = await run_in_threadpool(LiveSession, settings.rules)
             while True:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":

@@ -18,8 +18,9 @@ MAX_SIDE = 1280
 class LiveSession:
     """One browser camera: a `VideoAnalyzer` of its own, so track ids and smoothing follow the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules=None) -> None:
         self.video = VideoAnalyzer(video_options())
+        self.rules = rules
         self.started = time.monotonic()
         self.frames = 0
 
@@ -37,7 +38,7 @@ class LiveSession:
         faces = self.video.process(frame, source="live")
         self.frames += 1
         return {"frame": frame.index, "time_s": round(frame.time_s, 3), "width": rgb.shape[1],
-                "height": rgb.shape[0], "faces": face_records(faces, empty_rows=False),
+                "height": rgb.shape[0], "faces": face_records(faces, empty_rows=False, rules=self.rules),
                 "ms": round(1000 * (time.perf_counter() - began), 1)}
 
     def close(self) -> None:

@@ -74,7 +74,7 @@ def jpeg(rgb: np.ndarray) -> bytes:
 
 
 def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True, blur: bool = False,
-                  landmarks: str = "none") -> ImageResult:
+                  landmarks: str = "none", rules=None) -> ImageResult:
     """Analyse one decoded image: table rows (each with a `rationale`), annotated picture and heatmap."""
     faces = analyzer.analyze_loaded(loaded)
     rgb = loaded.rgb  # may be a shrunk copy: drawing and explaining map coordinates through Faces.scaled_to
@@ -96,20 +96,23 @@ def analyze_image(analyzer: Analyzer, loaded: LoadedImage, explain: bool = True,
     shown = blur_faces(rgb, faces) if blur else rgb
     annotated = jpeg(annotate(shown, faces, mesh=not blur))
     heat_jpeg = jpeg(overlay(shown, heat)) if heat is not None else None
-    rows = face_records(faces, landmarks=landmarks)
+    rows = face_records(faces, landmarks=landmarks, rules=rules)
     for row in rows:
         face = row["face_id"]
         row["rationale"] = reasons[face] if row["face_found"] and face < len(reasons) else None
     height, width = loaded.original_size
-    return ImageResult(rows, annotated, heat_jpeg, width, height, image_provenance(analyzer, [loaded.source]))
+    return ImageResult(rows, annotated, heat_jpeg, width, height,
+                       image_provenance(analyzer, [loaded.source], rules=rules))
 
 
-def image_provenance(analyzer: Analyzer, sources: list[str], checksums: list[str] | None = None) -> dict[str, Any]:
+def image_provenance(analyzer: Analyzer, sources: list[str], checksums: list[str] | None = None,
+                     rules=None) -> dict[str, Any]:
     """The provenance record of rows made by `analyzer` from uploaded images."""
     from mien.provenance import analysis_provenance
 
     inputs = [{"source": s, "sha256": c} for s, c in zip(sources, checksums or [None] * len(sources))]
-    return analysis_provenance("images", analyzer.options, inputs)
+    custom = {} if rules is None else {"expressions": rules.provenance()}
+    return analysis_provenance("images", analyzer.options, inputs, **custom)
 
 
 def save_pictures(result: ImageResult, folder: Path, index: int) -> list[str]:
@@ -217,10 +220,11 @@ class JobRunner:
                 path = upload_dir(self.settings, job.id) / item["stored"]
                 loaded = load_image(path, source=item["name"])
                 with self.pool.analyzer() as analyzer:
-                    result = analyze_image(analyzer, loaded, explain=explain, blur=self.settings.blur_faces)
+                    result = analyze_image(analyzer, loaded, explain=explain, blur=self.settings.blur_faces,
+                                           rules=self.settings.rules)
                     sources.append(item["name"])
                     checksums.append(file_sha256(path))
-                    record = image_provenance(analyzer, sources, checksums)
+                    record = image_provenance(analyzer, sources, checksums, rules=self.settings.rules)
                 frames.append(pd.DataFrame(result.rows))
                 files += save_pictures(result, out, k)
             except ImageError as exc:
@@ -262,7 +266,7 @@ class JobRunner:
                     self.store.update(job.id, progress=share, message=f"{frames} frames")
 
             options = video_options(**options_dict(self.pool.options))  # the image pipeline's settings
-            run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress)
+            run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress, rules=self.settings.rules)
             if reader.reached_end:
                 run.warnings.append(f"{item['name']}: analysed its first {limit:g} s (the --max-video-s limit)")
         files = [p.name for p in run.outputs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -58,6 +59,7 @@ class ServerSettings:
     listen_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
     trust_proxy: bool = False
+    rules: Any = None  # custom expressions (`mien.expression.rules.RuleSet`, from `--expressions`)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
