@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mien.analyzer import WEAK_SCORE, Analyzer, AnalyzerOptions
-from mien.face.detect import DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector, box_iou
+from mien.face.blazeface import box_iou
+from mien.face.detect import DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector
 from mien.io.images import load_image
 
 LEVEL_SETS = {"easy": {"e"}, "medium": {"e", "m"}, "hard": {"e", "m", "h"}}

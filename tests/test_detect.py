@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import collage
-from mien.face.detect import DetectorOptions, FaceDetector, box_iou, tile_windows, weighted_nms
+from mien.face.blazeface import box_iou, weighted_nms
+from mien.face.detect import DetectorOptions, FaceDetector, tile_windows
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from mien.expression.calibration import softmax
 from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, align_face, unit_matrix
-from mien.face.detect import FaceDetector, box_iou
+from mien.face.blazeface import box_iou
+from mien.face.detect import FaceDetector
 from mien.face.mesh import MeshEstimator, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces

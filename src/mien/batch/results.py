@@ -16,7 +16,7 @@ import pandas as pd
 from mien.assignment import min_cost_assignment
 from mien.batch.dataset import owned_sources
 from mien.batch.manifest import Manifest, partition_path
-from mien.face.detect import box_iou
+from mien.face.blazeface import box_iou
 
 _LINK_IOU = 0.3
 

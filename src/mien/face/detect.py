@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mien.face.blazeface import BlazeFace, box_iou, weighted_nms  # noqa: F401 (box_iou re-exported)
+from mien.face.blazeface import BlazeFace, box_iou, weighted_nms
 from mien.face.settings import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions  # noqa: F401 (re-exported)
 # In auto mode, detections this confident count as evidence of a group photo (whatever --min-score
 # keeps as rows): a face scored 0.55 in a half-size tile is reason to search the smaller tiles.

@@ -17,7 +17,7 @@ import numpy as np
 
 from mien.assignment import min_cost_assignment
 from mien.analyzer import Analyzer, mesh_matches_box, weak_detections
-from mien.face.detect import box_iou
+from mien.face.blazeface import box_iou
 from mien.face.mesh import face_boxes
 from mien.faces import Faces
 from mien.options import VideoOptions

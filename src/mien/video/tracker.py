@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mien.assignment import min_cost_assignment
-from mien.face.detect import box_iou
+from mien.face.blazeface import box_iou
 from mien.options import TrackerOptions
 
 
