@@ -4,7 +4,8 @@ Usage: python benchmarks/detector_wider.py [--data ../shared/datasets/wider_mini
 Recall at IoU >= 0.5 per WIDER level set (easy = `e` faces; medium = e+m; hard = e+m+h).
 Precision: detections matching no labelled face (ignored `-` faces included) are false positives.
 Each mode is measured for the detector alone and for the pipeline, where a detection counts only
-if the mesh model confirms a face in it (what `mien analyze` reports).
+if the mesh model or BlazeFace full-range confirms a face in it (what `mien analyze` reports). BlazeFace
+full-range alone (whole image; whole image and half-size tiles) is measured beside them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from mien.analyzer import WEAK_SCORE, Analyzer, AnalyzerOptions
-from mien.face.blazeface import box_iou
-from mien.face.detect import DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector
+from mien.face.blazeface import FULL_RANGE, BlazeFace, box_iou, weighted_nms
+from mien.face.detect import (DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector, _calibrate_boxes, _inside_tile,
+                              _whole_pixels, pyramid_levels)
 from mien.io.images import load_image
 
 LEVEL_SETS = {"easy": {"e"}, "medium": {"e", "m"}, "hard": {"e", "m", "h"}}
@@ -36,16 +38,45 @@ def load_boxes(path: Path) -> dict[str, list[tuple[np.ndarray, str]]]:
     return faces
 
 
-def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float = 0.5, legacy: bool = False) -> dict:
+class FullRange:
+    """BlazeFace full-range alone over the first `levels` levels of mien's tile pyramid, merged as mien merges."""
+
+    def __init__(self, levels: int, min_score: float = DEFAULT_MIN_SCORE) -> None:
+        self.levels, self.min_score = levels, min_score
+        self.network = BlazeFace(min_score=0.3, nms_iou=0.3, variant=FULL_RANGE)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        boxes, scores = [], []
+        for level in pyramid_levels(width, height)[:self.levels]:
+            for x1, y1, x2, y2 in level:
+                rows, found = self.network.detect(np.ascontiguousarray(rgb[y1:y2, x1:x2]))
+                for row, score in zip(rows, found):
+                    box = _whole_pixels(row[:4], x2 - x1, y2 - y1)
+                    if _inside_tile(box, x2 - x1, y2 - y1, (x1, y1, x2, y2), width, height):
+                        boxes.append(box + [x1, y1, x1, y1])
+                        scores.append(score)
+        if not boxes:
+            return np.zeros((0, 4), np.float32)
+        merged, merged_scores = weighted_nms(_calibrate_boxes(np.array(boxes, np.float32)), np.array(scores, np.float32), 0.3)
+        return merged[merged_scores >= self.min_score]
+
+
+def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float = 0.5, legacy: bool = False,
+             full_range_levels: int = 0, second_opinion: bool = True) -> dict:
     """Run one configuration: the detector alone, or the pipeline (detections the mesh confirms).
     `legacy`: the rows of mien before the real-media work (detector 0.5, detector boxes, no presence check)."""
     gt = load_boxes(data / "boxes.txt")
     names = sorted(gt)[:limit]
-    if confirm:
+    if full_range_levels:
+        find = FullRange(full_range_levels)
+    elif confirm:
         analyzer = Analyzer(AnalyzerOptions(mode=mode, min_score=0.5 if legacy else DEFAULT_MIN_SCORE))
         import mien.analyzer as pipeline
 
         analyzer.mesh_boxes = not legacy
+        if legacy or not second_opinion:  # rows need a mesh (mien before BlazeFace full-range's second opinion)
+            analyzer.confirmed_without_mesh = lambda rgb, boxes, found: np.zeros(len(boxes), bool)  # type: ignore
         pipeline.WEAK_SCORE = 0.0 if legacy else WEAK_SCORE  # legacy: no presence check for weak detections
         find = lambda rgb: analyzer.analyze(rgb).boxes  # noqa: E731
     else:
@@ -70,11 +101,16 @@ def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float
             found[key] += int((hit & mask).sum())
         n_det += len(boxes)
         n_tp += int((ious.max(axis=0) >= iou).sum()) if len(boxes) else 0
-    (analyzer if confirm else detector).close()
+    if not full_range_levels:
+        (analyzer if confirm else detector).close()
+    what = ("pipeline rows as before (detector 0.5, detector boxes)" if legacy else
+            "pipeline rows (mesh- or full-range-confirmed)" if second_opinion else
+            "pipeline rows (mesh-confirmed only)") if confirm else "detector only"
+    if full_range_levels:
+        what = "BlazeFace full-range alone, " + ("whole image" if full_range_levels == 1 else "whole image + half tiles")
     return {
         "mode": mode,
-        "what": ("pipeline rows as before (detector 0.5, detector boxes)" if legacy else
-                 "pipeline rows (mesh-confirmed)") if confirm else "detector only",
+        "what": what,
         "images": len(names),
         "recall": {k: round(found[k] / max(total[k], 1), 3) for k in LEVEL_SETS},
         "faces": total,
@@ -94,6 +130,8 @@ def main() -> None:
     results = [evaluate(args.data, mode, args.limit, confirm) for confirm in (False, True) for mode in args.modes]
     if "auto" in args.modes:
         results.append(evaluate(args.data, "auto", args.limit, True, legacy=True))
+        results.append(evaluate(args.data, "auto", args.limit, True, second_opinion=False))
+    results += [evaluate(args.data, "-", args.limit, False, full_range_levels=n) for n in (1, 2)]
     for r in results:
         print(json.dumps(r))
     if args.json:

@@ -16,6 +16,10 @@
    5-face group photo and one-face photo (median of 5 after a warm-up).
 All of it `--rounds` times (each command paired with the bare landmarker run just before it);
 the median ratio over rounds is the figure. Prints JSON lines; writes benchmarks/end_to_end_results.json.
+
+mien no longer installs MediaPipe (nor its windowed OpenCV), so the peer can run in its own environment:
+`--peer-python /path/to/venv/bin/python` (a venv with `mediapipe` and `pillow`) runs the bare landmarker there,
+while mien runs in this interpreter, as a user installs it.
 """
 
 from __future__ import annotations
@@ -36,24 +40,45 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-def _landmarker(video: bool):
+PEER_PYTHON = sys.executable  # set by --peer-python
+
+
+def _landmarker(video: bool, task: str):
     from mediapipe.tasks.python import BaseOptions, vision
 
-    from mien.models import resolve
-
     options = vision.FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(resolve("face_landmarker"))),
+        base_options=BaseOptions(model_asset_path=task),
         running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
         num_faces=1, output_face_blendshapes=True, output_facial_transformation_matrixes=True)
     return vision.FaceLandmarker.create_from_options(options)
 
 
-def bare_photos(paths: list[Path]) -> float:
+def _task() -> str:
+    from mien.models import resolve
+
+    return str(resolve("face_landmarker"))
+
+
+def _in_peer(kind: str, paths: list[Path]) -> list[float]:
+    """Run `bare_photos` or `bare_clip` in the peer interpreter; its printed numbers."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
+        listing.write("\n".join(str(p) for p in paths))
+    try:
+        out = subprocess.run([PEER_PYTHON, __file__, "--bare", kind, listing.name, _task()], check=True,
+                             capture_output=True, text=True).stdout
+    finally:
+        os.unlink(listing.name)
+    return [float(v) for v in out.split()]
+
+
+def bare_photos(paths: list[Path], task: str | None = None) -> float:
     """img/s of the bare FaceLandmarker, decoding each file as mien does (PIL, RGB)."""
+    if task is None and PEER_PYTHON != sys.executable:
+        return _in_peer("photos", paths)[0]
     import mediapipe as mp
     from PIL import Image
 
-    landmarker = _landmarker(video=False)
+    landmarker = _landmarker(video=False, task=task or _task())
     started = time.perf_counter()
     for path in paths:
         with Image.open(path) as img:
@@ -64,12 +89,15 @@ def bare_photos(paths: list[Path]) -> float:
     return len(paths) / seconds
 
 
-def bare_clip(path: Path) -> tuple[float, int]:
+def bare_clip(path: Path, task: str | None = None) -> tuple[float, int]:
     """fps of the bare FaceLandmarker in VIDEO mode on the clip's frames (decoding included)."""
+    if task is None and PEER_PYTHON != sys.executable:
+        fps, frames = _in_peer("clip", [path])
+        return fps, int(frames)
     import cv2
     import mediapipe as mp
 
-    landmarker = _landmarker(video=True)
+    landmarker = _landmarker(video=True, task=task or _task())
     capture = cv2.VideoCapture(str(path))
     frames, started = 0, time.perf_counter()
     while True:
@@ -169,7 +197,19 @@ def _one_round(tmp: str, paths: list[Path], clip: Path, portraits: Path) -> list
     return rows
 
 
+def _bare_main(kind: str, listing: str, task: str) -> None:
+    """In the peer interpreter: time the bare landmarker on the listed files and print the figures."""
+    paths = [Path(line) for line in Path(listing).read_text().splitlines() if line]
+    if kind == "photos":
+        print(bare_photos(paths, task))
+    else:
+        print(*bare_clip(paths[0], task))
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--bare":
+        _bare_main(*sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
@@ -177,8 +217,12 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=SHARED / "media" / "liveportrait_d3.mp4")
     parser.add_argument("--portraits", type=Path, default=SHARED / "datasets" / "kdef")
     parser.add_argument("--skip-web", action="store_true", help="leave out the web requests")
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="the Python (of a venv with mediapipe) that runs the bare landmarker")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "end_to_end_results.json")
     args = parser.parse_args()
+    global PEER_PYTHON
+    PEER_PYTHON = args.peer_python
     with tempfile.TemporaryDirectory() as tmp:
         paths = photo_folder(Path(tmp) / "photos", args.photos, args.repeat)
         rounds = [_one_round(tmp, paths, args.clip, args.portraits) for _ in range(args.rounds)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from blazeface_views import views
-from mien.face.blazeface import BlazeFace, anchor_centres
+from mien.face.blazeface import FULL_RANGE, BlazeFace, anchor_centres, box_iou
 from mien.face.detect import _whole_pixels
 
 REFERENCE = Path(__file__).parent / "data" / "blazeface_reference.npz"  # benchmarks/tools/blazeface_reference.py
@@ -49,3 +49,19 @@ def test_detections_match_mediapipe(network, name):
 def test_no_face_gives_empty_arrays_of_the_right_shape(network):
     rows, scores = network.detect(np.full((300, 500, 3), 90, np.uint8))
     assert rows.shape == (0, 16) and scores.shape == (0,)
+
+
+def test_full_range_anchors_are_one_per_cell_of_a_48_grid():
+    centres = anchor_centres(FULL_RANGE)
+    assert centres.shape == (2304, 2)
+    assert np.allclose(centres[:2], [[0.5 / 48, 0.5 / 48], [1.5 / 48, 0.5 / 48]])  # row by row
+    assert np.allclose(centres[-1], [47.5 / 48, 47.5 / 48])
+
+
+def test_full_range_finds_the_face_short_range_finds(astronaut):
+    short, _ = BlazeFace(min_score=0.5).detect(astronaut)
+    full, scores = BlazeFace(min_score=0.5, variant=FULL_RANGE).detect(astronaut)
+    assert len(short) == len(full) == 1 and scores[0] > 0.8
+    assert box_iou(short[0, :4], full[0, :4])[0, 0] > 0.7
+    # keypoints in the same order (eyes, nose tip, mouth, ears), within a tenth of the face's width
+    assert np.abs(short[0, 4:] - full[0, 4:]).max() < 0.1 * (short[0, 2] - short[0, 0])

@@ -17,7 +17,7 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, align_face, unit_matrix
 from mien.face.blazeface import box_iou
-from mien.face.detect import FaceDetector
+from mien.face.detect import SECOND_OPINION_SCORE, FaceDetector
 from mien.face.mesh import MeshEstimator, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
@@ -109,7 +109,7 @@ class Analyzer:
         """Analyse an already decoded image (see `mien.io.images.load_image`)."""
         rgb = loaded.rgb
         height, width = rgb.shape[:2]
-        boxes, scores, rolls = self._detector.detect_with_roll(rgb)
+        boxes, scores, rolls, turns = self._detector.detect_with_pose(rgb)
         mesh = self._mesh.estimate(rgb, boxes, rolls, strict=weak_detections(scores))
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         if self.mesh_boxes:  # a face's box is its mesh's extent (the detector's box where there is no mesh)
@@ -118,12 +118,22 @@ class Analyzer:
                       time_s=time_s, landmarks=mesh.landmarks, blendshapes=mesh.blendshapes,
                       transforms=mesh.transforms)
         faces.set_flag("no_mesh", ~mesh.found)
+        faces.set_flag("profile", ~mesh.found & (np.abs(turns) >= quality.PROFILE_TURN))
         if self.options.require_mesh:
-            faces = faces[mesh.found]
+            faces = faces[mesh.found | self.confirmed_without_mesh(rgb, faces.boxes, mesh.found)]
         self.measure(faces, rgb)
         if loaded.scale != 1.0:
             _rescale(faces, loaded)
         return faces
+
+    def confirmed_without_mesh(self, rgb: np.ndarray, boxes: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """(n,) True for detections without a mesh (`found` False) that BlazeFace full-range confirms: faces the
+        mesh cannot read (profiles, covered or tiny faces) kept as rows, flagged `no_mesh`."""
+        confirmed = np.zeros(len(boxes), bool)
+        unread = np.flatnonzero(~np.asarray(found, bool))
+        if len(unread):
+            confirmed[unread] = self._detector.second_opinion(rgb, boxes[unread]) >= SECOND_OPINION_SCORE
+        return confirmed
 
     def measure(self, faces: Faces, rgb: np.ndarray) -> None:
         """Fill pose, gaze, AUs, expression, aligned crops, sharpness and quality flags of `faces` (boxes,

@@ -66,8 +66,9 @@ class AnalyzerOptions:
         min_score: minimum detector confidence, 0-1.
         min_face_size: ignore faces smaller than this many pixels (shorter box side).
         max_faces: keep at most this many faces per image, most confident first.
-        require_mesh: drop detections in which the mesh model finds no face (fewer false
-            positives); with False they are kept, flagged `no_mesh`.
+        require_mesh: drop detections in which the mesh model finds no face, unless BlazeFace full-range
+            confirms them (those rows are kept, flagged `no_mesh`, without measurements); with False every
+            detection is kept.
         align_size: side in pixels of the aligned face crops.
         keep_aligned: keep the aligned crops in `Faces.aligned` (needed by later stages).
         expression: run mien's expression classifier (probabilities, valence/arousal).

@@ -161,7 +161,7 @@ def analyze(
     min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
     landmarks: str = typer.Option(PHOTO_LANDMARKS, help="Landmark columns: none, 2d or 3d."),
     annotate_dir: Optional[Path] = typer.Option(None, "--annotate", help="Folder for annotated copies of the images."),
-    keep_unconfirmed: bool = typer.Option(False, help="Keep detections the mesh model does not confirm (more small faces, more false positives; flagged no_mesh)."),
+    keep_unconfirmed: bool = typer.Option(False, help="Keep every detection, also those neither the mesh nor the full-range detector confirms (more small faces, more false positives; flagged no_mesh)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary table."),
     prior: str = typer.Option("natural", help=PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),

@@ -1,10 +1,15 @@
-"""BlazeFace short-range run by ai-edge-litert: the face detector inside `face_landmarker.task`.
+"""BlazeFace run by ai-edge-litert, in two variants:
 
-Decoded as MediaPipe's face detection graph decodes it, without MediaPipe:
-- the image is letterboxed into the 128x128 input (the longer side fits, the rest is black), values
+- short-range, the face detector inside `face_landmarker.task` (128x128 input, faces within ~2 m);
+- full-range, MediaPipe's `face_detection_full_range.tflite` (192x192 input, faces up to ~5 m; vendored from the
+  npm package `@mediapipe/face_detection`, see `mien.models.sources`).
+
+Decoded as MediaPipe's face detection graphs decode them, without MediaPipe:
+- the image is letterboxed into the square input (the longer side fits, the rest is black), values
   scaled to [-1, 1];
-- 896 SSD anchors of fixed size: a 16x16 grid with 2 anchors per cell (stride 8) and an 8x8 grid with
-  6 per cell (strides 16, 16, 16), centres at (i + 0.5) / grid;
+- SSD anchors of fixed size, centres at (i + 0.5) / grid. Short-range: 896, a 16x16 grid with 2 anchors per
+  cell (stride 8) and an 8x8 grid with 6 per cell (strides 16, 16, 16). Full-range: 2304, a 48x48 grid with one
+  anchor per cell (stride 4);
 - each anchor regresses a box centre and size and 6 keypoints (eyes, nose tip, mouth, ears: the
   subject's right one first) in input pixels, offset from its centre; scores are sigmoids of clipped logits;
 - weighted non-maximum suppression (each cluster's boxes and keypoints averaged by score).
@@ -13,6 +18,7 @@ Decoded as MediaPipe's face detection graph decodes it, without MediaPipe:
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -21,24 +27,41 @@ import numpy as np
 from mien.models import resolve
 from mien.models.quiet import native_stderr_silenced
 
-INPUT_SIDE = 128
 N_KEYPOINTS = 6
-_STRIDES = (8, 16, 16, 16)
-_ANCHORS_PER_LAYER = 2  # aspect ratio 1 and the interpolated scale
 _SCORE_CLIP = 100.0
 
 
-@lru_cache(maxsize=1)
-def anchor_centres() -> np.ndarray:
-    """(896, 2) anchor centres (x, y) in [0, 1] of the input, in the network's output order."""
+@dataclass(frozen=True)
+class Variant:
+    """One BlazeFace network: where its file is and how its anchors are laid out (MediaPipe's graph options)."""
+
+    name: str
+    input_side: int
+    strides: tuple[int, ...]
+    anchors_per_layer: int  # 2: aspect ratio 1 and the interpolated scale; 1: aspect ratio 1 only
+
+    def model_bytes(self) -> bytes:
+        if self.name == "short_range":
+            with zipfile.ZipFile(resolve("face_landmarker")) as bundle:
+                return bundle.read("face_detector.tflite")
+        return resolve("face_detector_full_range").read_bytes()
+
+
+SHORT_RANGE = Variant("short_range", 128, (8, 16, 16, 16), 2)
+FULL_RANGE = Variant("full_range", 192, (4,), 1)
+
+
+@lru_cache(maxsize=2)
+def anchor_centres(variant: Variant = SHORT_RANGE) -> np.ndarray:
+    """(n, 2) anchor centres (x, y) in [0, 1] of the input, in the network's output order."""
     centres = []
-    layer = 0
-    while layer < len(_STRIDES):
-        stride, per_cell = _STRIDES[layer], 0
-        while layer < len(_STRIDES) and _STRIDES[layer] == stride:  # layers of one stride share a grid
-            per_cell += _ANCHORS_PER_LAYER
+    layer, strides = 0, variant.strides
+    while layer < len(strides):
+        stride, per_cell = strides[layer], 0
+        while layer < len(strides) and strides[layer] == stride:  # layers of one stride share a grid
+            per_cell += variant.anchors_per_layer
             layer += 1
-        grid = -(-INPUT_SIDE // stride)
+        grid = -(-variant.input_side // stride)
         ys, xs = np.mgrid[0:grid, 0:grid]
         cells = np.stack([(xs.ravel() + 0.5) / grid, (ys.ravel() + 0.5) / grid], 1)
         centres.append(np.repeat(cells, per_cell, axis=0))
@@ -81,21 +104,20 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class BlazeFace:
-    """The short-range BlazeFace network on one thread (an instance is not thread-safe).
+    """One BlazeFace network on one thread (an instance is not thread-safe).
 
     Args:
         min_score: detections scoring below this are dropped before suppression.
         nms_iou: detections overlapping more than this IoU are merged.
+        variant: `SHORT_RANGE` (default) or `FULL_RANGE`.
     """
 
-    def __init__(self, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
+    def __init__(self, min_score: float = 0.5, nms_iou: float = 0.3, variant: Variant = SHORT_RANGE) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.min_score, self.nms_iou = min_score, nms_iou
-        with zipfile.ZipFile(resolve("face_landmarker")) as bundle:
-            model = bundle.read("face_detector.tflite")
+        self.min_score, self.nms_iou, self.variant = min_score, nms_iou, variant
         with native_stderr_silenced():  # LiteRT announces its CPU delegate on fd 2
-            self._net = Interpreter(model_content=model, num_threads=1)
+            self._net = Interpreter(model_content=variant.model_bytes(), num_threads=1)
             self._net.allocate_tensors()
         self._input = self._net.get_input_details()[0]["index"]
         outputs = {d["shape"][-1]: d["index"] for d in self._net.get_output_details()}
@@ -109,12 +131,13 @@ class BlazeFace:
             scores (n,) float32, best first.
         """
         height, width = rgb.shape[:2]
+        input_side = self.variant.input_side
         side = float(max(height, width))
-        scale = INPUT_SIDE / side
+        scale = input_side / side
         # The square of the longer side, centred on the image, fills the input (letterbox).
         left, top = (width - side) / 2, (height - side) / 2
         matrix = np.array([[scale, 0.0, -left * scale], [0.0, scale, -top * scale]])
-        tensor = cv2.warpAffine(rgb, matrix, (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+        tensor = cv2.warpAffine(rgb, matrix, (input_side, input_side), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         self._net.set_tensor(self._input, (tensor[None].astype(np.float32) / 127.5 - 1.0))
         self._net.invoke()
@@ -123,8 +146,8 @@ class BlazeFace:
         keep = np.flatnonzero(scores >= self.min_score)
         if not len(keep):
             return np.zeros((0, 4 + 2 * N_KEYPOINTS), np.float32), np.zeros(0, np.float32)
-        raw = self._net.get_tensor(self._boxes_out)[0, keep] / INPUT_SIDE
-        centres = anchor_centres()[keep]
+        raw = self._net.get_tensor(self._boxes_out)[0, keep] / input_side
+        centres = anchor_centres(self.variant)[keep]
         middle, size = raw[:, :2] + centres, raw[:, 2:4]
         points = raw[:, 4:].reshape(-1, N_KEYPOINTS, 2) + centres[:, None]
         rows = np.concatenate([middle - size / 2, middle + size / 2, points.reshape(len(keep), -1)], 1)

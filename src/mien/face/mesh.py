@@ -152,10 +152,13 @@ class MeshEstimator:
         return out
 
     def remember(self, keys: np.ndarray, landmarks: np.ndarray) -> None:
-        """Keep each track key's (478, 3) mesh of this frame, to frame that face in the next one."""
+        """Keep each track key's (478, 3) mesh of this frame, to frame that face in the next one (a face seen without
+        a mesh is framed afresh from its next detection)."""
         for key, points in zip(keys, landmarks):
             if key >= 0 and np.isfinite(points[0, 0]):
                 self._previous[int(key)] = points
+            elif key >= 0:
+                self._previous.pop(int(key), None)
 
     def _followed_region(self, box: np.ndarray, key: int, predicted: bool) -> Region | None:
         """The region of a followed face from its last mesh (None for a face not followed)."""

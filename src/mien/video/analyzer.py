@@ -17,6 +17,7 @@ import numpy as np
 
 from mien.assignment import min_cost_assignment
 from mien.analyzer import Analyzer, mesh_matches_box, weak_detections
+from mien.face import quality
 from mien.face.blazeface import box_iou
 from mien.face.mesh import face_boxes
 from mien.faces import Faces
@@ -88,17 +89,31 @@ class VideoAnalyzer:
         ids, predicted = self.tracker.predict(t)
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
-        rois, rolls, hints, scores, followed = self._regions(rgb, ids, predicted, detect)
+        rois, rolls, turns, hints, scores, followed = self._regions(rgb, ids, predicted, detect)
         mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
                                            strict=weak_detections(scores))
         found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
+        if not detect and (followed & ~found).any():
+            # A followed face lost its mesh (turned away, covered): look for it with the detector in this frame,
+            # so that a face the mesh cannot read keeps its row and track.
+            rois, rolls, turns, hints, scores, followed = self._regions(rgb, ids, predicted, True)
+            mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
+                                               strict=weak_detections(scores))
+            found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
+        # A detection the mesh cannot read (a head turned away, a hand over the face) that the full-range detector
+        # confirms stays a row, flagged, so its track goes on; a followed face that lost its mesh does not.
+        confirmed = found | (~followed & self.analyzer.confirmed_without_mesh(rgb, rois, found | followed))
         boxes = face_boxes(mesh.landmarks, found, rois)  # as in images: the mesh's extent
-        keep = self._distinct(found, boxes)
-        # A followed face that the mesh lost, or a new face: detect again next frame.
-        self._detect_next = bool(((hints >= 0) & ~keep).any())
+        keep = self._distinct(confirmed, boxes)
+        # A followed face that the mesh lost, or one seen without a mesh (nothing to follow it by): detect again
+        # next frame.
+        self._detect_next = bool(((hints >= 0) & ~keep).any() or (keep & ~found).any())
         faces = Faces(boxes=boxes, scores=scores, image_size=rgb.shape[:2], source=source, frame=frame.index,
                       time_s=t, landmarks=mesh.landmarks, blendshapes=mesh.blendshapes,
-                      transforms=mesh.transforms)[keep]
+                      transforms=mesh.transforms)
+        faces.set_flag("no_mesh", ~found)
+        faces.set_flag("profile", ~found & (np.abs(turns) >= quality.PROFILE_TURN))
+        faces = faces[keep]
         looks = np.stack([appearance_vector(rgb, box) for box in faces.boxes]) if len(faces) else None
         faces.track_ids = self.tracker.update(t, faces.boxes, looks, hints[keep])
         self.analyzer.mesh.remember(faces.track_ids, faces.landmarks)
@@ -116,14 +131,14 @@ class VideoAnalyzer:
 
     def _regions(self, rgb, ids, predicted, detect):
         """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces
-        (rois, roll, track id or -1, detection score, whether the box is a prediction)."""
-        rois, rolls, hints, scores, followed = [], [], [], [], []
+        (rois, roll, turn, track id or -1, detection score, whether the box is a prediction)."""
+        rois, rolls, turns, hints, scores, followed = [], [], [], [], [], []
         matched_tracks: set[int] = set()
         if detect:
             auto = self.options.analyzer.mode == "auto"
             tiles = not len(ids) or self._detections % max(1, self.options.tile_every) == 0
             self._detections += 1
-            det_boxes, det_scores, det_rolls = self.analyzer.detector.detect_with_roll(
+            det_boxes, det_scores, det_rolls, det_turns = self.analyzer.detector.detect_with_pose(
                 rgb, max_levels=(self.options.detect_levels if tiles else 1) if auto else None)
             pairs = {}
             if len(ids) and len(det_boxes):
@@ -135,6 +150,7 @@ class VideoAnalyzer:
                 c = pairs.get(r)
                 rois.append(box)
                 rolls.append(det_rolls[r])
+                turns.append(det_turns[r])
                 hints.append(ids[c] if c is not None else -1)
                 scores.append(det_scores[r])
                 followed.append(False)
@@ -144,13 +160,14 @@ class VideoAnalyzer:
             if c not in matched_tracks:
                 rois.append(predicted[c])
                 rolls.append(0.0)  # unused: a followed face is framed by its last mesh
+                turns.append(0.0)
                 hints.append(track_id)
                 scores.append(self._scores.get(int(track_id), np.nan))
                 followed.append(True)
         # Followed faces first: when two boxes find the same face, the existing track keeps it.
         order = sorted(range(len(rois)), key=lambda i: hints[i] < 0)
         return (np.array([rois[i] for i in order], np.float32).reshape(-1, 4),
-                np.array([rolls[i] for i in order], np.float32),
+                np.array([rolls[i] for i in order], np.float32), np.array([turns[i] for i in order], np.float32),
                 np.array([hints[i] for i in order], np.int64), np.array([scores[i] for i in order], np.float32),
                 np.array([followed[i] for i in order], bool))
 
