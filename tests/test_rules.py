@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,34 @@ def test_the_server_adds_custom_columns_to_image_rows(tmp_path):
     [row] = reply.json()["rows"]
     assert row["custom_duchenne_smile"] == pytest.approx(row["AU06_p"] * row["AU12_p"], rel=1e-3)
     assert 0 <= row["custom_polite_smile"] <= 1
+
+
+def test_builtin_compound_rules_name_raf_ce_compounds_better_than_the_majority(tmp_path):
+    root = needs_dataset("rafce") / "valid"
+    result = subprocess.run([sys.executable, "-m", "mien", "eval-rules", str(root), "--limit", "300", "--json",
+                             "-o", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["faces"] >= 290 and len(report["recall"]) >= 10
+    assert report["top1"] >= 0.4 > report["majority"]["top1"] and report["top3"] >= 0.7
+    assert report["top1"] > report["expression_blend"]["accuracy"]  # the rules name compounds the blends miss
+    assert (tmp_path / "rules.json").is_file()
+
+
+def test_rules_named_after_no_compound_are_refused_with_one_line(tmp_path):
+    rules = tmp_path / "smiles.toml"
+    rules.write_text('[expressions.duchenne_smile]\nall = ["AU06_p", "AU12_p"]\n')
+    root = needs_dataset("rafce") / "valid"
+    result = subprocess.run([sys.executable, "-m", "mien", "eval-rules", str(root), "--rules", str(rules), "--limit",
+                             "5", "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "smiles.toml" in lines[0] and "happily_surprised" in lines[0]
+
+
+def test_builtin_rule_sets_load_by_name():
+    compound, facs = load_rules("compound"), load_rules("compound-facs")
+    assert len(compound.rules) == len(facs.rules) == 14
+    assert "custom_happily_surprised" in compound.columns
+    happily_surprised = next(r for r in facs.rules if r.name == "happily_surprised")
+    assert {c.column for c in happily_surprised.all} == {"AU01_p", "AU02_p", "AU12_p", "AU25_p"}

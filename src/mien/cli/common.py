@@ -32,7 +32,7 @@ def require_extra(extra: str, *modules: str) -> None:
 ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "
                    "gender_presentation*); see `mien card age` and `mien card gender` for their errors per group.")
 EXPRESSIONS_HELP = ("Custom expressions: a TOML rules file over AU and expression probabilities (README, 'Custom "
-                    "expressions'); one custom_<name> column (0-1) per rule.")
+                    "expressions') or a built-in set (compound, compound-facs); one custom_<name> column (0-1) per rule.")
 
 
 def load_rules_or_exit(path):

@@ -121,6 +121,74 @@ def eval_aus(
                       f"{compound['votes']['mean_correlation']}", soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir / 'aus.json'}, {out_dir / 'aus.png'}", soft_wrap=True, highlight=False)
 
+
+@app.command("eval-rules")
+def eval_rules(
+    folder: Path = typer.Argument(..., help="A folder with labels.csv (file, compound: e.g. 'happily surprised') and "
+                                            "images/ of face crops, as RAF-CE's train/ and valid/."),
+    rules: str = typer.Option("compound", "--rules", help="A rules file whose rules are named after the compounds "
+                                                          "(happily_surprised...), or a built-in set: compound, "
+                                                          "compound-facs."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for rules.json (default "
+                                                                     "mien-eval/rules-FOLDERNAME)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
+    limit: Optional[int] = typer.Option(None, help="Score only the first N faces (quick checks)."),
+) -> None:
+    """Compound-expression rules against labelled faces: top-1 and top-3 accuracy, recall per compound, confusion;
+    beside mien's expression_blend and the majority class."""
+    import json
+
+    import numpy as np
+
+    from mien.cli.common import load_rules_or_exit
+    from mien.expression.au_eval import VOTE_CLASSES, measure_faces, read_coded
+    from mien.expression.au_model import occurrence
+    from mien.expression.aus import AU_NAMES
+    from mien.expression.compound_eval import check_rules, compound_report, rules_report
+    from mien.expression.openset import load_thresholds
+    from mien.expression.rules import RulesError
+
+    if not (folder / "labels.csv").is_file():
+        errors.print(f"error: {folder}: no labels.csv (see mien eval-rules --help)", soft_wrap=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    rule_set = load_rules_or_exit(rules)
+    coded = read_coded(folder, coded_only=False)
+    keep = slice(None, limit)
+    paths, labels, votes = coded.paths[keep], coded.compounds[keep], coded.votes[keep]
+    try:
+        check_rules(rule_set, labels)  # before any work
+    except RulesError as exc:
+        errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    faces = measure_faces(paths, progress=not as_json)
+    found = faces.found
+    au_probs = np.full((len(paths), len(AU_NAMES)), np.nan, np.float32)
+    if found.any():
+        au_probs[found] = occurrence(faces.blendshapes[found], faces.landmarks[found], faces.aligned[found],
+                                     faces.logits[found])
+    report = rules_report(rule_set, faces.probabilities, au_probs, labels)
+    blends = compound_report(faces.probabilities, labels, votes, VOTE_CLASSES, load_thresholds("natural")["blend_min"])
+    report.update(folder=str(folder), expression_blend=blends["blend_exact"],
+                  both_components_top2=blends["both_components_top2"])
+    out_dir = out_dir or Path("mien-eval") / f"rules-{folder.name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "rules.json").write_text(json.dumps(report, indent=2))
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    table = Table(title=f"{folder}: {report['faces']} faces with a mesh; rules {report['rules']}")
+    for col in ("compound", "faces", "recall", "most often read as"):
+        table.add_column(col, justify="left" if col != "faces" and col != "recall" else "right")
+    for compound, recall in report["recall"].items():
+        read_as = max(report["confusion"][compound].items(), key=lambda kv: kv[1])[0]
+        table.add_row(compound, str(sum(report["confusion"][compound].values())), f"{recall:.3f}", read_as)
+    console.print(table)
+    console.print(f"top-1 {report['top1']}, top-3 {report['top3']}, mean recall {report['mean_recall']}; "
+                  f"majority class ({report['majority']['compound']}) {report['majority']['top1']}; expression_blend "
+                  f"exactly right {report['expression_blend']['accuracy']}, both components in mien's top two "
+                  f"{report['both_components_top2']}", soft_wrap=True, highlight=False)
+    console.print(f"wrote {out_dir / 'rules.json'}", soft_wrap=True, highlight=False)
+
 def _print_eval(report: dict, out_dir: Path) -> None:
     speed = report["classifier"]
     console.print(f"[bold]{report['dataset']}[/bold] ({report['mode']}): {report['evaluated']} of {report['images']} "

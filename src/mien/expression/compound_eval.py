@@ -56,3 +56,60 @@ def compound_report(probs: np.ndarray, labels: list[str], votes: np.ndarray, vot
             "votes": {"faces": int(keep.sum()), "mean_kl": round(float(kl.mean()), 3),
                       "mean_kl_uniform": round(float(uniform.mean()), 3),
                       "mean_correlation": round(float(np.mean(correlation)), 3)}}
+
+
+def rule_label(rule_name: str) -> str:
+    """The compound label a rule scores: `happily_surprised` -> "happily surprised"."""
+    return rule_name.replace("_", " ")
+
+
+def check_rules(rules, labels: list[str]) -> list:
+    """The rules of a `RuleSet` named after a compound among `labels`; `RulesError` when there is none, or when one
+    reads a column other than `expr_<class>` and `AUxx_p` (what `rules_report` measures)."""
+    from mien.expression.aus import AU_NAMES
+    from mien.expression.rules import RulesError
+
+    measured = {f"expr_{c}" for c in EXPRESSIONS} | {f"{au}_p" for au in AU_NAMES} | set(rules.columns)
+    scored = [r for r in rules.rules if rule_label(r.name) in set(labels)]
+    if not scored:
+        raise RulesError(f"{rules.path}: no rule is named after a compound of these labels (e.g. happily_surprised)")
+    for rule in scored:
+        unknown = rule.columns_read() - measured
+        if unknown:
+            raise RulesError(f"{rules.path}: rule {rule.name!r} reads {sorted(unknown)[0]}, which eval-rules does not "
+                             "measure (it reads expr_<class> and AUxx_p)")
+    return scored
+
+
+def rules_report(rules, probs: np.ndarray, au_probs: np.ndarray, labels: list[str]) -> dict:
+    """How well a `RuleSet` names each face's compound: the rule reading highest is the guess.
+
+    `probs` (n, 8) expression probabilities and `au_probs` (n, len(AU_NAMES)) AU occurrence probabilities (NaN rows:
+    no face); `labels` the compound labels. Rules are matched to labels by name (`rule_label`); a face whose compound
+    has no rule counts as missed. Top-1 and top-3 accuracy, recall per compound and their mean, the confusion
+    (label -> guess -> faces) and the majority class's accuracy."""
+    from mien.expression.aus import AU_NAMES
+
+    scored = check_rules(rules, labels)
+    columns = {f"expr_{c}": np.asarray(probs, np.float64)[:, k] for k, c in enumerate(EXPRESSIONS)}
+    columns.update({f"{au}_p": np.asarray(au_probs, np.float64)[:, k] for k, au in enumerate(AU_NAMES)})
+    ok = ~np.isnan(np.asarray(probs, np.float64)).any(1) & np.array([bool(label) for label in labels])
+    values = rules.evaluate({k: v[ok] for k, v in columns.items()}, int(ok.sum()))
+    names = [rule_label(r.name) for r in scored]
+    scores = np.stack([values[r.column] for r in scored], 1)
+    truth = [labels[i] for i in np.flatnonzero(ok)]
+    order = np.argsort(-scores, 1, kind="stable")
+    guesses = [names[k] for k in order[:, 0]]
+    top3 = [{names[k] for k in row[:3]} for row in order]
+    compounds = sorted(set(truth))
+    recall = {c: round(float(np.mean([g == c for g, t in zip(guesses, truth) if t == c])), 3) for c in compounds}
+    confusion = {c: {} for c in compounds}
+    for g, t in zip(guesses, truth):
+        confusion[t][g] = confusion[t].get(g, 0) + 1
+    majority = max(compounds, key=truth.count)
+    return {"rules": rules.path, "faces": len(truth), "faces_without_mesh": int((~ok).sum()),
+            "top1": round(float(np.mean([g == t for g, t in zip(guesses, truth)])), 3),
+            "top3": round(float(np.mean([t in s for s, t in zip(top3, truth)])), 3),
+            "mean_recall": round(float(np.mean(list(recall.values()))), 3),
+            "majority": {"compound": majority, "top1": round(truth.count(majority) / len(truth), 3)},
+            "recall": recall, "confusion": confusion}

@@ -27,6 +27,10 @@ would rank them by the weaker AU alone and ignore the stronger. Faces without a 
 
 Each rule becomes a `custom_<name>` column (0-1). A bad file fails before any work, with one line naming the
 file, the rule and the problem (`RulesError`).
+
+Built-in rule sets, used by name instead of a path: `compound` (RAF-CE's 14 compound expressions from mien's
+expression probabilities: `custom_happily_surprised`...) and `compound-facs` (the same compounds from the FACS
+prototype AUs of Du, Tao & Martinez 2014); see `mien eval-rules`.
 """
 
 from __future__ import annotations
@@ -171,8 +175,14 @@ class RuleSet:
         return out
 
 
+BUILTIN_RULES = {"compound": "compound.toml", "compound-facs": "compound_facs.toml"}
+
+
 def load_rules(path: str | Path) -> RuleSet:
-    """Read and check a rules file (see the module docs); `RulesError` names the file, rule and problem."""
+    """Read and check a rules file, or a built-in rule set by name (`BUILTIN_RULES`; a file of that name in the
+    working folder wins); `RulesError` names the file, rule and problem."""
+    if str(path) in BUILTIN_RULES and not Path(path).exists():
+        path = Path(__file__).parents[1] / "data" / "rules" / BUILTIN_RULES[str(path)]
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
