@@ -85,7 +85,8 @@ def _load_file(path: Path, source: str) -> LoadedImage:
             stored = (img.height, img.width)  # before a JPEG draft shrinks it
             _check_size(img)
             decoded = img.size
-            img = ImageOps.exif_transpose(img)
+            # In place: a big photo is held once by PIL and once as the array, not four times.
+            ImageOps.exif_transpose(img, in_place=True)
             original = _upright_size(stored, decoded, img.size)
             rgb = _pil_to_rgb(img)
     except ImageError:
@@ -132,7 +133,7 @@ def _pil_to_rgb(img: Image.Image) -> np.ndarray:
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
 
 
 def _array_to_rgb(arr: np.ndarray, color: str) -> np.ndarray:
