@@ -65,3 +65,46 @@ def test_a_reference_list_without_a_neutral_photo_is_refused(tmp_path):
                           str(tmp_path / "out.csv")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip() == f"mien: {reference}: no neutral photo marked (a person needs one to be calibrated)"
+
+
+def _rest_then_smile(kdef: Path, tmp: Path) -> Path:
+    """An mp4 of KDEF person F10 (whose rest reads sad): 2 s neutral, 2 s happy, 2 s neutral, at 5 fps."""
+    from mien.io.images import load_image
+    from mien.video import synthetic as syn
+    from mien.video.reader import VideoFrame
+
+    rest, smile = (load_image(kdef / "S" / kind / f"AF10{code}S.jpg").rgb for kind, code in (("neutral", "NE"),
+                                                                                           ("happy", "HA")))
+    script = [rest] * 10 + [smile] * 10 + [rest] * 10
+    return syn.write_video(tmp / "f10.mp4", (VideoFrame(i, i / 5, rgb) for i, rgb in enumerate(script)), fps=5)
+
+
+def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
+    kdef = needs_dataset("kdef")
+    clip = _rest_then_smile(kdef, tmp_path)
+    out = tmp_path / "f10.parquet"
+    run = subprocess.run([sys.executable, "-m", "mien", "video", str(clip), "-o", str(out), "-q", "--calibrate",
+                          "0-2s", "--expressions", "compound"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    table = mien.read(out)
+    assert {"expression_cal", "AU12_cal", "expression_smooth", "custom_happily_surprised"} <= set(table.columns)
+    assert table["track_id"].nunique() == 1 and (table["person"] == "track 0").all()
+    later_rest = table[table.time_s >= 4.0]
+    assert (later_rest["expression"] == "sad").mean() > 0.5  # this person's rest reads sad...
+    assert (later_rest["expression_cal"] == "neutral").all()  # ...and neutral once calibrated from 0-2 s
+    smiles = table[(table.time_s >= 2.0) & (table.time_s < 4.0)]
+    assert (smiles["expression_cal"] == "happy").all()
+    calibration = table.attrs["provenance"]["calibration"]
+    assert calibration["rest_windows"] == {"0": [0.0, 2.0]}
+
+
+def test_automatic_rest_is_the_most_neutral_stretch_and_bad_windows_are_refused(tmp_path):
+    kdef = needs_dataset("kdef")
+    rows = mien.analyze_video(_rest_then_smile(kdef, tmp_path), progress=False)
+    calibrated = mien.calibrate(rows, window="auto")
+    start, end = calibrated.attrs["calibration"]["rest_windows"][0]
+    assert end - start == 2.0 and (end <= 2.2 or start >= 3.8)  # a rest stretch, not the smile
+    assert (calibrated.loc[calibrated.time_s >= 4.0, "expression_cal"] == "neutral").all()
+    run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(tmp_path / "none.parquet"), "--window", "5-2",
+                          "-o", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "5-2" in run.stderr

@@ -121,13 +121,24 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMA
     return table
 
 
-def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Per-person neutral calibration of a photo table (`mien.expression.neutral`): `reference` is a CSV
+def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame | None = None,
+              window: str | None = None) -> pd.DataFrame:
+    """Per-person neutral calibration (`mien.expression.neutral`). Photos: `reference` is a CSV
     `person,path,neutral`, a folder with one sub-folder per person holding `neutral.*`, or such a DataFrame.
-    Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal` and
-    `person` beside the uncalibrated columns."""
-    from mien.expression.neutral import calibrate as calibrate_table, read_references
+    Video tables: `window` is each track's rest, "START-END" seconds ("0-5s") or "auto" (the track's most neutral
+    two seconds). Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_cal`, `valence_cal`,
+    `arousal_cal` and `person` beside the uncalibrated columns (video: the rest window per track in
+    `attrs["calibration"]`)."""
+    from mien.expression.neutral import calibrate as calibrate_table, calibrate_tracks, parse_window, read_references
 
+    if (reference is None) == (window is None):
+        raise ValueError("give reference (photos) or window (video tables), not both or neither")
+    if window is not None:
+        out, used = calibrate_tracks(table, parse_window(window))
+        out.attrs = dict(table.attrs)
+        out.attrs["calibration"] = {"window": window, "rest_windows": used}
+        return out
+    assert reference is not None
     references = reference if isinstance(reference, pd.DataFrame) else read_references(reference)
     out = calibrate_table(table, references)
     out.attrs = dict(table.attrs)

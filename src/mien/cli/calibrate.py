@@ -1,30 +1,40 @@
-"""`mien calibrate`: per-person neutral calibration of a photo table."""
+"""`mien calibrate`: per-person neutral calibration of a photo table, or per-track calibration of a video table."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, app, console, errors
+from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, WINDOW_HELP, app, console, errors
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @app.command()
 def calibrate(
-    table: Path = typer.Argument(..., help="A table mien analyze wrote (.parquet, .csv or .jsonl)."),
-    reference: Path = typer.Option(..., "--reference", help="CSV person,path,neutral (paths relative to it), or a "
-                                   "folder with one sub-folder per person holding neutral.* and their photos."),
+    table: Path = typer.Argument(..., help="A table mien analyze or mien video wrote (.parquet, .csv or .jsonl)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Photos: CSV person,path,neutral (paths "
+                                             "relative to it), or a folder with one sub-folder per person holding "
+                                             "neutral.* and their photos."),
+    window: Optional[str] = typer.Option(None, "--window", help=WINDOW_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Calibrated table to write (.parquet, .csv or .jsonl)."),
 ) -> None:
-    """Per-person calibration: each person's neutral photo sets how their face reads at rest; calibrated columns
-    (expr_*_cal, expression_cal, AUxx_cal, valence_cal, arousal_cal, person) are added beside the others."""
-    from mien.api import calibrate as calibrate_table, read
-    from mien.expression.neutral import NeutralReferenceError, read_references
-    from mien.io.writer import TableWriteError, TableWriter
+    """Per-person calibration: each person's neutral photo (or each video track's rest window) sets how their face
+    reads at rest; calibrated columns (expr_*_cal, expression_cal, AUxx_cal, valence_cal, arousal_cal, person) are
+    added beside the others."""
+    from mien.api import read
+    from mien.expression.neutral import parse_window
 
+    if (reference is None) == (window is None):
+        errors.print("mien: give --reference (photos) or --window (video), not both or neither", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
     try:
-        references = read_references(reference)
-    except NeutralReferenceError as exc:
+        if window is not None:
+            parse_window(window)  # checked before any work
+    except ValueError as exc:
         errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     try:
@@ -32,26 +42,72 @@ def calibrate(
     except (OSError, ValueError) as exc:
         errors.print(f"mien: {table}: cannot read the table ({exc})", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
+    if window is not None:
+        out, record = calibrated_tracks_or_exit(rows, window)
+    else:
+        out, record = _calibrated_photos_or_exit(rows, reference)
+    raise typer.Exit(write_calibrated(out, record, output))
+
+
+def calibrated_tracks_or_exit(rows: pd.DataFrame, window: str) -> tuple[pd.DataFrame, dict]:
+    """The per-track calibrated table and its provenance; a bad window or a table without tracks exits (usage)."""
+    from mien.expression.neutral import AUTO_WINDOW_S, calibrate_tracks, parse_window
+
+    try:
+        span = parse_window(window)
+    except ValueError as exc:
+        errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    if "track_id" not in rows.columns:
+        errors.print("mien: --window needs a video table (with track_id); photos take --reference", soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    out, used = calibrate_tracks(rows, span)
+    record = dict(rows.attrs.get("provenance") or {})
+    record["calibration"] = {"window": window, "method": "mien.expression.neutral, per track",
+                             "rest": (f"rows in {span[0]:g}-{span[1]:g} s" if span else
+                                      f"each track's most neutral {AUTO_WINDOW_S:g} s (highest mean expr_neutral)"),
+                             "rest_windows": {str(k): list(v) for k, v in used.items()}}
+    return out, record
+
+
+def _calibrated_photos_or_exit(rows: pd.DataFrame, reference: Path) -> tuple[pd.DataFrame, dict]:
+    from mien.api import calibrate as calibrate_table
+    from mien.expression.neutral import NeutralReferenceError, read_references
+
+    try:
+        references = read_references(reference)
+    except NeutralReferenceError as exc:
+        errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
     out = calibrate_table(rows, references)
     record = dict(rows.attrs.get("provenance") or {})
     record["calibration"] = {"reference": str(reference), "people": int(references["person"].nunique()),
                              "method": "mien.expression.neutral"}
-    try:
-        import pyarrow as pa
+    return out, record
 
+
+def write_calibrated(out: pd.DataFrame, record: dict, output: Path, shown: Path | None = None) -> int:
+    """Write a calibrated table with its provenance (`shown`: the path to name, if not `output`); the exit code."""
+    import pyarrow as pa
+
+    from mien.io.writer import TableWriteError, TableWriter
+
+    try:
         added = [c for c in out.columns if c.endswith("_cal") or c == "person"]
         custom = [c for c in out.columns if c.startswith("custom_")]
         extra = {c: pa.float32() for c in custom}
         extra.update({c: pa.string() if out[c].dtype == object or c == "person" else pa.float32() for c in added})
         attributes = "apparent_age" in out.columns
         landmarks = "3d" if "lm_z_0" in out.columns else "2d" if "lm_x_0" in out.columns else "none"
-        with TableWriter(output, provenance=record, landmarks=landmarks, attributes=attributes,
+        smoothed = "expression_smooth" in out.columns
+        with TableWriter(output, provenance=record, landmarks=landmarks, attributes=attributes, smoothed=smoothed,
                          extra_columns=extra) as writer:
             writer.write(out)
     except TableWriteError as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED_INPUTS)
+        return EXIT_FAILED_INPUTS
     calibrated = int(out["expression_cal"].notna().sum())
-    console.print(f"calibrated {calibrated} of {int(out['face_found'].sum())} faces "
-                  f"({references['person'].nunique()} people) -> {output}", soft_wrap=True)
-    raise typer.Exit(EXIT_OK)
+    groups = out.loc[out["expression_cal"].notna(), "person"].nunique()
+    console.print(f"calibrated {calibrated} of {int(out['face_found'].sum())} faces ({groups} people or tracks) "
+                  f"-> {shown or output}", soft_wrap=True)
+    return EXIT_OK

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
-                             PRIOR_HELP, SAMPLING_HELP, app, check_choice, cli_video_options, console, errors,
-                             load_rules_or_exit)
+                             PRIOR_HELP, SAMPLING_HELP, WINDOW_HELP, app, check_choice, cli_video_options, console,
+                             errors, load_rules_or_exit)
 from mien.options import LANDMARK_COLUMNS, VIDEO_LANDMARKS
 from mien.face.settings import DEFAULT_MIN_SCORE
 
@@ -66,8 +66,12 @@ def video(
                                   "keeps them in OUTPUT.parts/ (Parquet) or in OUTPUT (CSV, JSON Lines)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or source line; warnings and errors still print."),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Per-track neutral calibration once the video "
+                                            "is read: " + WINDOW_HELP + " Adds the *_cal columns (README, 'Per-person "
+                                            "calibration')."),
 ) -> None:
     """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
+    from mien.expression.neutral import parse_window
     from mien.io.table import resolve_format
     from mien.video.run import analyze_video
 
@@ -77,6 +81,13 @@ def video(
     rules = load_rules_or_exit(expressions)
     if output is None and annotate is None:
         raise typer.BadParameter("give --output and/or --annotate", param_hint="--output")
+    if calibrate is not None:
+        if output is None:
+            raise typer.BadParameter("--calibrate needs --output", param_hint="--calibrate")
+        try:
+            parse_window(calibrate)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--calibrate")
     if output is not None:
         try:
             resolve_format(output, fmt)
@@ -97,7 +108,28 @@ def video(
         except OSError as exc:
             errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_FAILED_INPUTS)
-    raise typer.Exit(_finish_video(run, source, output))
+    code = _finish_video(run, source, output)
+    if calibrate is not None and output is not None and run.rows:
+        code = max(code, _calibrate_written(output, calibrate))
+    raise typer.Exit(code)
+
+
+def _calibrate_written(output: Path, window: str) -> int:
+    """Replace the written video table by its per-track calibrated copy (same format, provenance extended)."""
+    import shutil
+    import tempfile
+
+    from mien.api import read
+    from mien.cli.calibrate import calibrated_tracks_or_exit, write_calibrated
+
+    rows = read(output)
+    out, record = calibrated_tracks_or_exit(rows, window)
+    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+        staged = Path(tmp) / output.name
+        code = write_calibrated(out, record, staged, shown=output)
+        if code == EXIT_OK:
+            shutil.move(str(staged), str(output))
+    return code
 
 @app.command()
 def live(

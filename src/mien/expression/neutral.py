@@ -12,6 +12,9 @@ person's rest (`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal ar
 calibrated readings. Calibrated columns sit beside the uncalibrated ones (`expr_<class>_cal`,
 `expression_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal`; `person` names whose rest was used).
 
+Photos: the rest is the person's neutral photo(s) (`calibrate`). Video: each track's rows in a time window, or
+its most neutral two seconds (`calibrate_tracks`).
+
 Measured on the shared KDEF (34 people, person-level two-fold: n and STRENGTH fitted on one half, scored on
 the other; a non-neutral photo is calibrated with the same view's neutral, a neutral photo with another
 view's): see README "Per-person calibration".
@@ -65,7 +68,6 @@ def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = S
               population: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of a photo table with calibrated columns for every face whose source is in `references`
     (`read_references`); other rows get NaN there. `population`: n, if not `POPULATION_NEUTRAL`."""
-    population = POPULATION_NEUTRAL if population is None else np.asarray(population)
     out = table.copy()
     sources = out["source"].map(lambda s: str(Path(s).resolve()) if isinstance(s, str) else s)
     owner = dict(zip(references["path"], references["person"]))
@@ -73,6 +75,72 @@ def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = S
     out["person"] = sources.map(owner)
     faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     rest = faces & sources.isin(neutral_paths).to_numpy() & (out["face_id"].to_numpy() == 0)
+    return _calibrated(out, rest, strength, population)
+
+
+def parse_window(text: str) -> tuple[float, float] | None:
+    """(start_s, end_s) from "0-5" or "0-5s"; None for "auto". ValueError (one line) for anything else."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    start, sep, end = text.removesuffix("s").partition("-")
+    try:
+        window = (float(start), float(end))
+    except ValueError:
+        raise ValueError(f"calibration window {text!r}: give START-END in seconds (0-5s) or auto") from None
+    if not sep or not 0 <= window[0] < window[1]:
+        raise ValueError(f"calibration window {text!r}: give START-END in seconds with START < END (0-5s) or auto")
+    return window
+
+
+def calibrate_tracks(table: pd.DataFrame, window: tuple[float, float] | None = None, strength: float = STRENGTH,
+                     population: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[int, tuple[float, float]]]:
+    """Per-track calibration of a video table: each track's rest is its rows in `window` (seconds), or, with None,
+    its most neutral `AUTO_WINDOW_S` (the highest mean `expr_neutral` over at least `AUTO_MIN_ROWS` rows).
+    Returns the copy with calibrated columns (`person` is "track N") and the rest window used per track; a track
+    without rows in the window is left uncalibrated (NaN)."""
+    out = table.copy()
+    faces = out["face_found"].fillna(False).astype(bool).to_numpy()
+    tracks = pd.to_numeric(out["track_id"], errors="coerce").fillna(-1).astype(int).to_numpy()
+    times = pd.to_numeric(out["time_s"], errors="coerce").to_numpy(np.float64)
+    tracked = faces & (tracks >= 0)
+    out["person"] = pd.Series(np.where(tracked, [f"track {t}" for t in tracks], None), index=out.index, dtype=object)
+    rest = np.zeros(len(out), bool)
+    used: dict[int, tuple[float, float]] = {}
+    neutral = out["expr_neutral"].to_numpy(np.float64)
+    for track in np.unique(tracks[tracked]):
+        index = np.flatnonzero(tracked & (tracks == track))
+        index = index[np.argsort(times[index], kind="stable")]
+        span = window if window is not None else _most_neutral(times[index], neutral[index])
+        if span is None:
+            continue
+        chosen = index[(times[index] >= span[0]) & (times[index] < span[1]) & np.isfinite(neutral[index])]
+        if len(chosen):
+            rest[chosen] = True
+            used[int(track)] = (round(float(span[0]), 3), round(float(span[1]), 3))
+    return _calibrated(out, rest, strength, population), used
+
+
+AUTO_WINDOW_S = 2.0  # the stretch of a track taken as its rest when no window is given
+AUTO_MIN_ROWS = 5
+
+
+def _most_neutral(times: np.ndarray, neutral: np.ndarray) -> tuple[float, float] | None:
+    """[start, start + AUTO_WINDOW_S) with the highest mean neutral probability over >= AUTO_MIN_ROWS rows."""
+    best, best_score = None, -np.inf
+    ends = np.searchsorted(times, times + AUTO_WINDOW_S, side="left")
+    for i, stop in enumerate(ends):
+        values = neutral[i:stop]
+        values = values[np.isfinite(values)]
+        if len(values) >= AUTO_MIN_ROWS and values.mean() > best_score:
+            best, best_score = (float(times[i]), float(times[i]) + AUTO_WINDOW_S), float(values.mean())
+    return best
+
+
+def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population: np.ndarray | None) -> pd.DataFrame:
+    """`out` (with its `person` column) and the calibrated columns, each person's `rest` rows as their rest."""
+    population = POPULATION_NEUTRAL if population is None else np.asarray(population)
+    faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     log_p = _log_probabilities(out)
     aus = out[list(AU_NAMES)].to_numpy(np.float64)
     calibrated = np.full_like(log_p, np.nan)
