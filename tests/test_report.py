@@ -73,13 +73,15 @@ def test_image_report_is_self_contained_and_renders(tmp_path, astronaut):
     folder.mkdir()
     cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     (folder / "broken.jpg").write_bytes(b"not an image")
+    rules = tmp_path / "smiles.toml"
+    rules.write_text('[expressions.duchenne_smile]\nall = ["AU06_p", "AU12_p"]\n')
     out = tmp_path / "report.html"
-    result = _mien("report", folder, "-o", out)
+    result = _mien("report", folder, "-o", out, "--expressions", rules)
     assert result.returncode == 1 and "broken.jpg" in result.stderr  # the bad input named, the report still made
     page = out.read_text()
     _no_external_requests(page)
     for part in ("astronaut.png", "happy", "AU12 lip corner puller", "relied most on the mouth", "How to read this",
-                 "Limits", "data:image/png;base64", "broken.jpg"):
+                 "Limits", "data:image/png;base64", "broken.jpg", "custom: duchenne_smile 0.", "duchenne_smile (mean)"):
         assert part in page, part
     _screenshot(out, tmp_path)
 
@@ -89,10 +91,11 @@ def test_video_report_has_people_timelines_and_segments(tmp_path):
 
     video = syn.write_video(tmp_path / "two.mp4", syn.frames(syn.crossing_scene(2.0), 2.0))
     out = tmp_path / "video.html"
-    result = _mien("report", video, "-o", out)
+    result = _mien("report", video, "-o", out, "--expressions", "compound")
     assert result.returncode == 0, result.stderr
     page = out.read_text()
     _no_external_requests(page)
-    for part in ("Person 0", "Person 1", "Expression segments", "timeline of person", "Key frame", "How to read this"):
+    for part in ("Person 0", "Person 1", "Expression segments", "timeline of person", "Key frame", "How to read this",
+                 "custom expressions of person 0", "happily_surprised (mean)"):
         assert part in page, part
     _screenshot(out, tmp_path)

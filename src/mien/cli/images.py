@@ -184,6 +184,8 @@ def report(
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
     mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
     max_faces: int = typer.Option(60, help="Faces shown in detail (heatmap, rationale) in an image report."),
+    expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP + " In the report: "
+                                               "each face's readings, means per image or person, a video lane."),
 ) -> None:
     """One self-contained HTML report: annotated faces, heatmaps, rationales, timelines, summaries, limits."""
     from mien.analyzer import Analyzer
@@ -192,9 +194,10 @@ def report(
     from mien.video.reader import VideoError
 
     options = cli_video_options(mode=mode)
+    rules = load_rules_or_exit(expressions)
     if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES:
         try:
-            video_report(inputs[0], output, options)
+            video_report(inputs[0], output, options, rules=rules)
         except VideoError as exc:
             errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_FAILED_INPUTS)
@@ -205,7 +208,8 @@ def report(
             raise typer.Exit(EXIT_USAGE)
         with Analyzer(options.analyzer) as analyzer, progress_bar(len(paths)) as progress:
             task = progress.add_task("report", total=len(paths))
-            failed = image_report(paths, output, analyzer, max_faces, progress=lambda: progress.advance(task))
+            failed = image_report(paths, output, analyzer, max_faces, progress=lambda: progress.advance(task),
+                                  rules=rules)
         for line in failed:
             errors.print(f"error: {line}", soft_wrap=True, highlight=False)
         if failed:

@@ -100,9 +100,10 @@ def _page(title: str, body: list[str], record: dict | None = None) -> str:
             + "</body></html>")
 
 
-def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> str:
-    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh; `rgb` is
-    the faces' image at any size."""
+def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str,
+              custom: dict[str, float] | None = None) -> str:
+    """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh (and the `custom_<name>`
+    readings when given); `rgb` is the faces' image at any size."""
     if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
         return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
     why = explain_face(analyzer.explainer, rgb, faces, i)
@@ -123,14 +124,18 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str) -> st
         enumerate(EXPRESSIONS), key=lambda kc: -faces.expression[i, kc[0]])[:4])
     mesh = _figure_uri(plots.aus_on_mesh(landmarks[:, :2], faces.aus[i]))
     valence, arousal = faces.affect[i]
+    if custom:
+        strongest = sorted(custom.items(), key=lambda kv: -np.nan_to_num(kv[1]))[:4]
+        probs += "; custom: " + html.escape(" · ".join(f"{k.removeprefix('custom_')} {v:.2f}" for k, v in strongest))
     return (f'<div class="face">{_img(_data_uri(face, 240), f"{label} heatmap", 200)}'
             f'<div><h3>{html.escape(label)}: {EXPRESSIONS[target]} ({probability:.2f})</h3><p>{tags}</p>'
             f'<p class="why">{html.escape(why.text)}</p><p class="muted">{probs}; valence {valence:+.2f}, arousal '
             f'{arousal:+.2f} (derived)</p></div>{_img(mesh, f"{label} AUs on the mesh", 190)}</div>')
 
 
-def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, progress=None) -> list[str]:
-    """Write the report for a set of images; returns one line per input that could not be read."""
+def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, progress=None, rules=None) -> list[str]:
+    """Write the report for a set of images; returns one line per input that could not be read. `rules` (a
+    `RuleSet`): custom expressions on each face card and their means in the summary."""
     from mien.io.images import ImageError, load_image
     from mien.io.table import faces_to_frame
 
@@ -143,7 +148,10 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
             continue
         inputs.append({"source": str(path), "sha256": file_sha256(path)})
         faces = analyzer.analyze_loaded(loaded)
-        tables.append(faces_to_frame([faces], landmarks="none"))
+        rows = faces_to_frame([faces], landmarks="none")
+        rows = rules.add_to_frame(rows) if rules is not None else rows
+        tables.append(rows)
+        readings = rows[rows["face_found"]][[c for c in rows.columns if c.startswith("custom_")]]
         section = [f"<h2>{html.escape(Path(path).name)}</h2>",
                    _img(_data_uri(annotate(loaded.rgb, faces)), f"{Path(path).name} annotated",
                         cls="wide")]
@@ -153,7 +161,8 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
             if shown >= max_faces:
                 section.append(f'<p class="muted">(face details stop after {max_faces} faces)</p>')
                 break
-            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face #{i}"))
+            custom = readings.iloc[i].to_dict() if len(readings.columns) else None
+            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face #{i}", custom))
             shown += 1
         body += section
         if progress is not None:
@@ -164,6 +173,12 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         summary = summarize(table, by="source")
         summary["source"] = summary["source"].map(lambda s: Path(s).name)
         keep = ["source", "faces"] + [f"{c}_share" for c in EXPRESSIONS] + ["valence_mean", "arousal_mean"]
+        custom = [c for c in table.columns if c.startswith("custom_")]
+        if custom:
+            means = table[table["face_found"]].groupby("source")[custom].mean()
+            means.index = means.index.map(lambda s: Path(s).name)
+            summary = summary.join(means.rename(columns=lambda c: c.removeprefix("custom_") + "_mean"), on="source")
+            keep += [c.removeprefix("custom_") + "_mean" for c in custom]
         summary = summary.rename(columns=lambda c: c.replace("_share", "").replace("_mean", " (mean)"))
         keep = [k.replace("_share", "").replace("_mean", " (mean)") for k in keep]
         faces_rows = table[table["face_found"]]
@@ -174,13 +189,15 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
     if errors:
         head.append("<h2>Inputs that could not be read</h2><ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in errors)
                     + "</ul>")
-    record = analysis_provenance("report", analyzer.options, inputs)
+    record = analysis_provenance("report", analyzer.options, inputs,
+                                 **({"expressions": rules.provenance()} if rules is not None else {}))
     out.write_text(_page("mien report: images", head + body, record), encoding="utf-8")
     return errors
 
 
-def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> Path:
-    """Analyse a video and write its report; returns `out`."""
+def video_report(source: str, out: Path, options=None, max_tracks: int = 12, rules=None) -> Path:
+    """Analyse a video and write its report; returns `out`. `rules` (a `RuleSet`): custom expressions, a lane of
+    their own under each person's timeline and their means in the people table."""
     from mien.analyzer import Analyzer
     from mien.video.reader import open_video
     from mien.options import video_options
@@ -192,8 +209,8 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
         rows = Path(tmp) / "rows.parquet"
         with open_video(source) as reader:
             info = reader.info
-            run = analyze_video(reader, rows, options, timelines=False)
-            record = video_provenance(reader, options, "none")
+            run = analyze_video(reader, rows, options, timelines=False, rules=rules)
+            record = video_provenance(reader, options, "none", rules)
         table = pd.read_parquet(rows) if run.rows else pd.DataFrame(columns=["track_id", "face_found"])
     faces_rows = table[table["face_found"]]
     body = [f"<h2>Video</h2><p>{html.escape(str(source))}: {info.width}x{info.height}, {info.fps:.2f} fps, "
@@ -206,8 +223,14 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
     segments = expression_segments(faces_rows)
     found = events(faces_rows)
     keep = ["track_id", "first_s", "last_s", "frames"] + [f"{c}_share" for c in EXPRESSIONS] + ["valence_mean", "arousal_mean"]
-    body += ["<h2>People</h2><p class=\"muted\">share of frames in each expression; derived valence/arousal</p>",
-             _table(summary[keep].rename(columns=lambda c: c.replace("_share", "").replace("_mean", " (mean)")))]
+    custom = [c for c in faces_rows.columns if c.startswith("custom_")]
+    people = summary[keep].copy()
+    if custom:  # mean reading of each custom expression per person
+        means = faces_rows.groupby("track_id")[custom].mean()
+        people = people.join(means.rename(columns=lambda c: c.removeprefix("custom_") + " (mean)"), on="track_id")
+    body += ["<h2>People</h2><p class=\"muted\">share of frames in each expression; derived valence/arousal"
+             + ("; mean reading of each custom expression" if custom else "") + "</p>",
+             _table(people.rename(columns=lambda c: c.replace("_share", "").replace("_mean", " (mean)")))]
     longest = faces_rows.groupby("track_id").size().sort_values(ascending=False).index[:max_tracks]
     keyframes = {}
     for track_id in longest:
@@ -221,6 +244,9 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12) -> 
             body.append(f"<h2>Person {int(track_id)}</h2>")
             body.append(_img(_figure_uri(plots.timeline(track, list(EXPRESSIONS), f"person {int(track_id)}")),
                              f"timeline of person {track_id}", cls="wide"))
+            if custom:
+                lane = plots.lines(track, custom, f"person {int(track_id)}: custom expressions", "probability")
+                body.append(_img(_figure_uri(lane), f"custom expressions of person {track_id}", cls="wide"))
             body.append(_segments_html(segments[segments["track_id"] == track_id], track))
             micro = found[(found["track_id"] == track_id)]
             if len(micro):
