@@ -35,6 +35,13 @@ def test_a_face_that_reads_sad_at_rest_reads_neutral_calibrated(tmp_path):
     assert (calibrated["person"] == "F10").all()
     probabilities = calibrated[[c for c in calibrated.columns if c.startswith("expr_") and c.endswith("_cal")]]
     assert ((probabilities.sum(1) - 1).abs() < 1e-4).all()
+    # the open-set status follows the calibrated reading: confident calibrated readings of trusted faces are known
+    confident = probabilities.max(1) >= 0.5
+    untrusted = calibrated[["flag_small_face", "flag_strong_pose", "flag_blurry", "flag_occluded"]].any(axis=1)
+    expected = (confident & ~untrusted).map({True: "known", False: "uncertain"})
+    unknown = calibrated["expression_status"] == "unknown"
+    assert (calibrated.loc[~unknown, "expression_status_cal"] == expected[~unknown]).all()
+    assert (calibrated.loc[unknown, "expression_status_cal"] == "unknown").all()
 
 
 def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path):

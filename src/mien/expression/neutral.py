@@ -9,8 +9,9 @@ where r is the mean log-probability of the person's neutral rows and n the popul
 the mean over 101 neutral photos of 34 KDEF people, three views). The neutral class is left alone: a person
 whose rest reads strongly neutral is not made to read less neutral. AU intensities become relative to the
 person's rest (`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal are derived again from the
-calibrated readings. Calibrated columns sit beside the uncalibrated ones (`expr_<class>_cal`,
-`expression_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal`; `person` names whose rest was used).
+calibrated readings, and so is the open-set status. Calibrated columns sit beside the uncalibrated ones
+(`expr_<class>_cal`, `expression_cal`, `expression_status_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal`;
+`person` names whose rest was used).
 
 Photos: the rest is the person's neutral photo(s) (`calibrate`). Video: each track's rows in a time window, or
 its most neutral two seconds (`calibrate_tracks`).
@@ -163,6 +164,7 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
     known = ~np.isnan(probabilities).any(1)
     labels = np.array(EXPRESSIONS, dtype=object)[np.nan_to_num(probabilities).argmax(1)]
     out["expression_cal"] = pd.Series(np.where(known, labels, None), index=out.index, dtype=object)
+    out["expression_status_cal"] = _status(out, probabilities, known)
     for k, name in enumerate(AU_NAMES):
         out[f"{name}_cal"] = relative[:, k].astype(np.float32)
     from mien.expression.affect import valence_arousal
@@ -172,6 +174,21 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
         affect[known] = valence_arousal(probabilities[known], relative[known])
     out["valence_cal"], out["arousal_cal"] = affect[:, 0], affect[:, 1]
     return out
+
+
+def _status(out: pd.DataFrame, probabilities: np.ndarray, known: np.ndarray) -> pd.Series:
+    """The open-set status of the calibrated reading: "unknown" stays (familiarity does not depend on the person's
+    rest); otherwise "uncertain" when the calibrated top class is below `UNCERTAIN_BELOW` or a quality flag says
+    the face cannot be trusted, else "known"."""
+    from mien.expression.openset import UNCERTAIN_BELOW, UNTRUSTED_FLAGS
+
+    flags = [f"flag_{name}" for name in UNTRUSTED_FLAGS if f"flag_{name}" in out.columns]
+    untrusted = out[flags].fillna(False).astype(bool).any(axis=1).to_numpy() if flags else np.zeros(len(out), bool)
+    before = out["expression_status"].to_numpy(object) if "expression_status" in out.columns else np.full(len(out), None)
+    top = np.nan_to_num(probabilities).max(1)
+    status = np.where(before == "unknown", "unknown",
+                      np.where((top < UNCERTAIN_BELOW) | untrusted, "uncertain", "known")).astype(object)
+    return pd.Series(np.where(known, status, None), index=out.index, dtype=object)
 
 
 def _log_probabilities(table: pd.DataFrame) -> np.ndarray:
