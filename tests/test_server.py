@@ -140,6 +140,26 @@ def test_video_job_with_timeline(server, tmp_path):
         assert all(-1 <= v <= 1 for v in curves["1"]["valence"]) and curves["0"]["valence"][-1] > 0.5  # smiling
 
 
+def test_video_job_calibrates_each_track_from_its_rest_window(server, tmp_path, photo):
+    from mien.video import synthetic
+
+    video = synthetic.write_video(tmp_path / "two.mp4", synthetic.frames(synthetic.faces_grid(2, side=160), 2.0))
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        bad = client.post("/api/jobs", files=[("files", ("clip.mp4", video.read_bytes()))], data={"calibrate": "5-2"})
+        assert bad.status_code == 400 and "5-2" in bad.json()["error"]
+        photos = client.post("/api/jobs", files=[("files", ("a.jpg", photo))], data={"calibrate": "auto"})
+        assert photos.status_code == 400 and "video" in photos.json()["error"]
+        submitted = client.post("/api/jobs", files=[("files", ("clip.mp4", video.read_bytes()))],
+                                data={"calibrate": "0-1s"})
+        assert submitted.status_code == 202, submitted.text
+        job = _wait(client, submitted.json()["id"])
+        assert job["status"] == "done", job
+        table = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
+        assert {"expression_cal", "expression_status_cal", "AU12_cal", "person"} <= set(table.columns)
+        assert set(table["person"]) == {"track 0", "track 1"} and table["expression_cal"].notna().all()
+
+
 def test_video_over_the_length_limit(server, tmp_path):
     from mien.video import synthetic
 

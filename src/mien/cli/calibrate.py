@@ -88,21 +88,10 @@ def _calibrated_photos_or_exit(rows: pd.DataFrame, reference: Path) -> tuple[pd.
 
 def write_calibrated(out: pd.DataFrame, record: dict, output: Path, shown: Path | None = None) -> int:
     """Write a calibrated table with its provenance (`shown`: the path to name, if not `output`); the exit code."""
-    import pyarrow as pa
-
-    from mien.io.writer import TableWriteError, TableWriter
+    from mien.io.writer import TableWriteError, write_frame
 
     try:
-        added = [c for c in out.columns if c.endswith("_cal") or c == "person"]
-        custom = [c for c in out.columns if c.startswith("custom_")]
-        extra = {c: pa.float32() for c in custom}
-        extra.update({c: pa.string() if out[c].dtype == object or c == "person" else pa.float32() for c in added})
-        attributes = "apparent_age" in out.columns
-        landmarks = "3d" if "lm_z_0" in out.columns else "2d" if "lm_x_0" in out.columns else "none"
-        smoothed = "expression_smooth" in out.columns
-        with TableWriter(output, provenance=record, landmarks=landmarks, attributes=attributes, smoothed=smoothed,
-                         extra_columns=extra) as writer:
-            writer.write(out)
+        write_frame(out, output, record)
     except TableWriteError as exc:
         errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return EXIT_FAILED_INPUTS

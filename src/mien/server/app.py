@@ -194,14 +194,24 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.post("/api/jobs", status_code=202, tags=["jobs"])
     def submit(owner: Owner, files: list[UploadFile] = File(..., description="one video, or images"),
-               explain: bool = Form(False), every: int = Form(1, ge=1, le=1000)) -> dict:
+               explain: bool = Form(False), every: int = Form(1, ge=1, le=1000),
+               calibrate: str | None = Form(None, max_length=40, description="video: per-track neutral calibration, "
+                                            "each track's rest START-END seconds (0-5s) or auto")) -> dict:
         """Queue a video (one file) or a batch of images; poll `GET /api/jobs/{id}` for progress."""
         if len(files) > settings.max_files:
             raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files} per job")
-        with state.queue_slot(owner):
-            return _admit(owner, files, explain, every)
+        if calibrate is not None:
+            from mien.expression.neutral import parse_window
 
-    def _admit(owner: str | None, files: list[UploadFile], explain: bool, every: int) -> dict:
+            try:
+                parse_window(calibrate)
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+        with state.queue_slot(owner):
+            return _admit(owner, files, explain, every, calibrate)
+
+    def _admit(owner: str | None, files: list[UploadFile], explain: bool, every: int,
+               calibrate: str | None = None) -> dict:
         job_id = new_job_id()
         folder = upload_dir(settings, job_id)
         inputs = []
@@ -221,8 +231,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             shutil.rmtree(folder, ignore_errors=True)
             raise HTTPException(exc.status, exc.message) from None
         kind = "video" if inputs[0]["type"] == "video" else "images"
-        job = state.store.add(Job(id=job_id, kind=kind, inputs=inputs, owner=owner,
-                                  options={"explain": explain, "every": every}))
+        if calibrate is not None and kind != "video":
+            shutil.rmtree(folder, ignore_errors=True)
+            raise HTTPException(400, "calibrate applies to a video job (photos are calibrated with mien calibrate "
+                                     "--reference)")
+        options: dict = {"explain": explain, "every": every}
+        if calibrate is not None:
+            options["calibrate"] = calibrate
+        job = state.store.add(Job(id=job_id, kind=kind, inputs=inputs, owner=owner, options=options))
         state.runner.submit(job_id)
         return _job_json(job)
 

@@ -269,11 +269,29 @@ class JobRunner:
             run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress, rules=self.settings.rules)
             if reader.reached_end:
                 run.warnings.append(f"{item['name']}: analysed its first {limit:g} s (the --max-video-s limit)")
+        if job.options.get("calibrate") and run.rows:
+            _calibrate_tracks_in_place(out / RESULT_TABLE, str(job.options["calibrate"]))
         files = [p.name for p in run.outputs]
         errors = [w.replace(str(path), item["name"]) for w in run.warnings]  # the client's name, not our path
         self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
                           rows=run.rows, errors=errors, message=f"{run.frames} frames, {len(run.tracks)} people",
                           error=None if run.rows else "no frames could be analysed")
+
+
+def _calibrate_tracks_in_place(table: Path, window: str) -> None:
+    """Add the per-track calibrated columns to a finished video job's table (`mien.expression.neutral`)."""
+    from mien.api import read
+    from mien.expression.neutral import calibrate_tracks, parse_window
+    from mien.io.writer import write_frame
+
+    rows = read(table)
+    out, used = calibrate_tracks(rows, parse_window(window))
+    record = dict(rows.attrs.get("provenance") or {})
+    record["calibration"] = {"window": window, "method": "mien.expression.neutral, per track",
+                             "rest_windows": {str(k): list(v) for k, v in used.items()}}
+    staged = table.with_name("calibrated-" + table.name)
+    write_frame(out, staged, record)
+    staged.replace(table)
 
 
 class JobCancelled(Exception):
