@@ -51,7 +51,7 @@ def calibrate(
 
 def calibrated_tracks_or_exit(rows: pd.DataFrame, window: str) -> tuple[pd.DataFrame, dict]:
     """The per-track calibrated table and its provenance; a bad window or a table without tracks exits (usage)."""
-    from mien.expression.neutral import AUTO_WINDOW_S, calibrate_tracks, parse_window
+    from mien.expression.neutral import calibrate_tracks, parse_window, track_calibration_record
 
     try:
         span = parse_window(window)
@@ -63,10 +63,7 @@ def calibrated_tracks_or_exit(rows: pd.DataFrame, window: str) -> tuple[pd.DataF
         raise typer.Exit(EXIT_USAGE)
     out, used = calibrate_tracks(rows, span)
     record = dict(rows.attrs.get("provenance") or {})
-    record["calibration"] = {"window": window, "method": "mien.expression.neutral, per track",
-                             "rest": (f"rows in {span[0]:g}-{span[1]:g} s" if span else
-                                      f"each track's most neutral {AUTO_WINDOW_S:g} s (highest mean expr_neutral)"),
-                             "rest_windows": {str(k): list(v) for k, v in used.items()}}
+    record["calibration"] = track_calibration_record(window, used)
     return out, record
 
 

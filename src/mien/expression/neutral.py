@@ -126,6 +126,15 @@ AUTO_WINDOW_S = 2.0  # the stretch of a track taken as its rest when no window i
 AUTO_MIN_ROWS = 5
 
 
+def track_calibration_record(window: str, used: dict[int, tuple[float, float]]) -> dict:
+    """The provenance entry of a per-track calibration: the window asked for and the rest each track got."""
+    span = parse_window(window)
+    rest = (f"rows in {span[0]:g}-{span[1]:g} s" if span else
+            f"each track's most neutral {AUTO_WINDOW_S:g} s (highest mean expr_neutral)")
+    return {"window": window, "method": "mien.expression.neutral, per track", "rest": rest,
+            "rest_windows": {str(k): list(v) for k, v in used.items()}}
+
+
 def _most_neutral(times: np.ndarray, neutral: np.ndarray) -> tuple[float, float] | None:
     """[start, start + AUTO_WINDOW_S) with the highest mean neutral probability over >= AUTO_MIN_ROWS rows."""
     best, best_score = None, -np.inf

@@ -281,14 +281,13 @@ class JobRunner:
 def _calibrate_tracks_in_place(table: Path, window: str) -> None:
     """Add the per-track calibrated columns to a finished video job's table (`mien.expression.neutral`)."""
     from mien.api import read
-    from mien.expression.neutral import calibrate_tracks, parse_window
+    from mien.expression.neutral import calibrate_tracks, parse_window, track_calibration_record
     from mien.io.writer import write_frame
 
     rows = read(table)
     out, used = calibrate_tracks(rows, parse_window(window))
     record = dict(rows.attrs.get("provenance") or {})
-    record["calibration"] = {"window": window, "method": "mien.expression.neutral, per track",
-                             "rest_windows": {str(k): list(v) for k, v in used.items()}}
+    record["calibration"] = track_calibration_record(window, used)
     staged = table.with_name("calibrated-" + table.name)
     write_frame(out, staged, record)
     staged.replace(table)
