@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, WINDOW_HELP, app, console, errors
+from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, app, console, errors
 
 if TYPE_CHECKING:
     import pandas as pd
+
+WINDOW_HELP = ("Video tables: each track's rest is its rows in START-END seconds (0-5s), or `auto`: the track's "
+               "most neutral two seconds.")
 
 
 @app.command()

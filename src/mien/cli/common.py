@@ -48,8 +48,6 @@ def load_rules_or_exit(path):
         raise typer.Exit(EXIT_USAGE)
 
 
-WINDOW_HELP = ("Video tables: each track's rest is its rows in START-END seconds (0-5s), or `auto`: the track's "
-               "most neutral two seconds.")
 MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."
 PRIOR_HELP = ("Expression class prior: natural (everyday photos and video: mostly happy and neutral), balanced (every "
               "class equally likely; finds more fear, disgust, contempt, anger), or a dataset's own: ferplus, rafdb.")

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
-                             PRIOR_HELP, SAMPLING_HELP, WINDOW_HELP, app, check_choice, cli_video_options, console,
-                             errors, load_rules_or_exit)
+                             PRIOR_HELP, SAMPLING_HELP, app, check_choice, cli_video_options, console, errors,
+                             load_rules_or_exit)
 from mien.options import LANDMARK_COLUMNS, VIDEO_LANDMARKS
 from mien.face.settings import DEFAULT_MIN_SCORE
 
@@ -67,8 +67,9 @@ def video(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or source line; warnings and errors still print."),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
     calibrate: Optional[str] = typer.Option(None, "--calibrate", help="Per-track neutral calibration once the video "
-                                            "is read: " + WINDOW_HELP + " Adds the *_cal columns (README, 'Per-person "
-                                            "calibration')."),
+                                            "is read: each track's rest is its rows in START-END seconds (0-5s), or "
+                                            "auto: its most neutral two seconds. Adds the *_cal columns (README, "
+                                            "'Per-person calibration')."),
 ) -> None:
     """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
     from mien.expression.neutral import parse_window

@@ -182,7 +182,8 @@ def load_rules(path: str | Path) -> RuleSet:
     """Read and check a rules file, or a built-in rule set by name (`BUILTIN_RULES`; a file of that name in the
     working folder wins); `RulesError` names the file, rule and problem."""
     if str(path) in BUILTIN_RULES and not Path(path).exists():
-        path = Path(__file__).parents[1] / "data" / "rules" / BUILTIN_RULES[str(path)]
+        builtin = Path(__file__).parents[1] / "data" / "rules" / BUILTIN_RULES[str(path)]
+        return parse_rules(builtin.read_text(encoding="utf-8"), f"{path} (built-in)")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
