@@ -14,9 +14,8 @@ a tenth of the image. Two modes:
 
 from __future__ import annotations
 
-import numpy as np
-
 import cv2
+import numpy as np
 
 from mien.face.blazeface import FULL_RANGE, BlazeFace, box_iou, weighted_nms
 from mien.face.settings import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions  # noqa: F401 (re-exported)

@@ -89,17 +89,11 @@ class VideoAnalyzer:
         ids, predicted = self.tracker.predict(t)
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
-        rois, rolls, turns, hints, scores, followed = self._regions(rgb, ids, predicted, detect)
-        mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
-                                           strict=weak_detections(scores))
-        found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
+        (rois, rolls, turns, hints, scores, followed), mesh, found = self._meshes(rgb, ids, predicted, detect)
         if not detect and (followed & ~found).any():
             # A followed face lost its mesh (turned away, covered): look for it with the detector in this frame,
             # so that a face the mesh cannot read keeps its row and track.
-            rois, rolls, turns, hints, scores, followed = self._regions(rgb, ids, predicted, True)
-            mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
-                                               strict=weak_detections(scores))
-            found = mesh.found & mesh_matches_box(mesh.landmarks, rois)
+            (rois, rolls, turns, hints, scores, followed), mesh, found = self._meshes(rgb, ids, predicted, True)
         # A detection the mesh cannot read (a head turned away, a hand over the face) that the full-range detector
         # confirms stays a row, flagged, so its track goes on; a followed face that lost its mesh does not.
         confirmed = found | (~followed & self.analyzer.confirmed_without_mesh(rgb, rois, found | followed))
@@ -128,6 +122,14 @@ class VideoAnalyzer:
         if self.smoother is not None:
             self.smoother(faces)
         return faces
+
+    def _meshes(self, rgb, ids, predicted, detect):
+        """The regions (see `_regions`), their meshes, and which of them show the face they were framed for."""
+        regions = self._regions(rgb, ids, predicted, detect)
+        rois, rolls, _, hints, scores, followed = regions
+        mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
+                                           strict=weak_detections(scores))
+        return regions, mesh, mesh.found & mesh_matches_box(mesh.landmarks, rois)
 
     def _regions(self, rgb, ids, predicted, detect):
         """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces
