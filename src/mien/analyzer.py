@@ -117,8 +117,7 @@ class Analyzer:
         faces = Faces(boxes=boxes, scores=scores, image_size=(height, width), source=loaded.source, frame=frame,
                       time_s=time_s, landmarks=mesh.landmarks, blendshapes=mesh.blendshapes,
                       transforms=mesh.transforms)
-        faces.set_flag("no_mesh", ~mesh.found)
-        faces.set_flag("profile", ~mesh.found & (np.abs(turns) >= quality.PROFILE_TURN))
+        flag_unread(faces, mesh.found, turns)
         if self.options.require_mesh:
             faces = faces[mesh.found | self.confirmed_without_mesh(rgb, faces.boxes, mesh.found)]
         self.measure(faces, rgb)
@@ -204,6 +203,13 @@ def _flag_quality(faces: Faces, rgb: np.ndarray) -> None:
 # become rows: on WIDER-mini this lifts precision from 0.930 to 0.94 without losing an easy face, and it
 # drops the cartoon face of pyfeat_no_face.mp4 (score 0.65).
 WEAK_SCORE = 0.7
+
+
+def flag_unread(faces: Faces, found: np.ndarray, turns: np.ndarray) -> None:
+    """Flag `no_mesh` where the mesh found no face, and `profile` where such a face's detector keypoints say the
+    head is turned (`turns`: `FaceDetector.detect_with_pose`)."""
+    faces.set_flag("no_mesh", ~found)
+    faces.set_flag("profile", ~found & (np.abs(turns) >= quality.PROFILE_TURN))
 
 
 def weak_detections(scores: np.ndarray) -> np.ndarray:

@@ -53,21 +53,14 @@ def calibrate(
 
 
 def calibrated_tracks_or_exit(rows: pd.DataFrame, window: str) -> tuple[pd.DataFrame, dict]:
-    """The per-track calibrated table and its provenance; a bad window or a table without tracks exits (usage)."""
-    from mien.expression.neutral import calibrate_tracks, parse_window, track_calibration_record
+    """The per-track calibrated table and its provenance for a window the caller has checked (`parse_window`);
+    a table without tracks exits (usage)."""
+    from mien.expression.neutral import calibrate_video_table
 
-    try:
-        span = parse_window(window)
-    except ValueError as exc:
-        errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE)
     if "track_id" not in rows.columns:
         errors.print("mien: --window needs a video table (with track_id); photos take --reference", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
-    out, used = calibrate_tracks(rows, span)
-    record = dict(rows.attrs.get("provenance") or {})
-    record["calibration"] = track_calibration_record(window, used)
-    return out, record
+    return calibrate_video_table(rows, window)
 
 
 def _calibrated_photos_or_exit(rows: pd.DataFrame, reference: Path) -> tuple[pd.DataFrame, dict]:

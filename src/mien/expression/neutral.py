@@ -126,13 +126,17 @@ AUTO_WINDOW_S = 2.0  # the stretch of a track taken as its rest when no window i
 AUTO_MIN_ROWS = 5
 
 
-def track_calibration_record(window: str, used: dict[int, tuple[float, float]]) -> dict:
-    """The provenance entry of a per-track calibration: the window asked for and the rest each track got."""
+def calibrate_video_table(table: pd.DataFrame, window: str) -> tuple[pd.DataFrame, dict]:
+    """`calibrate_tracks` for a window as users write it ("0-5s" or "auto", see `parse_window`): the calibrated copy
+    and the provenance of a table extended by its `calibration` entry (the window asked for and each track's rest)."""
     span = parse_window(window)
+    out, used = calibrate_tracks(table, span)
     rest = (f"rows in {span[0]:g}-{span[1]:g} s" if span else
             f"each track's most neutral {AUTO_WINDOW_S:g} s (highest mean expr_neutral)")
-    return {"window": window, "method": "mien.expression.neutral, per track", "rest": rest,
-            "rest_windows": {str(k): list(v) for k, v in used.items()}}
+    record = dict(table.attrs.get("provenance") or {})
+    record["calibration"] = {"window": window, "method": "mien.expression.neutral, per track", "rest": rest,
+                             "rest_windows": {str(k): list(v) for k, v in used.items()}}
+    return out, record
 
 
 def _most_neutral(times: np.ndarray, neutral: np.ndarray) -> tuple[float, float] | None:
@@ -173,7 +177,7 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
     known = ~np.isnan(probabilities).any(1)
     labels = np.array(EXPRESSIONS, dtype=object)[np.nan_to_num(probabilities).argmax(1)]
     out["expression_cal"] = pd.Series(np.where(known, labels, None), index=out.index, dtype=object)
-    out["expression_status_cal"] = _status(out, probabilities, known)
+    out["expression_status_cal"] = _status(out, probabilities)
     for k, name in enumerate(AU_NAMES):
         out[f"{name}_cal"] = relative[:, k].astype(np.float32)
     from mien.expression.affect import valence_arousal
@@ -185,19 +189,18 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
     return out
 
 
-def _status(out: pd.DataFrame, probabilities: np.ndarray, known: np.ndarray) -> pd.Series:
-    """The open-set status of the calibrated reading: "unknown" stays (familiarity does not depend on the person's
-    rest); otherwise "uncertain" when the calibrated top class is below `UNCERTAIN_BELOW` or a quality flag says
-    the face cannot be trusted, else "known"."""
-    from mien.expression.openset import UNCERTAIN_BELOW, UNTRUSTED_FLAGS
+def _status(out: pd.DataFrame, probabilities: np.ndarray) -> pd.Series:
+    """The open-set status of the calibrated reading (`openset.statuses`): "unknown" stays (familiarity does not
+    depend on the person's rest); otherwise "uncertain" when the calibrated top class is below `UNCERTAIN_BELOW`
+    or a quality flag says the face cannot be trusted, else "known"; None without a reading."""
+    from mien.expression.openset import UNTRUSTED_FLAGS, statuses
 
     flags = [f"flag_{name}" for name in UNTRUSTED_FLAGS if f"flag_{name}" in out.columns]
     untrusted = out[flags].fillna(False).astype(bool).any(axis=1).to_numpy() if flags else np.zeros(len(out), bool)
     before = out["expression_status"].to_numpy(object) if "expression_status" in out.columns else np.full(len(out), None)
-    top = np.nan_to_num(probabilities).max(1)
-    status = np.where(before == "unknown", "unknown",
-                      np.where((top < UNCERTAIN_BELOW) | untrusted, "uncertain", "known")).astype(object)
-    return pd.Series(np.where(known, status, None), index=out.index, dtype=object)
+    # The table keeps the verdict, not the familiarity threshold of its prior: an unknown face is below any.
+    familiarity = np.where(before == "unknown", -np.inf, np.inf)
+    return pd.Series(statuses(probabilities, familiarity, untrusted, 0.0), index=out.index, dtype=object)
 
 
 def _log_probabilities(table: pd.DataFrame) -> np.ndarray:

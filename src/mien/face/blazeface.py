@@ -35,20 +35,21 @@ _SCORE_CLIP = 100.0
 class Variant:
     """One BlazeFace network: where its file is and how its anchors are laid out (MediaPipe's graph options)."""
 
-    name: str
+    model: str  # its name in `mien.models`
+    member: str | None  # the network's file inside that model's bundle, if it is one
     input_side: int
     strides: tuple[int, ...]
     anchors_per_layer: int  # 2: aspect ratio 1 and the interpolated scale; 1: aspect ratio 1 only
 
     def model_bytes(self) -> bytes:
-        if self.name == "short_range":
-            with zipfile.ZipFile(resolve("face_landmarker")) as bundle:
-                return bundle.read("face_detector.tflite")
-        return resolve("face_detector_full_range").read_bytes()
+        if self.member is None:
+            return resolve(self.model).read_bytes()
+        with zipfile.ZipFile(resolve(self.model)) as bundle:
+            return bundle.read(self.member)
 
 
-SHORT_RANGE = Variant("short_range", 128, (8, 16, 16, 16), 2)
-FULL_RANGE = Variant("full_range", 192, (4,), 1)
+SHORT_RANGE = Variant("face_landmarker", "face_detector.tflite", 128, (8, 16, 16, 16), 2)
+FULL_RANGE = Variant("face_detector_full_range", None, 192, (4,), 1)
 
 
 @lru_cache(maxsize=2)

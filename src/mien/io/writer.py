@@ -330,14 +330,13 @@ def write_frame(frame, path: str | Path, provenance: dict | None = None) -> None
     `custom_*`) in the format of `path`'s suffix; the column layout (landmarks, smoothing, attributes) is read off
     the frame. Raises `TableWriteError`."""
     import pyarrow as pa
+    from pandas.api.types import is_numeric_dtype
 
     from mien.io.table import columns as base_columns
 
     landmarks = "3d" if "lm_z_0" in frame.columns else "2d" if "lm_x_0" in frame.columns else "none"
     smoothed, attributes = "expression_smooth" in frame.columns, "apparent_age" in frame.columns
     known = set(base_columns(landmarks, smoothed, attributes))
-    from pandas.api.types import is_numeric_dtype
-
     extra = {c: pa.float32() if is_numeric_dtype(frame[c]) else pa.string() for c in frame.columns if c not in known}
     with TableWriter(path, provenance=provenance, landmarks=landmarks, attributes=attributes, smoothed=smoothed,
                      extra_columns=extra) as writer:

@@ -281,13 +281,10 @@ class JobRunner:
 def _calibrate_tracks_in_place(table: Path, window: str) -> None:
     """Add the per-track calibrated columns to a finished video job's table (`mien.expression.neutral`)."""
     from mien.api import read
-    from mien.expression.neutral import calibrate_tracks, parse_window, track_calibration_record
+    from mien.expression.neutral import calibrate_video_table
     from mien.io.writer import write_frame
 
-    rows = read(table)
-    out, used = calibrate_tracks(rows, parse_window(window))
-    record = dict(rows.attrs.get("provenance") or {})
-    record["calibration"] = track_calibration_record(window, used)
+    out, record = calibrate_video_table(read(table), window)
     staged = table.with_name("calibrated-" + table.name)
     write_frame(out, staged, record)
     staged.replace(table)

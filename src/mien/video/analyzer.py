@@ -16,8 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mien.assignment import min_cost_assignment
-from mien.analyzer import Analyzer, mesh_matches_box, weak_detections
-from mien.face import quality
+from mien.analyzer import Analyzer, flag_unread, mesh_matches_box, weak_detections
 from mien.face.blazeface import box_iou
 from mien.face.mesh import face_boxes
 from mien.faces import Faces
@@ -105,8 +104,7 @@ class VideoAnalyzer:
         faces = Faces(boxes=boxes, scores=scores, image_size=rgb.shape[:2], source=source, frame=frame.index,
                       time_s=t, landmarks=mesh.landmarks, blendshapes=mesh.blendshapes,
                       transforms=mesh.transforms)
-        faces.set_flag("no_mesh", ~found)
-        faces.set_flag("profile", ~found & (np.abs(turns) >= quality.PROFILE_TURN))
+        flag_unread(faces, found, turns)
         faces = faces[keep]
         looks = np.stack([appearance_vector(rgb, box) for box in faces.boxes]) if len(faces) else None
         faces.track_ids = self.tracker.update(t, faces.boxes, looks, hints[keep])
