@@ -103,6 +103,12 @@ def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
     assert (smiles["expression_cal"] == "happy").all()
     calibration = table.attrs["provenance"]["calibration"]
     assert calibration["rest_windows"] == {"0": [0.0, 2.0]}
+    # CSV keeps its provenance in a file beside the table: the calibrated one, not the video run's
+    csv = tmp_path / "f10.csv"
+    run = subprocess.run([sys.executable, "-m", "mien", "video", str(clip), "-o", str(csv), "-q", "--calibrate", "auto"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert mien.read(csv).attrs["provenance"]["calibration"]["window"] == "auto"
 
 
 def test_automatic_rest_is_the_most_neutral_stretch_and_bad_windows_are_refused(tmp_path):

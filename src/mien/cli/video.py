@@ -122,6 +122,7 @@ def _calibrate_written(output: Path, window: str) -> int:
 
     from mien.api import read
     from mien.cli.calibrate import calibrated_tracks_or_exit, write_calibrated
+    from mien.provenance import sidecar_path
 
     rows = read(output)
     out, record = calibrated_tracks_or_exit(rows, window)
@@ -130,6 +131,8 @@ def _calibrate_written(output: Path, window: str) -> int:
         code = write_calibrated(out, record, staged, shown=output)
         if code == EXIT_OK:
             shutil.move(str(staged), str(output))
+            if sidecar_path(staged).exists():  # CSV and JSON Lines keep their provenance beside the table
+                shutil.move(str(sidecar_path(staged)), str(sidecar_path(output)))
     return code
 
 @app.command()
