@@ -4,8 +4,9 @@ Usage: python benchmarks/detector_wider.py [--data ../shared/datasets/wider_mini
 Recall at IoU >= 0.5 per WIDER level set (easy = `e` faces; medium = e+m; hard = e+m+h).
 Precision: detections matching no labelled face (ignored `-` faces included) are false positives.
 Each mode is measured for the detector alone and for the pipeline, where a detection counts only
-if the mesh model or BlazeFace full-range confirms a face in it (what `mien analyze` reports). BlazeFace
-full-range alone (whole image; whole image and half-size tiles) is measured beside them.
+if the mesh model, CenterFace or BlazeFace full-range confirms a face in it (what `mien analyze` reports).
+Beside them: the rows of BlazeFace's whole tile pyramid without CenterFace (mien before it), CenterFace alone
+(whole image at 960 and 1280 px) and BlazeFace full-range alone (whole image; whole image and half-size tiles).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mien.analyzer import WEAK_SCORE, Analyzer, AnalyzerOptions
+from mien.analyzer import Analyzer, AnalyzerOptions
+from mien.face.centerface import CenterFace
 from mien.face.blazeface import FULL_RANGE, BlazeFace, box_iou, weighted_nms
-from mien.face.detect import (DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector, _calibrate_boxes, _inside_tile,
+from mien.face.detect import (CENTERFACE_SCORE_RATIO, DEFAULT_MIN_SCORE, DetectorOptions, FaceDetector, _calibrate_boxes, _inside_tile,
                               _whole_pixels, pyramid_levels)
 from mien.io.images import load_image
 
@@ -62,22 +64,31 @@ class FullRange:
         return merged[merged_scores >= self.min_score]
 
 
-def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float = 0.5, legacy: bool = False,
-             full_range_levels: int = 0, second_opinion: bool = True) -> dict:
-    """Run one configuration: the detector alone, or the pipeline (detections the mesh confirms).
-    `legacy`: the rows of mien before the real-media work (detector 0.5, detector boxes, no presence check)."""
+class CenterFaceAlone:
+    """CenterFace alone over the whole image shrunk to `side` px, at mien's threshold for its detections."""
+
+    def __init__(self, side: int, min_score: float = DEFAULT_MIN_SCORE * CENTERFACE_SCORE_RATIO) -> None:
+        self.side, self.min_score, self.network = side, min_score, CenterFace()
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        boxes, scores = self.network.detect(rgb, self.side)
+        return boxes[scores >= self.min_score, :4]
+
+
+def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float = 0.5,
+             full_range_levels: int = 0, centerface: bool = True, centerface_side: int = 0) -> dict:
+    """Run one configuration: the detector alone, or the pipeline (detections the mesh or a second network
+    confirms). `centerface=False`: BlazeFace alone over the whole tile pyramid (mien before CenterFace);
+    `centerface_side`: CenterFace alone at that size."""
     gt = load_boxes(data / "boxes.txt")
     names = sorted(gt)[:limit]
+    FaceDetector.centerface = centerface
     if full_range_levels:
         find = FullRange(full_range_levels)
+    elif centerface_side:
+        find = CenterFaceAlone(centerface_side)
     elif confirm:
-        analyzer = Analyzer(AnalyzerOptions(mode=mode, min_score=0.5 if legacy else DEFAULT_MIN_SCORE))
-        import mien.analyzer as pipeline
-
-        analyzer.mesh_boxes = not legacy
-        if legacy or not second_opinion:  # rows need a mesh (mien before BlazeFace full-range's second opinion)
-            analyzer.confirmed_without_mesh = lambda rgb, boxes, found: np.zeros(len(boxes), bool)  # type: ignore
-        pipeline.WEAK_SCORE = 0.0 if legacy else WEAK_SCORE  # legacy: no presence check for weak detections
+        analyzer = Analyzer(AnalyzerOptions(mode=mode))
         find = lambda rgb: analyzer.analyze(rgb).boxes  # noqa: E731
     else:
         detector = FaceDetector(DetectorOptions(mode=mode))
@@ -101,13 +112,15 @@ def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float
             found[key] += int((hit & mask).sum())
         n_det += len(boxes)
         n_tp += int((ious.max(axis=0) >= iou).sum()) if len(boxes) else 0
-    if not full_range_levels:
+    if not (full_range_levels or centerface_side):
         (analyzer if confirm else detector).close()
-    what = ("pipeline rows as before (detector 0.5, detector boxes)" if legacy else
-            "pipeline rows (mesh- or full-range-confirmed)" if second_opinion else
-            "pipeline rows (mesh-confirmed only)") if confirm else "detector only"
+    what = "pipeline rows (confirmed by the mesh, CenterFace or full-range)" if confirm else "detector only"
     if full_range_levels:
         what = "BlazeFace full-range alone, " + ("whole image" if full_range_levels == 1 else "whole image + half tiles")
+    elif centerface_side:
+        what = f"CenterFace alone, image shrunk to {centerface_side} px"
+    elif not centerface:
+        what = "BlazeFace tile pyramid alone (mien before CenterFace): " + what
     return {
         "mode": mode,
         "what": what,
@@ -128,9 +141,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = [evaluate(args.data, mode, args.limit, confirm) for confirm in (False, True) for mode in args.modes]
-    if "auto" in args.modes:
-        results.append(evaluate(args.data, "auto", args.limit, True, legacy=True))
-        results.append(evaluate(args.data, "auto", args.limit, True, second_opinion=False))
+    results.append(evaluate(args.data, "thorough", args.limit, True, centerface=False))
+    results += [evaluate(args.data, "-", args.limit, False, centerface_side=side) for side in (960, 1280)]
     results += [evaluate(args.data, "-", args.limit, False, full_range_levels=n) for n in (1, 2)]
     for r in results:
         print(json.dumps(r))

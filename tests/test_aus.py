@@ -175,8 +175,9 @@ def test_a_cheek_raise_moves_au06_without_au12(analyzer, astronaut):
     i06, i12 = AU_NAMES.index("AU06"), AU_NAMES.index("AU12")
     before = analyzer.analyze(astronaut)
     after = analyzer.analyze(_cheek_raise(astronaut, before.landmarks[0]))
-    assert after.aus[0, i06] - before.aus[0, i06] > 0.15
-    assert abs(after.aus[0, i12] - before.aus[0, i12]) < 0.05
+    raised = after.aus[0, i06] - before.aus[0, i06]
+    assert raised > 0.15
+    assert abs(after.aus[0, i12] - before.aus[0, i12]) < 0.2 * raised  # the smile's AU barely moves
     assert after.au_prob[0, i06] > before.au_prob[0, i06]
 
 

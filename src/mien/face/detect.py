@@ -1,23 +1,29 @@
-"""Face detection with the BlazeFace short-range model from `face_landmarker.task` (`mien.face.blazeface`).
+"""Face detection: BlazeFace short-range (from `face_landmarker.task`, `mien.face.blazeface`) and CenterFace
+(`mien.face.centerface`).
 
-BlazeFace sees its input at 128x128, so on a whole photo it only finds faces larger than about
-a tenth of the image. Two modes:
+BlazeFace sees its input at 128x128, so on a whole photo it only finds faces larger than about a tenth of the
+image; CenterFace runs at the image's own resolution and finds faces of every size, and turned ones, in one pass.
+Modes:
 
-- ``fast``: one pass over the whole image (a few ms); right for selfies, video calls, interviews.
-- ``thorough``: the same model over an overlapping tile pyramid (whole image, then windows of
-  1/2, 1/4 and 1/8 of the longer side at 50% overlap, as far as the image size needs), merged
-  with non-maximum suppression; finds small faces in group photos and crowds.
-- ``auto``: the whole image; a portrait (one face of a third to two thirds of the shorter side) stops
-  there. Otherwise the half-size tiles, and when those show a group (no face, more than two, small
-  ones, or faces only the tiles see), the full pyramid.
+- ``fast``: BlazeFace over the whole image (a few ms); right for selfies, video calls, interviews.
+- ``auto``: BlazeFace over the whole image; a portrait (one face of a third to two thirds of the shorter side)
+  stops there. Otherwise CenterFace too, on the image shrunk to 960 px at most: groups and crowds.
+- ``thorough``: BlazeFace over the whole image and half-size tiles (50% overlap), and CenterFace at up to 1280 px.
+
+Detections of the same face are merged; where CenterFace saw a face its box is kept (it follows WIDER FACE's
+labels), and its score confirms faces the mesh cannot read. Video and callers that budget time per frame search
+a number of levels of BlazeFace's tile pyramid alone (`max_levels`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from mien.face.blazeface import FULL_RANGE, BlazeFace, box_iou, weighted_nms
+from mien.face.centerface import CenterFace
 from mien.face.settings import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions  # noqa: F401 (re-exported)
 # In auto mode, detections this confident count as evidence of a group photo (whatever --min-score
 # keeps as rows): a face scored 0.55 in a half-size tile is reason to search the smaller tiles.
@@ -38,6 +44,44 @@ _BOX_WIDTH_SCALE = 0.83
 # Chosen on half of WIDER-mini (even-numbered images) for the most easy faces at row precision >= 0.93.
 SECOND_OPINION_SCALE = 8.0
 SECOND_OPINION_SCORE = 0.6
+
+
+# CenterFace's turn (nose offset from the middle of eyes and mouth corners) is about a third of BlazeFace's (nose
+# offset from the ears' midpoint) on KDEF's half profiles; scaled to BlazeFace's so one `PROFILE_TURN` serves both.
+_CENTERFACE_TURN_SCALE = 3.0
+# CenterFace's scores run lower than BlazeFace's: its detections need `min_score` times this (0.4 at the default
+# 0.6), where on WIDER-mini its precision matches BlazeFace's at `min_score` (chosen with `CENTERFACE_CONFIRM`).
+CENTERFACE_SCORE_RATIO = 2 / 3
+# A CenterFace detection and a BlazeFace one of the same face overlap at least this much (CenterFace's boxes
+# include the forehead, as WIDER FACE's labels do; BlazeFace's start at the brows).
+_SAME_FACE_IOU = 0.3
+
+
+@dataclass
+class Detections:
+    """Faces found in one image, best first.
+
+    Attributes:
+        boxes: (n, 4) float32 xyxy pixels.
+        scores: (n,) float32 detection confidence.
+        rolls: (n,) float32 angle in radians of the line from the subject's right eye to the left one.
+        turns: (n,) float32 the nose's offset from the middle of the face in box widths (about 0 facing the
+            camera, +-0.5 at 45 degrees of yaw; see `FaceDetector.detect_with_pose`).
+        confirmed: (n,) float32 CenterFace's score for the face (0 where it did not run or saw none there): a
+            second network's confidence, which keeps a face the mesh cannot read as a row.
+        centerface_boxes: (n, 4) float32 CenterFace's xyxy box of the face (NaN where `confirmed` is 0); `boxes`
+            keeps BlazeFace's where both saw it, the box the mesh stage was tuned with.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    rolls: np.ndarray
+    turns: np.ndarray
+    confirmed: np.ndarray
+    centerface_boxes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
 
 
 def pyramid_levels(width: int, height: int, min_window: int = 160) -> list[list[tuple[int, int, int, int]]]:
@@ -72,11 +116,18 @@ def _starts(length: int, side: int, stride: int) -> list[int]:
 class FaceDetector:
     """Finds faces in RGB images; returns xyxy pixel boxes and scores."""
 
+    # What runs beyond a portrait, per mode, chosen on WIDER-mini (`benchmarks/detector_wider.py`): CenterFace on the
+    # image shrunk to this longer side, and this many levels of BlazeFace's tile pyramid (None: all).
+    centerface_side = {"auto": 960, "thorough": 1280}
+    pyramid_depth: dict[str, int | None] = {"auto": 1, "thorough": 2}
+    centerface = True  # False: BlazeFace alone over the whole pyramid, as before CenterFace (benchmarks only)
+
     def __init__(self, options: DetectorOptions | None = None) -> None:
         self.options = options or DetectorOptions()
         # Low floor here: the score threshold is applied after merging tiles.
         self._network = BlazeFace(min_score=min(self.options.min_score, 0.3), nms_iou=0.3)
         self._full_range: BlazeFace | None = None  # loaded on first use by `second_opinion`
+        self._center: CenterFace | None = None  # loaded on first use beyond portraits
 
     def close(self) -> None:
         """Nothing to release (kept for callers that close what they open)."""
@@ -103,19 +154,37 @@ class FaceDetector:
 
     def detect_with_pose(self, rgb: np.ndarray, mode: DetectMode | None = None, max_levels: int | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """As `detect_with_roll`, plus each face's turn (n,) float32 from BlazeFace's keypoints: the nose tip's
-        offset from the midpoint of the ears, in box widths (about 0 facing the camera, +-0.5 at 45 degrees of
+        """As `detect_with_roll`, plus each face's turn (n,) float32 from the detector's keypoints: the nose tip's
+        offset from the middle of the face, in box widths (about 0 facing the camera, +-0.5 at 45 degrees of
         yaw on KDEF's half profiles, negative on its half-left views)."""
+        found = self.detect_faces(rgb, mode, max_levels)
+        return found.boxes, found.scores, found.rolls, found.turns
+
+    def detect_faces(self, rgb: np.ndarray, mode: DetectMode | None = None,
+                     max_levels: int | None = None) -> Detections:
+        """All that `detect_with_pose` returns, and CenterFace's confirmation of each face (see `Detections`).
+
+        Beyond a portrait (`auto`) and always in `thorough` mode, CenterFace runs over the whole image beside
+        BlazeFace: it finds the small and turned faces of group photos in one pass, where BlazeFace needs a tile
+        pyramid. `max_levels` runs BlazeFace alone over exactly that many pyramid levels.
+        """
         mode = mode or self.options.mode
         height, width = rgb.shape[:2]
         levels = pyramid_levels(width, height)
         if max_levels is not None:
             return self._finish(*self._detect_windows(rgb, [w for level in levels[:max_levels] for w in level]))
         if mode == "fast":
-            levels = levels[:1]
-        elif mode == "auto":
-            return self._finish(*self._detect_auto(rgb, levels))
-        return self._finish(*self._detect_windows(rgb, [w for level in levels for w in level]))
+            return self._finish(*self._detect_windows(rgb, levels[0]))
+        if not self.centerface:
+            return self._finish(*self._detect_windows(rgb, [w for level in levels for w in level]))
+        boxes, scores = self._detect_windows(rgb, levels[0])
+        if mode == "auto" and self._is_portrait(boxes, scores, width, height):
+            return self._finish(boxes, scores)
+        more = [w for level in levels[1:self.pyramid_depth[mode]] for w in level]
+        if more:
+            more_boxes, more_scores = self._detect_windows(rgb, more)
+            boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
+        return self._finish(boxes, scores, *self._centerface().detect(rgb, self.centerface_side[mode]))
 
     def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float] | None:
         """The face detected nearest the centre of an image (within 20% of its size), before `min_score`
@@ -156,28 +225,6 @@ class FaceDetector:
                 out[i] = scores[overlapping].max()
         return out
 
-    def _detect_auto(self, rgb: np.ndarray, levels) -> tuple[np.ndarray, np.ndarray]:
-        """The whole image; a portrait stops there. Otherwise the half-size tiles; if those show any face
-        the whole image missed (or only small faces), this is a group photo: the remaining levels too.
-        Each window is run once."""
-        height, width = rgb.shape[:2]
-        boxes, scores = self._detect_windows(rgb, levels[0])
-        if self._is_portrait(boxes, scores, width, height):
-            return boxes, scores
-        done = 1
-        if len(levels) > 1 and self._looks_like_single(boxes, scores, width, height):
-            half_boxes, half_scores = self._detect_windows(rgb, levels[1])
-            is_group = _new_faces(boxes[:, :4], half_boxes[half_scores >= min(self.options.min_score, _ESCALATE_SCORE), :4])
-            boxes, scores = np.concatenate([boxes, half_boxes]), np.concatenate([scores, half_scores])
-            done = 2
-            if not is_group:
-                return boxes, scores
-        rest = [w for level in levels[done:] for w in level]
-        if rest:
-            more_boxes, more_scores = self._detect_windows(rgb, rest)
-            boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
-        return boxes, scores
-
     def _is_portrait(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
         """One confident face of portrait size in an image of ordinary proportions (see `_PORTRAIT_SHARE`)."""
         strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE), :4]
@@ -185,14 +232,6 @@ class FaceDetector:
             return False
         share = min(strong[0, 2] - strong[0, 0], strong[0, 3] - strong[0, 1]) / min(width, height)
         return bool(_PORTRAIT_SHARE[0] <= share <= _PORTRAIT_SHARE[1])
-
-    def _looks_like_single(self, boxes: np.ndarray, scores: np.ndarray, width: int, height: int) -> bool:
-        """One or two confident, large faces: a portrait, not a group."""
-        strong = boxes[scores >= min(self.options.min_score, _ESCALATE_SCORE), :4]
-        if not 1 <= len(strong) <= 2:
-            return False
-        sides = np.minimum(strong[:, 2] - strong[:, 0], strong[:, 3] - strong[:, 1])
-        return bool(sides.min() >= 0.15 * min(width, height))
 
     def _detect_windows(self, rgb: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
         """Detections of all windows: (n, 7) xyxy boxes in image pixels with the eye line's (cos, sin) and the
@@ -214,20 +253,45 @@ class FaceDetector:
             return np.zeros((0, 7), np.float32), np.zeros(0, np.float32)
         return np.stack(all_boxes).astype(np.float32), np.asarray(all_scores, dtype=np.float32)
 
-    def _finish(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _finish(self, boxes: np.ndarray, scores: np.ndarray, extra_boxes: np.ndarray | None = None,
+                extra_scores: np.ndarray | None = None) -> Detections:
+        """Merge BlazeFace's rows (n, 7) across windows, add CenterFace's (`extra_*`, same layout), apply the
+        options' score, size and count limits."""
         opts = self.options
         if len(boxes):
             boxes, scores = weighted_nms(_calibrate_boxes(boxes), scores, opts.nms_iou)
             keep = scores >= opts.min_score
             boxes, scores = boxes[keep], scores[keep]
-        if opts.min_face_size and len(boxes):
-            sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-            boxes, scores = boxes[sides >= opts.min_face_size], scores[sides >= opts.min_face_size]
+        confirmed = np.zeros(len(boxes), np.float32)
+        seen = np.full((len(boxes), 4), np.nan, np.float32)
+        if extra_boxes is not None and extra_scores is not None and len(extra_boxes):
+            extra_boxes = extra_boxes.copy()
+            extra_boxes[:, 6] *= _CENTERFACE_TURN_SCALE
+            same = box_iou(extra_boxes[:, :4], boxes[:, :4]) >= _SAME_FACE_IOU
+            for i, j in zip(*np.nonzero(same)):
+                if extra_scores[i] > confirmed[j]:
+                    confirmed[j], seen[j] = extra_scores[i], extra_boxes[i, :4]
+            new = ~same.any(1) & (extra_scores >= opts.min_score * CENTERFACE_SCORE_RATIO)
+            boxes = np.concatenate([boxes, extra_boxes[new]])
+            scores = np.concatenate([scores, extra_scores[new]])
+            confirmed = np.concatenate([confirmed, extra_scores[new]])
+            seen = np.concatenate([seen, extra_boxes[new, :4]])
+            order = np.argsort(-scores, kind="stable")
+            boxes, scores, confirmed, seen = boxes[order], scores[order], confirmed[order], seen[order]
+        keep = np.ones(len(boxes), bool)
+        if opts.min_face_size:
+            keep = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= opts.min_face_size
         if opts.max_faces is not None:
-            boxes, scores = boxes[: opts.max_faces], scores[: opts.max_faces]
+            keep &= np.cumsum(keep) <= opts.max_faces
+        boxes, scores, confirmed, seen = boxes[keep], scores[keep], confirmed[keep], seen[keep]
         rolls = np.arctan2(boxes[:, 5], boxes[:, 4]).astype(np.float32)
-        return np.ascontiguousarray(boxes[:, :4]), scores, rolls, np.ascontiguousarray(boxes[:, 6])
+        return Detections(np.ascontiguousarray(boxes[:, :4]), scores, rolls, np.ascontiguousarray(boxes[:, 6]),
+                          confirmed, seen)
 
+    def _centerface(self) -> CenterFace:
+        if self._center is None:
+            self._center = CenterFace()
+        return self._center
 
 def _whole_pixels(box: np.ndarray, width: int, height: int) -> np.ndarray:
     """The box as MediaPipe's detector reports it, which every threshold here was tuned with: origin and size
@@ -248,15 +312,6 @@ def _turn(row: np.ndarray) -> float:
     """The nose tip's offset from the ears' midpoint in box widths (BlazeFace keypoints 2, 4 and 5)."""
     width = max(float(row[2] - row[0]), 1e-6)
     return float((row[8] - (row[12] + row[14]) / 2) / width)
-
-
-def _new_faces(known: np.ndarray, candidates: np.ndarray) -> bool:
-    """True if some candidate box overlaps none of the known boxes."""
-    if len(candidates) == 0:
-        return False
-    if len(known) == 0:
-        return True
-    return bool((box_iou(candidates, known).max(axis=1) < 0.2).any())
 
 
 def _inside_tile(box, tile_w, tile_h, window, width, height, margin: int = 2) -> bool:

