@@ -61,8 +61,9 @@ class AnalyzerOptions:
     """Options of `mien.Analyzer` (validated on construction; frozen).
 
     Attributes:
-        mode: detector mode, "fast" (one pass; large faces), "thorough" (tile pyramid; groups
-            and crowds) or "auto" (fast, then thorough when the image looks like a group).
+        mode: detector mode, "fast" (one BlazeFace pass; large faces), "auto" (that pass; beyond a portrait,
+            CenterFace too: groups) or "thorough" (CenterFace at more pixels and BlazeFace tiles: crowds); see
+            `mien.face.detect`.
         min_score: minimum detector confidence, 0-1.
         min_face_size: ignore faces smaller than this many pixels (shorter box side).
         max_faces: keep at most this many faces per image, most confident first.
@@ -174,7 +175,8 @@ class VideoOptions:
             tile_every` frames (1 s at 30 fps), and detection costs a third.
         detect_levels: in "auto" mode, the tile-pyramid levels searched on detection frames (2: the
             whole frame and its half-size tiles, about 15 ms at 640x480, finds faces down to about a
-            twentieth of the frame; the full pyramid of "thorough" costs ~5x more).
+            twentieth of the frame). Video searches with BlazeFace alone in "auto" mode; "thorough" runs
+            CenterFace on every detection frame.
         tracker: track matching and re-acquisition options.
         smoothing: per-track smoothing options, or None for no smoothing.
     """

@@ -48,7 +48,8 @@ def load_rules_or_exit(path):
         raise typer.Exit(EXIT_USAGE)
 
 
-MODE_HELP = "Detector: fast (one pass, large faces), thorough (tile pyramid, groups/crowds), auto."
+MODE_HELP = ("Detector: fast (one pass, large faces), auto (one pass for a portrait, else + CenterFace for groups), "
+             "thorough (CenterFace at more pixels + BlazeFace tiles: crowds).")
 PRIOR_HELP = ("Expression class prior: natural (everyday photos and video: mostly happy and neutral), balanced (every "
               "class equally likely; finds more fear, disgust, contempt, anger), or a dataset's own: ferplus, rafdb.")
 SAMPLING_HELP = {
