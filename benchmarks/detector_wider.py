@@ -120,7 +120,7 @@ def evaluate(data: Path, mode: str, limit: int | None, confirm: bool, iou: float
     elif centerface_side:
         what = f"CenterFace alone, image shrunk to {centerface_side} px"
     elif not centerface:
-        what = "BlazeFace tile pyramid alone (mien before CenterFace): " + what
+        what = "BlazeFace tile pyramid alone (mien before CenterFace): rows confirmed by the mesh or full-range"
     return {
         "mode": mode,
         "what": what,

@@ -13,6 +13,8 @@ from mien.expression.au_model import occurrence as au_occurrence
 from mien.expression.aus import estimate_aus, estimate_sides
 from mien.expression import openset
 from mien.expression.calibration import softmax
+from mien.expression.compound import load_model as load_compound_model
+from mien.expression.compound import read as read_compound
 from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, align_face, unit_matrix
@@ -42,6 +44,8 @@ class Analyzer:
         self._mesh = MeshEstimator(workers=self.options.threads)
         self._openset = openset.load_thresholds(self.options.expression_prior)
         load_au_model()  # checked now: a missing or altered weight file fails here, with its name
+        if self.options.expression:
+            load_compound_model()
         self._classifier = (ExpressionClassifier(prior=self.options.expression_prior, spin=False,
                                                  threads=self.options.threads)
                             if self.options.expression else None)
@@ -165,6 +169,8 @@ class Analyzer:
                 network_logits = logits - self._classifier.shift  # the AU model reads them without the prior
             faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok],
                                               network_logits, estimates=faces.aus[ok], units=units[ok])
+            if network_logits is not None:
+                faces.compound[ok] = read_compound(network_logits, faces.au_prob[ok], faces.expression[ok])
         if self.options.keep_aligned:
             faces.aligned = aligned
         if self._attributes is not None:

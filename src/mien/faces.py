@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from mien.expression.aus import AU_NAMES, SIDE_NAMES
-from mien.expression.classes import EXPRESSIONS
+from mien.expression.classes import COMPOUNDS, EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES
 from mien.face.mesh_net import N_LANDMARKS
 from mien.face.quality import QUALITY_FLAGS
@@ -40,6 +40,7 @@ PER_FACE: dict[str, tuple[int, ...] | None] = {
     "pose": (3,), "gaze": (2,), "aus": (len(AU_NAMES),), "au_sides": (len(SIDE_NAMES),), "au_prob": (len(AU_NAMES),),
     "flags": (len(QUALITY_FLAGS),), "sharpness": (), "transforms": (4, 4), "track_ids": (),
     "expression": (len(EXPRESSIONS),), "affect": (2,), "familiarity": (), "status": (), "blend": (),
+    "compound": (len(COMPOUNDS),),
     "aligned": None, "age": (3,), "female": (),
 }
 
@@ -71,6 +72,8 @@ class Faces:
         familiarity: (n,) energy of the expression logits; low = unlike the training faces.
         status: (n,) "known", "uncertain" or "unknown" expression outcome (see `mien.expression.openset`).
         blend: (n,) name of a two-expression blend ("happily surprised") or None.
+        compound: (n, 14) probabilities of RAF-CE's compound expressions ordered as `COMPOUNDS` (see
+            `mien.expression.compound`); NaN where the face reads neutral or has no expression reading.
         age: (n, 3) apparent age in years (estimate, 80% interval low, high), or None when the
             attribute stage did not run (`AnalyzerOptions(attributes=True)`); NaN rows without a mesh.
         female: (n,) probability that the face presents as female (the attribute network's label),
@@ -105,6 +108,7 @@ class Faces:
     familiarity: np.ndarray = field(default=None)  # type: ignore[arg-type]
     status: np.ndarray = field(default=None)  # type: ignore[arg-type]
     blend: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    compound: np.ndarray = field(default=None)  # type: ignore[arg-type]
     aligned: np.ndarray | None = None
     age: np.ndarray | None = None
     female: np.ndarray | None = None
@@ -131,6 +135,7 @@ class Faces:
             "familiarity": lambda: _nan(n),
             "status": lambda: np.full(n, None, dtype=object),
             "blend": lambda: np.full(n, None, dtype=object),
+            "compound": lambda: _nan(n, len(COMPOUNDS)),
         }
         for name, make in defaults.items():
             if getattr(self, name) is None:

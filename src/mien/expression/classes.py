@@ -6,6 +6,12 @@ from __future__ import annotations
 EXPRESSIONS: tuple[str, ...] = (
     "neutral", "happy", "surprise", "sad", "anger", "disgust", "fear", "contempt",
 )
+# RAF-CE's 14 compound expressions (Du, Tao & Martinez 2014), in the order of the `compound` reading's probabilities.
+COMPOUNDS: tuple[str, ...] = (
+    "angrily disgusted", "angrily surprised", "disgustedly surprised", "fearfully angry", "fearfully disgusted",
+    "fearfully surprised", "happily disgusted", "happily fearful", "happily sad", "happily surprised", "sadly angry",
+    "sadly disgusted", "sadly fearful", "sadly surprised",
+)
 # Class priors an expression model may assume before it sees the face (see ExpressionClassifier).
 PRIORS: tuple[str, ...] = ("natural", "balanced", "ferplus", "rafdb")
 

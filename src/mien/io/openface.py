@@ -80,7 +80,8 @@ def to_openface(frame: pd.DataFrame) -> pd.DataFrame:
                              else (frame[au] >= 0.3)).astype(int) for au in OPENFACE_AUS})
     keep = [c for c in frame.columns if c.startswith(("expr_", "bs_", "flag_", "box_"))
             or c in ("track_id", "sharpness", "expression", "expression_confidence", "expression_status",
-                     "expression_blend", "expression_familiarity", "valence", "arousal")]
+                     "expression_blend", "expression_familiarity", "valence", "arousal", "compound",
+                     "compound_confidence")]
     cols.update({c: frame[c] for c in keep})
     return pd.DataFrame(cols)
 

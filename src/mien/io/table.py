@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mien.expression.aus import AU_NAMES, SIDE_NAMES
-from mien.expression.classes import EXPRESSIONS
+from mien.expression.classes import COMPOUNDS, EXPRESSIONS
 from mien.face.blendshapes import BLENDSHAPE_NAMES, column_name
 from mien.face.mesh_net import N_LANDMARKS
 from mien.face.quality import QUALITY_FLAGS
@@ -45,7 +45,7 @@ FLAG_COLUMNS = [f"flag_{name}" for name in QUALITY_FLAGS]
 # Calibrated class probabilities, the top class and its probability, derived valence/arousal.
 EXPRESSION_COLUMNS = [f"expr_{name}" for name in EXPRESSIONS] + [
     "expression", "expression_confidence", "expression_status", "expression_blend", "expression_familiarity",
-    "valence", "arousal"]
+    "valence", "arousal", "compound", "compound_confidence"]
 
 
 # Optional apparent attributes (`--attributes`): present only when the attribute stage ran.
@@ -72,7 +72,7 @@ def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attribute
 
 # Column types, declared once: every writer and reader of mien tables uses this schema.
 STRING_COLUMNS = frozenset({"source", "expression", "expression_smooth", "expression_status", "expression_blend",
-                            "gender_presentation"})
+                            "compound", "gender_presentation"})
 INT_COLUMNS = frozenset({"frame", "face_id", "track_id", "image_width", "image_height"})
 
 
@@ -100,15 +100,21 @@ def table_schema(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attr
     return pa.schema([pa.field(name, arrow_type(name)) for name in columns(landmarks, smoothed, attributes)])
 
 
+def _top_probability(probabilities: np.ndarray) -> np.ndarray:
+    """(n,) the largest of each row's probabilities (NaN rows stay NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(probabilities).any(1), np.nan,
+                        np.nan_to_num(probabilities, nan=-1.0).max(1, initial=-1.0))
+
+
 def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -> np.ndarray:
     """(n, k) float32 of every float column of `faces`, in `columns()` order."""
     n = len(faces)
     boxes = faces.boxes
     expression = faces.expression
-    with np.errstate(invalid="ignore"):
-        confidence = np.where(np.isnan(expression).any(1), np.nan, np.nan_to_num(expression, nan=-1.0).max(1, initial=-1.0))
     pieces = [boxes[:, :2], boxes[:, 2:] - boxes[:, :2], faces.scores[:, None], faces.pose, faces.gaze, expression,
-              confidence[:, None], faces.familiarity[:, None], faces.affect]
+              _top_probability(expression)[:, None], faces.familiarity[:, None], faces.affect,
+              _top_probability(faces.compound)[:, None]]
     if attributes:
         age = faces.age if faces.age is not None else np.full((n, 3), np.nan, np.float32)
         female = faces.female if faces.female is not None else np.full(n, np.nan, np.float32)
@@ -127,7 +133,7 @@ def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attri
 
 def _float_names(landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -> list[str]:
     names = (BOX_COLUMNS + POSE_COLUMNS + [f"expr_{e}" for e in EXPRESSIONS]
-             + ["expression_confidence", "expression_familiarity", "valence", "arousal"])
+             + ["expression_confidence", "expression_familiarity", "valence", "arousal", "compound_confidence"])
     if attributes:
         names += ["apparent_age", "apparent_age_low", "apparent_age_high", "gender_presentation_p_female"]
     names += AU_COLUMNS + AU_SIDE_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
@@ -137,10 +143,10 @@ def _float_names(landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -
     return names + landmark_columns(landmarks)
 
 
-def _top_labels(probs: np.ndarray) -> list[str | None]:
+def _top_labels(probs: np.ndarray, names: tuple[str, ...] = EXPRESSIONS) -> list[str | None]:
     missing = np.isnan(probs).any(1)
     top = np.nan_to_num(probs, nan=-1.0).argmax(1)
-    return [None if m else EXPRESSIONS[t] for m, t in zip(missing, top)]
+    return [None if m else names[t] for m, t in zip(missing, top)]
 
 
 def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", empty_rows: bool = True,
@@ -173,7 +179,7 @@ def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", e
             flags.append(f.flags)
             face_ids.append(np.arange(n))
             tracks.append(f.track_ids)
-            labels = _top_labels(f.expression)
+            labels, compounds = _top_labels(f.expression), _top_labels(f.compound, COMPOUNDS)
             status, blend = list(f.status), list(f.blend)
             gender = (None if f.female is None else
                       [None if np.isnan(p) else ("female" if p >= 0.5 else "male") for p in f.female])
@@ -183,12 +189,13 @@ def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", e
             flags.append(np.zeros((1, len(QUALITY_FLAGS)), bool))
             face_ids.append(np.array([-1]))
             tracks.append(np.array([-1]))
-            labels = status = blend = smooth = [None]
+            labels = status = blend = smooth = compounds = [None]
             gender = None
         strings["source"] += [f.source] * max(n, 1)
         strings["expression"] += labels
         strings["expression_status"] += status
         strings["expression_blend"] += blend
+        strings["compound"] += compounds
         if "expression_smooth" in strings:
             strings["expression_smooth"] += smooth
         if "gender_presentation" in strings:

@@ -90,6 +90,21 @@ AU_OCCURRENCE = {
     "runtime": "numpy",
 }
 
+COMPOUND = {
+    "name": "compound",
+    "file": "compound.npz",
+    "sha256": "6e787ec11dbab1360ad5b8dc97fb80a46ddc66f2be9787662e49efb8aea53525",
+    "package": "mien",
+    "package_version": "",
+    "member": None,
+    "license": "Apache-2.0 code; weights fitted on RAF-CE: research and non-commercial use only",
+    "description": (
+        "mien's compound-expression reading: a logistic regression over expression log-probabilities and AU "
+        "probabilities naming one of RAF-CE's 14 compounds (python -m mien.train.compound); see docs/cards/compound.md"
+    ),
+    "runtime": "numpy",
+}
+
 AGE = {
     "name": "age",
     "file": "age-v1.onnx",
@@ -115,6 +130,6 @@ GENDER = {
 }
 
 SOURCES = {spec["name"]: spec for spec in (FACE_LANDMARKER, FACE_DETECTOR_FULL_RANGE, FACE_DETECTOR_CENTERFACE,
-                                                   EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, AGE, GENDER)}
+                                                   EXPRESSION, EXPRESSION_FLOAT, AU_OCCURRENCE, COMPOUND, AGE, GENDER)}
 # Weight files copied out of other packages' wheels when mien is built (see hatch_build.py).
 VENDORED = [spec for spec in SOURCES.values() if spec["package"] != "mien" and spec.get("registry", "PyPI") == "PyPI"]

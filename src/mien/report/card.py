@@ -12,7 +12,7 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-CARDS = ("detector", "mesh", "blendshapes", "expression", "aus", "age", "gender")
+CARDS = ("detector", "mesh", "blendshapes", "expression", "aus", "compound", "age", "gender")
 
 
 def card_data(name: str) -> dict:

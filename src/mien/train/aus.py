@@ -82,11 +82,11 @@ def fit_members(z: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, np.nda
     return {k: np.stack(v).astype(np.float32) for k, v in weights.items()}
 
 
-def register(path: Path) -> str:
-    """Write the weight file's SHA-256 into models/sources.py; returns it."""
+def register(path: Path, name: str = "au_occurrence") -> str:
+    """Write the weight file's SHA-256 into models/sources.py as registry entry `name`'s; returns it."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     text = SOURCES.read_text()
-    text = re.sub(r'("name": "au_occurrence",\n    "file": "au_occurrence.npz",\n    "sha256": ")[0-9a-f]+(")',
+    text = re.sub(rf'("name": "{name}",\n    "file": "{re.escape(path.name)}",\n    "sha256": ")[0-9a-f]+(")',
                   rf"\g<1>{digest}\g<2>", text)
     SOURCES.write_text(text)
     return digest

@@ -173,6 +173,7 @@ function faceCard(row) {
   const tags = el("p");
   if (row.expression_status) tags.append(el("span", {class: `tag ${row.expression_status}`, text: row.expression_status}));
   if (row.expression_blend) tags.append(el("span", {class: "tag", text: `blend: ${row.expression_blend}`}));
+  if (row.compound) tags.append(el("span", {class: "tag", text: `compound: ${row.compound} ${row.compound_confidence.toFixed(2)}`}));
   for (const [k, v] of Object.entries(row)) if (k.startsWith("flag_") && v) tags.append(el("span", {class: "tag", text: k.slice(5)}));
   card.append(tags);
   if (!row.expression) return card;
