@@ -7,7 +7,8 @@ Modes:
 
 - ``fast``: BlazeFace over the whole image (a few ms); right for selfies, video calls, interviews.
 - ``auto``: BlazeFace over the whole image; a portrait (one face of a third to two thirds of the shorter side)
-  stops there. Otherwise CenterFace too, on the image shrunk to 960 px at most: groups and crowds.
+  or a close-up BlazeFace is sure of stops there. Otherwise CenterFace too, on the image shrunk to 960 px at
+  most: groups and crowds.
 - ``thorough``: BlazeFace over the whole image and half-size tiles (50% overlap), and CenterFace at up to 1280 px.
 
 Detections of the same face are merged; where CenterFace saw a face its box is kept (it follows WIDER FACE's
