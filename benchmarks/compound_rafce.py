@@ -13,13 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from mien.expression import compound
-from mien.expression.classes import COMPOUNDS
-from mien.expression.compound_eval import rules_report
+from mien.expression.compound_eval import column_report, rules_report
 from mien.expression.rules import load_rules
-from mien.train.compound import measured, scores
+from mien.train.compound import measured
 
 
 def main() -> None:
@@ -35,12 +31,7 @@ def main() -> None:
             report = rules_report(rules, probs, au_probs, labels)
             results[f"rules {name}, {split}"] = {k: report[k] for k in ("faces", "top1", "top3", "mean_recall")}
             results[f"majority, {split}"] = report["majority"]
-    probs, logits, au_probs, labels = valid
-    labelled = np.isin(labels, COMPOUNDS) & ~np.isnan(probs).any(1)
-    read = compound.read(logits[labelled], au_probs[labelled], probs[labelled])
-    truth = np.array([COMPOUNDS.index(c) for c in np.asarray(labels)[labelled]])
-    results["compound column (shipped), valid"] = {"faces": int(labelled.sum()), **scores(read, truth),
-                                                   "read_neutral": round(float(np.isnan(read).any(1).mean()), 3)}
+    results["compound column (shipped), valid"] = column_report(*valid)
     for key, value in results.items():
         print(json.dumps({"what": key, **value}))
     if args.json:

@@ -154,6 +154,8 @@ def test_builtin_compound_rules_name_raf_ce_compounds_better_than_the_majority(t
     assert report["faces"] >= 290 and len(report["recall"]) >= 10
     assert report["top1"] >= 0.4 > report["majority"]["top1"] and report["top3"] >= 0.7
     assert report["top1"] > report["expression_blend"]["accuracy"]  # the rules name compounds the blends miss
+    column = report["compound_column"]  # the default compound column on the same faces
+    assert column["faces"] == report["faces"] and column["top1"] >= 0.45 and column["top3"] >= 0.75
     assert (tmp_path / "rules.json").is_file()
 
 

@@ -135,7 +135,7 @@ def eval_rules(
     limit: Optional[int] = typer.Option(None, help="Score only the first N faces (quick checks)."),
 ) -> None:
     """Compound-expression rules against labelled faces: top-1 and top-3 accuracy, recall per compound, confusion;
-    beside mien's expression_blend and the majority class."""
+    beside the default compound column, mien's expression_blend and the majority class."""
     import json
 
     import numpy as np
@@ -144,7 +144,7 @@ def eval_rules(
     from mien.expression.au_eval import VOTE_CLASSES, measure_faces, read_coded
     from mien.expression.au_model import occurrence
     from mien.expression.aus import AU_NAMES
-    from mien.expression.compound_eval import check_rules, compound_report, rules_report
+    from mien.expression.compound_eval import check_rules, column_report, compound_report, rules_report
     from mien.expression.openset import load_thresholds
     from mien.expression.rules import RulesError
 
@@ -169,7 +169,8 @@ def eval_rules(
     report = rules_report(rule_set, faces.probabilities, au_probs, labels)
     blends = compound_report(faces.probabilities, labels, votes, VOTE_CLASSES, load_thresholds("natural")["blend_min"])
     report.update(folder=str(folder), expression_blend=blends["blend_exact"],
-                  both_components_top2=blends["both_components_top2"])
+                  both_components_top2=blends["both_components_top2"],
+                  compound_column=column_report(faces.probabilities, faces.logits, au_probs, labels))
     out_dir = out_dir or Path("mien-eval") / f"rules-{folder.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "rules.json").write_text(json.dumps(report, indent=2))
@@ -187,6 +188,11 @@ def eval_rules(
                   f"majority class ({report['majority']['compound']}) {report['majority']['top1']}; expression_blend "
                   f"exactly right {report['expression_blend']['accuracy']}, both components in mien's top two "
                   f"{report['both_components_top2']}", soft_wrap=True, highlight=False)
+    column = report["compound_column"]
+    if column["faces"]:
+        console.print(f"the default compound column: top-1 {column['top1']}, top-3 {column['top3']}, mean recall "
+                      f"{column['mean_recall']} ({column['read_neutral']:.1%} read neutral: no compound)",
+                      soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir / 'rules.json'}", soft_wrap=True, highlight=False)
 
 def _print_eval(report: dict, out_dir: Path) -> None:

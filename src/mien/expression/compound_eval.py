@@ -113,3 +113,30 @@ def rules_report(rules, probs: np.ndarray, au_probs: np.ndarray, labels: list[st
             "mean_recall": round(float(np.mean(list(recall.values()))), 3),
             "majority": {"compound": majority, "top1": round(truth.count(majority) / len(truth), 3)},
             "recall": recall, "confusion": confusion}
+
+
+def ranking_scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Top-1, top-3 and mean per-class recall of probabilities (n, classes) against class indices `y`; a NaN row
+    (no reading) counts as wrong."""
+    missing = np.isnan(probs).any(1)
+    order = np.argsort(-np.nan_to_num(probs, nan=-1.0), 1)
+    top1 = (order[:, 0] == y) & ~missing
+    recall = [float(np.mean(top1[y == k])) for k in np.unique(y)]
+    return {"top1": round(float(top1.mean()), 3),
+            "top3": round(float(((order[:, :3] == y[:, None]).any(1) & ~missing).mean()), 3),
+            "mean_recall": round(float(np.mean(recall)), 3)}
+
+
+def column_report(probs: np.ndarray, logits: np.ndarray, au_probs: np.ndarray, labels: list[str]) -> dict:
+    """How well the default `compound` column (`mien.expression.compound`) names each labelled face's compound, over
+    the faces with a mesh: top-1, top-3, mean recall, and the share that reads neutral (no compound)."""
+    from mien.expression.classes import COMPOUNDS
+    from mien.expression.compound import read
+
+    ok = ~np.isnan(np.asarray(probs, np.float64)).any(1) & np.isin(labels, COMPOUNDS)
+    read_probs = read(np.asarray(logits)[ok], np.asarray(au_probs)[ok], np.asarray(probs)[ok])
+    truth = np.array([COMPOUNDS.index(label) for label in np.asarray(labels)[ok]], int)
+    if not len(truth):
+        return {"faces": 0}
+    return {"faces": int(ok.sum()), **ranking_scores(read_probs, truth),
+            "read_neutral": round(float(np.isnan(read_probs).any(1).mean()), 3)}

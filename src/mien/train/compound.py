@@ -20,7 +20,7 @@ from mien.expression.au_eval import measure_faces, read_coded
 from mien.expression.au_model import occurrence
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import COMPOUNDS
-from mien.expression.compound_eval import rule_label
+from mien.expression.compound_eval import ranking_scores, rule_label
 from mien.expression.rules import load_rules
 from mien.train.aus import register
 
@@ -55,20 +55,9 @@ def usable(data: tuple, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return compound.features(logits[ok], au_probs[ok]), np.array([names.index(c) for c in np.asarray(labels)[ok]])
 
 
-def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Top-1, top-3 and mean per-compound recall of probabilities (n, classes) against class indices."""
-    order = np.argsort(-np.nan_to_num(probs, nan=-1.0), 1)
-    missing = np.isnan(probs).any(1)
-    top1 = (order[:, 0] == y) & ~missing
-    recall = [float(np.mean(top1[y == k])) for k in np.unique(y)]
-    return {"top1": round(float(top1.mean()), 3),
-            "top3": round(float(((order[:, :3] == y[:, None]).any(1) & ~missing).mean()), 3),
-            "mean_recall": round(float(np.mean(recall)), 3)}
-
-
 def choose_l2(x: np.ndarray, y: np.ndarray, classes: int) -> float:
     held = np.arange(len(y)) % 5 == 0
-    return max(L2_CHOICES, key=lambda l2: scores(compound.probabilities(
+    return max(L2_CHOICES, key=lambda l2: ranking_scores(compound.probabilities(
         compound.fit(x[~held], y[~held], classes, l2), x[held]), y[held])["top1"])
 
 
@@ -85,7 +74,7 @@ def main() -> None:
     xv, yv = usable(measured(args.data / "valid"), names)
     digest = register(args.out, "compound") if args.out.resolve() == WEIGHTS else ""
     print(json.dumps({"train_faces": len(y), "l2": l2, "valid_faces": len(yv),
-                      "valid": scores(compound.probabilities(params, xv), yv), "sha256": digest}))
+                      "valid": ranking_scores(compound.probabilities(params, xv), yv), "sha256": digest}))
 
 
 if __name__ == "__main__":
