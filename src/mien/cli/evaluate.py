@@ -153,8 +153,7 @@ def eval_rules(
         raise typer.Exit(EXIT_USAGE)
     rule_set = load_rules_or_exit(rules)
     coded = read_coded(folder, coded_only=False)
-    keep = slice(None, limit)
-    paths, labels, votes = coded.paths[keep], coded.compounds[keep], coded.votes[keep]
+    paths, labels, votes = coded.paths[:limit], coded.compounds[:limit], coded.votes[:limit]
     try:
         check_rules(rule_set, labels)  # before any work
     except RulesError as exc:
@@ -168,9 +167,9 @@ def eval_rules(
                                      faces.logits[found])
     report = rules_report(rule_set, faces.probabilities, au_probs, labels)
     blends = compound_report(faces.probabilities, labels, votes, VOTE_CLASSES, load_thresholds("natural")["blend_min"])
+    column = column_report(faces.probabilities, faces.logits, au_probs, labels)  # the default compound column
     report.update(folder=str(folder), expression_blend=blends["blend_exact"],
-                  both_components_top2=blends["both_components_top2"],
-                  compound_column=column_report(faces.probabilities, faces.logits, au_probs, labels))
+                  both_components_top2=blends["both_components_top2"], compound_column=column)
     out_dir = out_dir or Path("mien-eval") / f"rules-{folder.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "rules.json").write_text(json.dumps(report, indent=2))
@@ -179,7 +178,7 @@ def eval_rules(
         return
     table = Table(title=f"{folder}: {report['faces']} faces with a mesh; rules {report['rules']}")
     for col in ("compound", "faces", "recall", "most often read as"):
-        table.add_column(col, justify="left" if col != "faces" and col != "recall" else "right")
+        table.add_column(col, justify="right" if col in ("faces", "recall") else "left")
     for compound, recall in report["recall"].items():
         read_as = max(report["confusion"][compound].items(), key=lambda kv: kv[1])[0]
         table.add_row(compound, str(sum(report["confusion"][compound].values())), f"{recall:.3f}", read_as)
@@ -188,11 +187,9 @@ def eval_rules(
                   f"majority class ({report['majority']['compound']}) {report['majority']['top1']}; expression_blend "
                   f"exactly right {report['expression_blend']['accuracy']}, both components in mien's top two "
                   f"{report['both_components_top2']}", soft_wrap=True, highlight=False)
-    column = report["compound_column"]
     if column["faces"]:
         console.print(f"the default compound column: top-1 {column['top1']}, top-3 {column['top3']}, mean recall "
-                      f"{column['mean_recall']} ({column['read_neutral']:.1%} read neutral: no compound)",
-                      soft_wrap=True, highlight=False)
+                      f"{column['mean_recall']} ({column['read_neutral']:.1%} read neutral)", soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir / 'rules.json'}", soft_wrap=True, highlight=False)
 
 def _print_eval(report: dict, out_dir: Path) -> None:
