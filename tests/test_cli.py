@@ -99,6 +99,27 @@ def test_models_lists_verified_weights():
     assert "face_landmarker" in result.stdout and "Apache-2.0" in result.stdout and "ok" in result.stdout
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_models_read_well_in_a_narrow_terminal(width):
+    """Every model's name, file and status on one line, its description in whole words (no letter-by-letter folds)."""
+    from rich.console import Console
+
+    from mien.cli.models import model_blocks
+    from mien.models.registry import list_models, verify
+
+    console = Console(width=width, record=True)
+    for block in model_blocks(list_models(), verify):
+        console.print(block)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    for info in list_models():
+        head = next(line for line in lines if line.startswith(info.name + "  "))
+        assert info.file in head and head.split()[1] == "ok"
+    words = [w for line in lines for w in line.split()]
+    assert sum(len(w) <= 2 for w in words) < 0.2 * len(words)  # whole words, not fragments
+    assert len(lines) <= 7 * len(list_models())
+
+
 @pytest.mark.parametrize("command", [[], ["analyze"], ["demo"], ["models"]])
 def test_help_everywhere(command):
     result = mien(*command, "--help")

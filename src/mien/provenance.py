@@ -45,10 +45,12 @@ def _thresholds_sha() -> str:
     return hashlib.sha256((files("mien") / "data" / "openset.json").read_bytes()).hexdigest()
 
 
-def models_used(expression: bool = True, attributes: bool = False) -> list[str]:
-    """Names of the registered models a pipeline with these options runs."""
-    return (["face_landmarker", "au_occurrence"] + (["expression"] if expression else [])
-            + (["age", "gender"] if attributes else []))
+def models_used(expression: bool = True, attributes: bool = False, centerface: bool = True) -> list[str]:
+    """Names of the registered models a pipeline with these options runs, or may run (the full-range detector on
+    faces the mesh cannot read; CenterFace, where the detector mode uses it, beyond portraits)."""
+    return (["face_landmarker", "face_detector_full_range"]
+            + (["face_detector_centerface"] if centerface else []) + ["au_occurrence"]
+            + (["expression", "compound"] if expression else []) + (["age", "gender"] if attributes else []))
 
 
 def options_dict(options: Any) -> dict[str, Any]:
@@ -85,8 +87,8 @@ def provenance(kind: str, options: dict[str, Any], models: list[str],
 def analysis_provenance(kind: str, options: Any, inputs: list[dict[str, str]] | None = None,
                         **extra: Any) -> dict[str, Any]:
     """`provenance` of a run of the image pipeline with these `AnalyzerOptions` (plus `extra` settings)."""
-    return provenance(kind, {**options_dict(options), **extra}, models_used(options.expression, options.attributes),
-                      inputs)
+    used = models_used(options.expression, options.attributes, centerface=options.mode != "fast")
+    return provenance(kind, {**options_dict(options), **extra}, used, inputs)
 
 
 def fingerprint(record: dict[str, Any]) -> str:

@@ -66,7 +66,8 @@ def batch_provenance(options: BatchOptions) -> dict[str, Any]:
 
     analysis = {k: v for k, v in options_dict(options.analyzer_options()).items() if k != "threads"}
     settings = {k: v for k, v in options_dict(options).items() if k in ("every", "landmarks", "smooth")}
-    return provenance("batch", {**settings, "analyzer": analysis}, models_used(True, options.attributes))
+    return provenance("batch", {**settings, "analyzer": analysis},
+                      models_used(True, options.attributes, centerface=options.analyzer_options().mode != "fast"))
 
 
 class BatchWorker:

@@ -17,14 +17,23 @@ def models() -> None:
     """List the model weights mien uses: source package, license, checksum, status."""
     from mien.models.registry import list_models, verify
 
-    table = Table(title="models")
-    for col in ("name", "file", "contents", "source", "license", "runtime", "sha256", "status"):
-        table.add_column(col, overflow="fold")
-    for info in list_models():
-        status = "[green]ok[/green]" if verify(info.name) else "[red]missing[/red]"
-        table.add_row(info.name, info.file, info.description, info.source, info.license, info.runtime,
-                      info.sha256[:16] + "...", status)
-    console.print(table)
+    for block in model_blocks(list_models(), verify):
+        console.print(block)
+
+
+def model_blocks(infos, verify) -> list:
+    """One block per model (name, status, file and checksum; then what it is, where it comes from, its licence and
+    runtime, indented): readable at 80 columns as at 200, where a table's eight columns fold letter by letter."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    blocks = []
+    for info in infos:
+        status = Text("ok", "green") if verify(info.name) else Text("missing", "red")
+        head = Text.assemble((info.name, "bold"), "  ", status, f"  {info.file}  sha256 {info.sha256[:16]}...")
+        detail = Text(f"{info.description}\nsource: {info.source}; licence: {info.license}; runs on {info.runtime}")
+        blocks += [head, Padding(detail, (0, 0, 1, 2))]
+    return blocks
 
 @app.command()
 def card(

@@ -155,7 +155,8 @@ def video_provenance(reader: VideoReader, options: VideoOptions, landmarks: str,
     sampling = {"every": reader.every, "fps": reader.fps, "start_s": reader.start_s, "end_s": reader.end_s}
     custom = {} if rules is None else {"expressions": rules.provenance()}
     return provenance("video", {**options_dict(options), "landmarks": landmarks, "sampling": sampling, **custom},
-                      models_used(options.analyzer.expression, options.analyzer.attributes), inputs)
+                      models_used(options.analyzer.expression, options.analyzer.attributes,
+                                  centerface=options.analyzer.mode == "thorough"), inputs)  # video "auto": BlazeFace
 
 
 def write_timelines(output: Path, smoothed: bool = True) -> list[Path]:
