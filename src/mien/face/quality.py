@@ -4,10 +4,11 @@
 - strong_pose: |yaw| > 45 or |pitch| > 30 degrees (frontal-trained models degrade).
 - blurry: variance of the Laplacian of the aligned grey crop under `blur_threshold`.
 - partial: more than 5% of the mesh lies outside the image, or the box does by > 10%.
-- no_mesh: the mesh model found no face in the detection's crop (the row is kept where BlazeFace full-range
-  confirms the face: see `FaceDetector.second_opinion`); no mesh, pose, AUs or expression.
+- no_mesh: the mesh model found no face in the detection's crop (the row is kept where CenterFace scores the face
+  at least `CENTERFACE_CONFIRM` or BlazeFace full-range confirms it: see `FaceDetector.second_opinion`); no mesh,
+  pose, AUs or expression.
 - profile: a face without a mesh whose detector keypoints say the head is turned about 45 degrees or more (the
-  nose tip `PROFILE_TURN` box widths or more from the ears' midpoint): a profile the mesh cannot read.
+  nose tip `PROFILE_TURN` box widths or more from the middle of the face): a profile the mesh cannot read.
 - occluded: part of the face is covered (mask, scarf, hand in a glove, an object): one of five
   skin regions (forehead, nose, both cheeks, chin) differs in colour from the others by more than
   `OCCLUSION_THRESHOLD` (CIELAB distance, lightness at half weight so shading counts less).
