@@ -26,8 +26,8 @@ import numpy as np
 from mien.face.blazeface import FULL_RANGE, BlazeFace, box_iou, weighted_nms
 from mien.face.centerface import CenterFace
 from mien.face.settings import DEFAULT_MIN_SCORE, DetectMode, DetectorOptions  # noqa: F401 (re-exported)
-# In auto mode, detections this confident count as evidence of a group photo (whatever --min-score
-# keeps as rows): a face scored 0.55 in a half-size tile is reason to search the smaller tiles.
+# In auto mode, a detection this confident counts as the face of a portrait or close-up (whatever --min-score
+# keeps as rows); two such faces make the image a group.
 _ESCALATE_SCORE = 0.5
 # A face must span at least this share of a tile's longer side to be found reliably there.
 _MIN_FACE_SHARE = 0.08
@@ -300,6 +300,7 @@ class FaceDetector:
         if self._center is None:
             self._center = CenterFace()
         return self._center
+
 
 def _whole_pixels(box: np.ndarray, width: int, height: int) -> np.ndarray:
     """The box as MediaPipe's detector reports it, which every threshold here was tuned with: origin and size
