@@ -1,8 +1,7 @@
-"""The default `compound` reading: one of RAF-CE's 14 compound expressions for emotional faces."""
+"""The default `compound` reading: one of RAF-CE's 14 compound expressions for faces that show one."""
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import mien
 from conftest import needs_dataset
@@ -12,7 +11,7 @@ from mien.expression.classes import COMPOUNDS, EXPRESSIONS
 
 
 def test_the_shipped_model_names_mien_s_compounds_and_reads_probabilities():
-    names, params = compound.load_model()
+    names, params, gate = compound.load_model()
     assert names == COMPOUNDS and params["weights"].shape == (len(EXPRESSIONS) + 20, len(COMPOUNDS))
     logits = np.zeros((3, len(EXPRESSIONS)), np.float32)
     logits[:, EXPRESSIONS.index("happy")] = 4.0
@@ -25,9 +24,17 @@ def test_the_shipped_model_names_mien_s_compounds_and_reads_probabilities():
         au_prob[:, AU_NAMES.index(au)] = 0.8
     au_prob[1, AU_NAMES.index("AU45")] = 0.9  # constant on RAF-CE's photos: a blink must not swamp the reading
     read = compound.read(logits, au_prob, expression)
-    assert np.allclose(read[:2].sum(1), 1.0, atol=1e-5) and np.isnan(read[2]).all()
+    assert np.isnan(read[2]).all() and ((read[:2].sum(1) > 0) & (read[:2].sum(1) < 1)).all()
     assert COMPOUNDS[int(read[0].argmax())] == COMPOUNDS[int(read[1].argmax())] == "happily surprised"
     assert abs(read[0].max() - read[1].max()) < 0.05
+    # Where compounds are assumed as common as basic expressions, each face more likely shows one; same ranking.
+    balanced = compound.read(logits, au_prob, expression, compound.compound_share("balanced"))
+    assert (balanced[:2].sum(1) > read[:2].sum(1)).all() and (balanced[:2].argmax(1) == read[:2].argmax(1)).all()
+    names, confidence = compound.named(np.concatenate([read, balanced]))
+    shown = np.concatenate([read, balanced]).sum(1) >= 0.5
+    assert [n is not None for n in names] == shown.tolist()
+    assert np.allclose(confidence[shown], np.concatenate([read, balanced]).max(1)[shown])
+    assert np.isnan(confidence[~shown]).all()
 
 
 def test_a_neutral_face_has_no_compound_and_a_photo_without_faces_has_the_columns(tmp_path):
@@ -44,16 +51,35 @@ def test_a_neutral_face_has_no_compound_and_a_photo_without_faces_has_the_column
     assert len(read_neutral) and read_neutral["compound"].isna().all() and read_neutral["compound_confidence"].isna().all()
 
 
+def _compounds_read(paths):
+    """(Faces.compound row, compound column) of each photo's main face (NaN, None without one)."""
+    from mien.io.images import load_image
+
+    joint = np.full((len(paths), len(COMPOUNDS)), np.nan, np.float32)
+    with mien.Analyzer() as analyzer:
+        for i, path in enumerate(paths):
+            faces = analyzer.analyze(load_image(path).rgb)
+            if faces.main_face() is not None:
+                joint[i] = faces.compound[faces.main_face()]
+    return joint, compound.named(joint)[0]
+
+
 def test_compound_faces_read_their_coded_compound_often():
     """RAF-CE valid (held out from the fit): the first 120 faces; the whole split is in benchmarks/RESULTS.md."""
     root = needs_dataset("rafce") / "valid"
     labels = pd.read_csv(root / "labels.csv").head(120)
-    table = mien.analyze([root / "images" / f for f in labels.file], progress=False)
-    table = table[table.face_found].drop_duplicates("source")
-    coded = dict(zip(labels.file, labels.compound))
-    truth = table.source.map(lambda s: coded[s.rsplit("/", 1)[-1]])
-    read = table["compound"]
-    assert read.notna().mean() > 0.8  # compound faces rarely read neutral
-    assert set(read.dropna()) <= set(COMPOUNDS)
-    assert (read == truth).mean() > 0.35, (read == truth).mean()  # majority class alone: 0.21
-    assert table["compound_confidence"].dropna().between(1 / len(COMPOUNDS), 1).all()
+    joint, names = _compounds_read([root / "images" / f for f in labels.file])
+    reading = ~np.isnan(joint).any(1)
+    assert reading.mean() > 0.8  # compound faces rarely read neutral (or go unseen)
+    top = np.array([COMPOUNDS[k] for k in np.nan_to_num(joint, nan=-1).argmax(1)])
+    assert ((top == labels.compound.to_numpy()) & reading).mean() > 0.35  # the ranking; majority class: 0.21
+    named = np.array([n is not None for n in names])
+    assert 0.3 < named.mean() < 0.8, named.mean()  # held-out RAF-CE valid: 0.46 named at the default share
+
+
+def test_plain_smiles_are_not_named_compounds():
+    """RAF-DB test's happy faces (basic, never seen by the fit): a smile alone is no compound."""
+    root = needs_dataset("rafdb") / "test" / "happy"
+    joint, names = _compounds_read(sorted(root.glob("*.jpg"))[:60])
+    named = np.array([n is not None for n in names])
+    assert (~np.isnan(joint).any(1)).mean() > 0.8 and named.mean() < 0.1, named.mean()

@@ -13,6 +13,7 @@ from mien.expression.au_model import occurrence as au_occurrence
 from mien.expression.aus import estimate_aus, estimate_sides
 from mien.expression import openset
 from mien.expression.calibration import softmax
+from mien.expression.compound import compound_share
 from mien.expression.compound import load_model as load_compound_model
 from mien.expression.compound import read as read_compound
 from mien.expression.classifier import ExpressionClassifier
@@ -170,7 +171,8 @@ class Analyzer:
             faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok],
                                               network_logits, estimates=faces.aus[ok], units=units[ok])
             if network_logits is not None:
-                faces.compound[ok] = read_compound(network_logits, faces.au_prob[ok], faces.expression[ok])
+                faces.compound[ok] = read_compound(network_logits, faces.au_prob[ok], faces.expression[ok],
+                                                   compound_share(self.options.expression_prior))
         if self.options.keep_aligned:
             faces.aligned = aligned
         if self._attributes is not None:

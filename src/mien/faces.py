@@ -72,8 +72,9 @@ class Faces:
         familiarity: (n,) energy of the expression logits; low = unlike the training faces.
         status: (n,) "known", "uncertain" or "unknown" expression outcome (see `mien.expression.openset`).
         blend: (n,) name of a two-expression blend ("happily surprised") or None.
-        compound: (n, 14) probabilities of RAF-CE's compound expressions ordered as `COMPOUNDS` (see
-            `mien.expression.compound`); NaN where the face reads neutral or has no expression reading.
+        compound: (n, 14) probabilities that the face shows each of RAF-CE's compound expressions, ordered as
+            `COMPOUNDS` (see `mien.expression.compound`): a row sums to the probability that it shows a compound
+            at all; NaN where the face reads neutral or has no expression reading.
         age: (n, 3) apparent age in years (estimate, 80% interval low, high), or None when the
             attribute stage did not run (`AnalyzerOptions(attributes=True)`); NaN rows without a mesh.
         female: (n,) probability that the face presents as female (the attribute network's label),

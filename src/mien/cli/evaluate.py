@@ -144,7 +144,7 @@ def eval_rules(
     from mien.expression.au_eval import VOTE_CLASSES, measure_faces, read_coded
     from mien.expression.au_model import occurrence
     from mien.expression.aus import AU_NAMES
-    from mien.expression.compound_eval import check_rules, column_report, compound_report, rules_report
+    from mien.expression.compound_eval import check_rules, column_report, column_summary, compound_report, rules_report
     from mien.expression.openset import load_thresholds
     from mien.expression.rules import RulesError
 
@@ -188,9 +188,9 @@ def eval_rules(
                   f"exactly right {report['expression_blend']['accuracy']}, both components in mien's top two "
                   f"{report['both_components_top2']}", soft_wrap=True, highlight=False)
     if column["faces"]:
-        console.print(f"the default compound column: top-1 {column['top1']}, top-3 {column['top3']}, mean recall "
-                      f"{column['mean_recall']} ({column['read_neutral']:.1%} read neutral)", soft_wrap=True, highlight=False)
+        console.print(column_summary(column), soft_wrap=True, highlight=False)
     console.print(f"wrote {out_dir / 'rules.json'}", soft_wrap=True, highlight=False)
+
 
 def _print_eval(report: dict, out_dir: Path) -> None:
     speed = report["classifier"]

@@ -128,15 +128,27 @@ def ranking_scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def column_report(probs: np.ndarray, logits: np.ndarray, au_probs: np.ndarray, labels: list[str]) -> dict:
-    """How well the default `compound` column (`mien.expression.compound`) names each labelled face's compound, over
-    the faces with a mesh: top-1, top-3, mean recall, and the share that reads neutral (no compound)."""
+    """How well the default `compound` reading (`mien.expression.compound`) ranks each labelled face's compound, over
+    the faces with a mesh: top-1, top-3 and mean recall of the 14 probabilities (a face that reads neutral counts as
+    wrong), the share that reads neutral, the share the `compound` column names a compound at all (the gate, at the
+    default share of compounds), and the share it names the right one."""
     from mien.expression.classes import COMPOUNDS
-    from mien.expression.compound import read
+    from mien.expression.compound import named, read
 
     ok = ~np.isnan(np.asarray(probs, np.float64)).any(1) & np.isin(labels, COMPOUNDS)
     read_probs = read(np.asarray(logits)[ok], np.asarray(au_probs)[ok], np.asarray(probs)[ok])
     truth = np.array([COMPOUNDS.index(label) for label in np.asarray(labels)[ok]], int)
     if not len(truth):
         return {"faces": 0}
+    names = np.array(named(read_probs)[0], object)
     return {"faces": int(ok.sum()), **ranking_scores(read_probs, truth),
-            "read_neutral": round(float(np.isnan(read_probs).any(1).mean()), 3)}
+            "read_neutral": round(float(np.isnan(read_probs).any(1).mean()), 3),
+            "named": round(float(np.mean(names != None)), 3),  # noqa: E711 (elementwise)
+            "named_right": round(float(np.mean(names == np.array(COMPOUNDS, object)[truth])), 3)}
+
+
+def column_summary(column: dict) -> str:
+    """One line of `column_report`'s figures, as `mien eval-rules` prints them."""
+    return (f"the default compound column: top-1 {column['top1']}, top-3 {column['top3']}, mean recall "
+            f"{column['mean_recall']} ({column['read_neutral']:.1%} read neutral); named a compound "
+            f"{column['named']:.1%}, the right one {column['named_right']:.1%}")

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from mien.expression.aus import AU_NAMES, SIDE_NAMES
-from mien.expression.classes import COMPOUNDS, EXPRESSIONS
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.compound import named as named_compounds
 from mien.face.blendshapes import BLENDSHAPE_NAMES, column_name
 from mien.face.mesh_net import N_LANDMARKS
 from mien.face.quality import QUALITY_FLAGS
@@ -114,7 +115,7 @@ def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attri
     expression = faces.expression
     pieces = [boxes[:, :2], boxes[:, 2:] - boxes[:, :2], faces.scores[:, None], faces.pose, faces.gaze, expression,
               _top_probability(expression)[:, None], faces.familiarity[:, None], faces.affect,
-              _top_probability(faces.compound)[:, None]]
+              named_compounds(faces.compound)[1][:, None]]
     if attributes:
         age = faces.age if faces.age is not None else np.full((n, 3), np.nan, np.float32)
         female = faces.female if faces.female is not None else np.full(n, np.nan, np.float32)
@@ -179,7 +180,7 @@ def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", e
             flags.append(f.flags)
             face_ids.append(np.arange(n))
             tracks.append(f.track_ids)
-            labels, compounds = _top_labels(f.expression), _top_labels(f.compound, COMPOUNDS)
+            labels, compounds = _top_labels(f.expression), named_compounds(f.compound)[0]
             status, blend = list(f.status), list(f.blend)
             gender = (None if f.female is None else
                       [None if np.isnan(p) else ("female" if p >= 0.5 else "male") for p in f.female])

@@ -93,14 +93,14 @@ AU_OCCURRENCE = {
 COMPOUND = {
     "name": "compound",
     "file": "compound.npz",
-    "sha256": "6e787ec11dbab1360ad5b8dc97fb80a46ddc66f2be9787662e49efb8aea53525",
+    "sha256": "cbb6055b6326670acaeff068dd99fa422009ddad851c358ecd82df2179f832ae",
     "package": "mien",
     "package_version": "",
     "member": None,
-    "license": "Apache-2.0 code; weights fitted on RAF-CE: research and non-commercial use only",
+    "license": "Apache-2.0 code; weights fitted on RAF-CE and RAF-DB: research and non-commercial use only",
     "description": (
-        "mien's compound-expression reading: a logistic regression over expression log-probabilities and AU "
-        "probabilities naming one of RAF-CE's 14 compounds (python -m mien.train.compound); see docs/cards/compound.md"
+        "mien's compound reading: whether a face shows a compound expression, and which of RAF-CE's 14 "
+        "(python -m mien.train.compound); see docs/cards/compound.md"
     ),
     "runtime": "numpy",
 }

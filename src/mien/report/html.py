@@ -21,7 +21,8 @@ import pandas as pd
 from mien import __version__
 from mien.analysis import summarize
 from mien.expression.aus import AU_NAMES
-from mien.expression.classes import COMPOUNDS, EXPRESSIONS
+from mien.expression.classes import EXPRESSIONS
+from mien.expression.compound import named as named_compounds
 from mien.explain.face import explain_face
 from mien.explain.rationale import rationale
 from mien.explain.saliency import overlay
@@ -118,9 +119,9 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str,
     tags = f'<span class="tag {status}">{status}</span>'
     if faces.blend[i]:
         tags += f'<span class="tag">blend: {html.escape(faces.blend[i])}</span>'
-    if not np.isnan(faces.compound[i]).any():
-        k = int(np.argmax(faces.compound[i]))
-        tags += f'<span class="tag">compound: {html.escape(COMPOUNDS[k])} {faces.compound[i, k]:.2f}</span>'
+    (compound,), (compound_confidence,) = named_compounds(faces.compound[i:i + 1])
+    if compound:
+        tags += f'<span class="tag">compound: {html.escape(compound)} {compound_confidence:.2f}</span>'
     flags = [name for name, on in zip(QUALITY_FLAGS, faces.flags[i]) if on]
     tags += "".join(f'<span class="tag">{name}</span>' for name in flags)
     probs = " · ".join(f"{c} {faces.expression[i, k]:.2f}" for k, c in sorted(
