@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from mien.expression.classes import EXPRESSIONS
 from mien.server.store import JobStore
 from server_helpers import jpeg_bytes, running_server, wait_for_job as _wait
 
@@ -185,6 +186,39 @@ def test_webcam_websocket(server, astronaut):
     assert all(len(r["faces"]) == 1 for r in replies)
     assert {r["faces"][0]["track_id"] for r in replies} == {0}
     assert replies[-1]["faces"][0]["expression"] == "happy"
+
+
+def test_webcam_calibration_takes_the_next_seconds_as_each_face_s_rest(server):
+    """A KDEF person whose rest reads sad: after `{"calibrate": 1}` and a second of their neutral face, the same
+    face reads neutral calibrated (sad uncalibrated) and their smile stays happy; a bad request is refused."""
+    from websockets.sync.client import connect
+
+    from conftest import needs_dataset
+
+    kdef = needs_dataset("kdef") / "S"
+    neutral, happy = (jpeg_bytes(np.asarray(Image.open(kdef / folder / f"AF10{code}S.jpg").convert("RGB")))
+                      for folder, code in (("neutral", "NE"), ("happy", "HA")))
+    url, _ = server
+    with connect(url.replace("http", "ws") + "/api/live") as socket:
+        socket.send(neutral)
+        before = json.loads(socket.recv(timeout=30))
+        assert before["faces"][0]["expression"] == "sad" and "expression_cal" not in before["faces"][0]
+        socket.send(json.dumps({"calibrate": 1}))  # no reply of its own
+        states = []
+        while not states or states[-1] != "calibrated":
+            socket.send(neutral)
+            reply = json.loads(socket.recv(timeout=30))
+            states.append(reply["calibration"]["state"])
+            assert len(states) < 200
+        assert states[0] == "collecting" and reply["calibration"]["tracks"] == [reply["faces"][0]["track_id"]]
+        face = reply["faces"][0]
+        assert face["expression"] == "sad" and face["expression_cal"] == "neutral"
+        assert abs(sum(face[f"expr_{c}_cal"] for c in EXPRESSIONS) - 1) < 1e-4 and face["AU04_cal"] is not None
+        socket.send(happy)
+        assert json.loads(socket.recv(timeout=30))["faces"][0]["expression_cal"] == "happy"
+        socket.send(json.dumps({"calibrate": 600}))
+        refused = json.loads(socket.recv(timeout=30))
+        assert refused["status"] == 1003 and "calibrate" in refused["error"]
 
 
 @pytest.mark.slow

@@ -103,6 +103,13 @@ def test_webcam_mode(site, browser):
         page.wait_for_timeout(200)
     assert "happy" in page.inner_text("#live-faces")
     assert "fps" in page.inner_text("#live-stats")
+    page.click("#webcam-calibrate")  # the fake camera's face is the rest for the next 3 s
+    deadline = time.monotonic() + 60
+    while page.get_attribute("body", "data-live-calibration") != "calibrated":
+        assert time.monotonic() < deadline, "not calibrated 60 s after asking"
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(500)
+    assert "(cal)" in page.inner_text("#live-faces") and "calibrated: face #0" in page.inner_text("#live-calibration")
     page.click("#webcam-stop")
     context.close()
 

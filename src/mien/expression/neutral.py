@@ -153,6 +153,25 @@ def _most_neutral(times: np.ndarray, neutral: np.ndarray) -> tuple[float, float]
 
 def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population: np.ndarray | None) -> pd.DataFrame:
     """`out` (with its `person` column) and the calibrated columns, each person's `rest` rows as their rest."""
+    faces = out["face_found"].fillna(False).astype(bool).to_numpy()
+    rests = {}
+    for person, rows in out.groupby("person").groups.items():
+        index = out.index.get_indexer(rows)
+        at_rest = index[rest[index] & faces[index]]
+        if len(at_rest):
+            rests[person] = rest_of(out.iloc[at_rest])
+    return with_rests(out, rests, strength, population)
+
+
+def rest_of(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A person's rest from their neutral rows: (mean log-probabilities (8,), mean AU intensities (20,))."""
+    return _log_probabilities(rows).mean(0), rows[list(AU_NAMES)].to_numpy(np.float64).mean(0)
+
+
+def with_rests(out: pd.DataFrame, rests: dict, strength: float = STRENGTH,
+               population: np.ndarray | None = None) -> pd.DataFrame:
+    """`out` with the calibrated columns, where each row's `person` has a rest in `rests` (from `rest_of`); NaN
+    (None) in the others. Modifies and returns `out`."""
     population = POPULATION_NEUTRAL if population is None else np.asarray(population)
     faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     log_p = _log_probabilities(out)
@@ -160,16 +179,16 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
     calibrated = np.full_like(log_p, np.nan)
     relative = np.full_like(aus, np.nan)
     for person, rows in out.groupby("person").groups.items():
-        index = out.index.get_indexer(rows)
-        at_rest = index[rest[index]]
-        if not len(at_rest):
+        if person not in rests:
             continue
-        offset = log_p[at_rest].mean(0) - population
+        index = out.index.get_indexer(rows)
+        rest_log_p, rest_aus = rests[person]
+        offset = rest_log_p - population
         offset[0] = 0.0  # the neutral class keeps its reading
         shifted = log_p[index] - strength * offset
         shifted -= shifted.max(1, keepdims=True)
         calibrated[index] = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-        relative[index] = np.clip(aus[index] - aus[at_rest].mean(0), 0.0, 1.0)
+        relative[index] = np.clip(aus[index] - rest_aus, 0.0, 1.0)
     probabilities = np.exp(calibrated)
     probabilities[~faces] = np.nan
     for k, name in enumerate(EXPRESSIONS):

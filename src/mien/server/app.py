@@ -6,6 +6,7 @@ Interactive API docs at /docs (OpenAPI schema at /openapi.json).
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import threading
 import uuid
@@ -313,6 +314,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Webcam mode: send JPEG frames as binary messages; each gets one JSON reply whose `faces` are
         table rows, as in the files and the REST results (`box_x/y/w/h`, track ids, expression,
         probabilities, AUs, and their `*_smooth` columns). Send the next frame after the reply.
+        Per-person calibration: the text message `{"calibrate": SECONDS}` (0.5-30; no reply of its own) takes each
+        face's next SECONDS as its neutral rest; later rows of those tracks add the `_cal` columns of
+        `mien calibrate`, and replies say `calibration` (collecting, then calibrated tracks).
         The API key goes in the `X-API-Key` (or `Authorization: Bearer`) header, or `?key=` for browsers."""
         if websocket_refusal(ws.headers, hosts) is not None:
             await ws.close(code=1008)  # before accept: the handshake is answered 403
@@ -338,6 +342,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
+                if data is None and _calibration_request(message.get("text"), session):
+                    continue
                 refusal = _frame_refusal(data, message.get("text"), settings)
                 if refusal is not None:  # answer, then close with the code that says why
                     await ws.send_json({"error": refusal[1], "status": refusal[0]})
@@ -354,12 +360,23 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
+def _calibration_request(text: str | None, session: LiveSession) -> bool:
+    """True when `text` is a valid `{"calibrate": SECONDS}` request (and the session now collects a rest)."""
+    try:
+        seconds = float(json.loads(text or "")["calibrate"])
+        session.calibrate(seconds)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
 def _frame_refusal(data: bytes | None, text: str | None, settings) -> tuple[int, str] | None:
     """(WebSocket close code, reason) for a frame the live mode cannot take, else None."""
     from mien.server.uploads import UploadError, check_pixels
 
     if data is None:
-        return 1003, "send frames as binary messages (JPEG, PNG or WebP bytes), not text"
+        return 1003, ('send frames as binary (JPEG, PNG or WebP bytes); the one text message is '
+                      '{"calibrate": SECONDS} with 0.5-30 seconds')
     if not data:
         return 1007, "empty frame"
     if len(data) > settings.max_upload_bytes:

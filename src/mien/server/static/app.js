@@ -53,6 +53,7 @@ async function init() {
   $("file-input").addEventListener("change", (e) => { handleFiles([...e.target.files]); e.target.value = ""; });
   $("webcam-button").addEventListener("click", startWebcam);
   $("webcam-stop").addEventListener("click", stopWebcam);
+  $("webcam-calibrate").addEventListener("click", () => { state.calibrate = true; });
 }
 
 async function handleFiles(files) {
@@ -308,6 +309,7 @@ async function startWebcam() {
       if (socket.readyState !== WebSocket.OPEN || !video.videoWidth) { setTimeout(send, 50); return; }
       grab.width = video.videoWidth; grab.height = video.videoHeight;
       grab.getContext("2d").drawImage(video, 0, 0);
+      if (state.calibrate) { socket.send(JSON.stringify({calibrate: 3})); state.calibrate = false; }
       grab.toBlob((blob) => socket.send(blob), "image/jpeg", 0.8);
     };
     socket.addEventListener("open", send);
@@ -332,20 +334,34 @@ async function startWebcam() {
       const seconds = (performance.now() - since) / 1000;
       $("live-stats").textContent = `${(frames / seconds).toFixed(1)} fps, ${result.ms} ms on the server`;
       document.body.dataset.liveFrames = frames;
+      showCalibration(result.calibration);
       send();
     });
   };
   connect();
 }
 
+function showCalibration(calibration) {
+  const text = !calibration ? "" : calibration.state === "collecting"
+    ? `calibrating: keep a neutral face (${Math.max(0, calibration.remaining_s).toFixed(1)} s)`
+    : `calibrated: face ${calibration.tracks.map((t) => `#${t}`).join(", ")} (readings marked "cal")`;
+  $("live-calibration").textContent = text;
+  document.body.dataset.liveCalibration = calibration ? calibration.state : "";
+}
+
 // A live face is a table row (as in the files and the REST API): box_x/y/w/h, and the smoothed
-// columns (*_smooth) that the video pipeline adds, preferred for display.
+// columns (*_smooth) that the video pipeline adds, preferred for display; after calibration, the calibrated
+// reading (*_cal) of the person's own rest.
 function liveView(face) {
+  if (face.expression_cal) {
+    const aus = Object.keys(face).filter((k) => /^AU\d\d_cal$/.test(k)).map((k) => [k.slice(0, 4), face[k] ?? 0]);
+    return {expression: face.expression_cal, confidence: face[`expr_${face.expression_cal}_cal`] ?? 0, aus, calibrated: true};
+  }
   const expression = face.expression_smooth ?? face.expression;
   const confidence = expression ? (face[`expr_${expression}_smooth`] ?? face.expression_confidence ?? 0) : 0;
   const aus = Object.keys(face).filter((k) => /^AU\d\d$/.test(k))
     .map((au) => [au, face[`${au}_smooth`] ?? face[au] ?? 0]);
-  return {expression, confidence, aus};
+  return {expression, confidence, aus, calibrated: false};
 }
 
 function drawLive(ctx, result) {
@@ -356,7 +372,9 @@ function drawLive(ctx, result) {
     const view = liveView(face);
     const colour = COLOURS[view.expression] || "#3a3";
     ctx.strokeStyle = colour; ctx.strokeRect(x1, y1, face.box_w, face.box_h);
-    const label = view.expression ? `#${face.track_id} ${view.expression} ${view.confidence.toFixed(2)}` : `#${face.track_id}`;
+    const label = view.expression
+      ? `#${face.track_id} ${view.expression} ${view.confidence.toFixed(2)}${view.calibrated ? " (cal)" : ""}`
+      : `#${face.track_id}`;
     ctx.fillStyle = colour; ctx.fillText(label, x1, Math.max(16, y1 - 6));
     if (view.aus.length) {
       const top = view.aus.sort((a, b) => b[1] - a[1]).slice(0, 4);
