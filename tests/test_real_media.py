@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import mien
+
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"real media not present at {MEDIA}")
 
@@ -190,6 +192,12 @@ def test_intact_clips_exit_zero_with_their_real_frames(tmp_path):
     assert json.loads((tmp_path / "none.csv.meta.json").read_text())["inputs"][0]["sha256"]
     times = table["time_s"].to_numpy()
     np.testing.assert_allclose(np.diff(times), 1 / 24, atol=2e-3)  # its real 24 fps, not the header's 23.67
+    # The timeline files of a video without faces have their headers (pandas cannot read an empty file) ...
+    for name in ("segments", "events", "tracks"):
+        assert pd.read_csv(tmp_path / f"none.{name}.csv").empty
+    # ... and the API reads them back (it used to raise EmptyDataError on the tracks file).
+    rows = mien.analyze_video(MEDIA / "pyfeat_no_face.mp4", progress=False)
+    assert len(rows) == 95 and "frames" in rows.attrs["tracks"].columns and rows.attrs["tracks"].empty
 
 
 def test_one_person_one_track_and_a_sad_then_happy_clip(tmp_path):

@@ -172,8 +172,13 @@ def _above(values: np.ndarray, on: float, off: float) -> list[tuple[int, int]]:
     return intervals
 
 
+TRACK_COLUMNS = (["track_id", "first_s", "last_s", "frames"] + [f"{c}_{k}" for c in EXPRESSIONS for k in ("share", "s")]
+                 + ["valence_mean", "arousal_mean"] + [f"{au}_mean" for au in AU_NAMES])
+
+
 def track_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per track: time span, frames, seconds and share in each expression, mean AUs and VA."""
+    """One row per track: time span, frames, seconds and share in each expression, mean AUs and VA (`TRACK_COLUMNS`;
+    no rows, the same columns, for a video without faces)."""
     label_col = _column(table, "expression")
     records = []
     for track_id, rows in _tracks(table):
@@ -189,4 +194,4 @@ def track_summary(table: pd.DataFrame) -> pd.DataFrame:
         record["arousal_mean"] = float(rows[_column(table, "arousal")].mean())
         record.update({f"{au}_mean": float(rows[au].mean()) for au in AU_NAMES})
         records.append(record)
-    return pd.DataFrame(records)
+    return pd.DataFrame(records, columns=TRACK_COLUMNS)
