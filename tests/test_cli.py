@@ -72,6 +72,24 @@ def test_bad_inputs_do_not_stop_the_batch(tmp_path, photo_dir):
     assert "3 of 4 inputs failed" in result.stderr
 
 
+def test_a_folder_without_images_is_a_failed_input_named_in_one_line(tmp_path, photo_dir):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no pictures here")
+    out = tmp_path / "faces.csv"
+    result = mien("analyze", notes, photo_dir / "astro.jpg", "-o", out, "-q")
+    assert result.returncode == 1 and "1 of 2 inputs failed" in result.stderr
+    assert f"error {notes}: a folder without images" in result.stderr
+    assert pd.read_csv(out)["face_found"].all()
+    alone = mien("analyze", notes, "-o", out)
+    assert alone.returncode == 1 and "no images to analyse" in alone.stderr  # not "no inputs given"
+    import mien as api
+
+    with pytest.warns(UserWarning, match="1 of 2 inputs could not be read"):
+        table = api.analyze([notes, photo_dir / "astro.jpg"], progress=False)
+    assert len(table) == 1 and table.attrs["errors"][0].startswith(f"{notes}: a folder without images")
+
+
 def test_openface_csv(tmp_path, photo_dir):
     out = tmp_path / "of.csv"
     assert mien("analyze", photo_dir / "astro.jpg", "-o", out, "--format", "openface", "-q").returncode == 0

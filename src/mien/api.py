@@ -18,24 +18,29 @@ import numpy as np
 import pandas as pd
 
 from mien.options import PHOTO_LANDMARKS, VIDEO_LANDMARKS, analyzer_options, video_options
-from mien.io.images import ImageError, ImageLike, expand_inputs
+from mien.io.images import ImageError, ImageLike, expand_inputs, no_images_in
 
 Inputs = Union[ImageLike, Iterable[ImageLike]]
 
 
-def _items(inputs: Inputs) -> list:
-    """Paths (folders and globs expanded), arrays and PIL images, in order."""
+def _items(inputs: Inputs) -> tuple[list, list[str]]:
+    """Paths (folders and globs expanded), arrays and PIL images, in order; and a line for each folder without
+    images."""
     from PIL import Image
 
     if isinstance(inputs, (str, os.PathLike, np.ndarray, Image.Image)):
         inputs = [inputs]
     items: list = []
+    empty: list[str] = []
     for item in inputs:
         if isinstance(item, (str, os.PathLike)):
-            items.extend(expand_inputs([item]))
+            found = list(expand_inputs([item]))
+            items.extend(found)
+            if not found:
+                empty.append(no_images_in(item))
         else:
             items.append(item)
-    return items
+    return items, empty
 
 
 def _rules(expressions: Any):
@@ -65,8 +70,9 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
 
     settings = analyzer_options(**options)
     rules = _rules(expressions)
-    items = _items(inputs)
-    frames, errors, checksums = [], [], []
+    items, errors = _items(inputs)
+    total = len(items) + len(errors)  # a folder without images counts as one input that failed
+    frames, checksums = [], []
     with ParallelAnalyzer(settings, default_pipelines(len(items))) as pipelines:
         results = track(pipelines.run(items), total=len(items), description="analysing",
                         disable=not progress or len(items) < 2)
@@ -84,7 +90,7 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
     custom = {} if rules is None else {"expressions": rules.provenance()}
     table.attrs["provenance"] = analysis_provenance("images", settings, checksums, landmarks=landmarks, **custom)
     if errors:
-        warnings.warn(f"mien.analyze: {len(errors)} of {len(items)} inputs could not be read "
+        warnings.warn(f"mien.analyze: {len(errors)} of {total} inputs could not be read "
                       f"(first: {errors[0]}); see df.attrs['errors']", stacklevel=2)
     return table
 

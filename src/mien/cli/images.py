@@ -84,7 +84,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     import pandas as pd
 
     from mien.images_run import ParallelAnalyzer, default_pipelines
-    from mien.io.images import ImageError, expand_inputs
+    from mien.io.images import ImageError, expand_inputs, folders_without_images
     from mien.io.table import faces_to_frame, resolve_format
     from mien.io.writer import TableWriteError, TableWriter
     from mien.provenance import analysis_provenance, file_sha256
@@ -92,10 +92,12 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
 
     options = cli_analyzer_options(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
                                    require_mesh=require_mesh, prior=prior, attributes=attributes)
-    inputs = list(expand_inputs(paths))
+    inputs, empty = list(expand_inputs(paths)), folders_without_images(paths)
+    for line in empty:  # a folder without images is an input that failed
+        errors.print(f"error {line}", soft_wrap=True, highlight=False)
     if not inputs:
-        errors.print("mien: no inputs given")
-        return EXIT_USAGE
+        errors.print("mien: no images to analyse" if empty else "mien: no inputs given")
+        return EXIT_FAILED_INPUTS if empty else EXIT_USAGE
     if output is not None:
         try:
             resolve_format(output, fmt)  # fail before any work on a bad suffix
@@ -107,7 +109,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     custom = {} if rules is None else {"expressions": rules.provenance()}
     record = analysis_provenance("images", options, landmarks=landmarks, **custom)
     checksums: list[dict[str, str]] = []
-    failed, shown, used_names = 0, [], set()
+    failed, shown, used_names = len(empty), [], set()
     writer = None
     try:
         if output is not None:
@@ -142,11 +144,11 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
                 pass
     if show_table and shown:
         console.print(_summary(pd.concat(shown, ignore_index=True)))
-    ok = len(inputs) - failed
+    total = len(inputs) + len(empty)
     if output is not None:
-        console.print(f"wrote {writer.rows} rows for {ok} of {len(inputs)} inputs to {output}", soft_wrap=True)
+        console.print(f"wrote {writer.rows} rows for {total - failed} of {total} inputs to {output}", soft_wrap=True)
     if failed:
-        errors.print(f"mien: {failed} of {len(inputs)} inputs failed", soft_wrap=True)
+        errors.print(f"mien: {failed} of {total} inputs failed", soft_wrap=True)
         return EXIT_FAILED_INPUTS
     return EXIT_OK
 
@@ -189,7 +191,7 @@ def report(
 ) -> None:
     """One self-contained HTML report: annotated faces, heatmaps, rationales, timelines, summaries, limits."""
     from mien.analyzer import Analyzer
-    from mien.io.images import expand_inputs
+    from mien.io.images import expand_inputs, folders_without_images
     from mien.report.html import image_report, video_report
     from mien.video.reader import VideoError
 
@@ -204,7 +206,7 @@ def report(
     else:
         paths = list(expand_inputs(inputs))
         if not paths:
-            errors.print("mien: no inputs given")
+            errors.print("\n".join(folders_without_images(inputs)) or "mien: no inputs given", soft_wrap=True)
             raise typer.Exit(EXIT_USAGE)
         with Analyzer(options.analyzer) as analyzer, progress_bar(len(paths)) as progress:
             task = progress.add_task("report", total=len(paths))

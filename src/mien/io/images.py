@@ -177,6 +177,16 @@ def _short(exc: BaseException) -> str:
     return text[:120]
 
 
+def no_images_in(folder: str | os.PathLike) -> str:
+    """The one line saying a folder given as input holds no images."""
+    return f"{folder}: a folder without images (none ending in {', '.join(sorted(IMAGE_SUFFIXES))})"
+
+
+def folders_without_images(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """A line (`no_images_in`) for each folder among `paths` that holds no images."""
+    return [no_images_in(p) for p in paths if Path(p).is_dir() and not any(expand_inputs([p]))]
+
+
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
     """Files from paths, folders (recursively, image suffixes only) and glob patterns, in order.
 
