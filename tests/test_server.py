@@ -151,6 +151,9 @@ def test_video_job_calibrates_each_track_from_its_rest_window(server, tmp_path, 
         assert bad.status_code == 400 and "5-2" in bad.json()["error"]
         photos = client.post("/api/jobs", files=[("files", ("a.jpg", photo))], data={"calibrate": "auto"})
         assert photos.status_code == 400 and "video" in photos.json()["error"]
+        listed = client.post("/api/jobs", files=[("files", ("clip.mp4", video.read_bytes()))],
+                             data={"reference": "person,file,neutral\nA,clip.mp4,1\n"})
+        assert listed.status_code == 400 and "job of photos" in listed.json()["error"]
         submitted = client.post("/api/jobs", files=[("files", ("clip.mp4", video.read_bytes()))],
                                 data={"calibrate": "0-1s"})
         assert submitted.status_code == 202, submitted.text
@@ -159,6 +162,33 @@ def test_video_job_calibrates_each_track_from_its_rest_window(server, tmp_path, 
         table = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
         assert {"expression_cal", "expression_status_cal", "AU12_cal", "person"} <= set(table.columns)
         assert set(table["person"]) == {"track 0", "track 1"} and table["expression_cal"].notna().all()
+
+
+def test_photo_job_calibrates_each_person_from_their_neutral_photo(server, photo):
+    """The REST twin of `mien calibrate --reference`: a KDEF person whose rest reads sad, their half-profile
+    neutral as the rest; bad reference lists are refused before any work, in one line."""
+    from conftest import needs_dataset
+
+    kdef = needs_dataset("kdef")
+    uploads = {"rest.jpg": kdef / "HL" / "neutral" / "AF10NEHL.jpg", "calm.jpg": kdef / "S" / "neutral" / "AF10NES.jpg",
+               "smile.jpg": kdef / "S" / "happy" / "AF10HAS.jpg"}
+    files = [("files", (name, path.read_bytes())) for name, path in uploads.items()]
+    reference = "person,file,neutral\nF10,rest.jpg,1\nF10,calm.jpg,0\nF10,smile.jpg,0\n"
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for text, words in (("person,file\nF10,rest.jpg\n", "missing neutral"),
+                            ("person,file,neutral\nF10,other.jpg,1\n", "other.jpg is not one of the uploaded"),
+                            ("person,file,neutral\nF10,rest.jpg,0\n", "no neutral photo marked")):
+            refused = client.post("/api/jobs", files=files, data={"reference": text})
+            assert refused.status_code == 400 and words in refused.json()["error"], refused.text
+        submitted = client.post("/api/jobs", files=files, data={"reference": reference})
+        assert submitted.status_code == 202, submitted.text
+        job = _wait(client, submitted.json()["id"])
+        assert job["status"] == "done", job
+        table = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
+    read = dict(zip(table.source, zip(table.expression, table.expression_cal)))
+    assert read["calm.jpg"] == ("sad", "neutral") and read["smile.jpg"][1] == "happy"
+    assert (table["person"] == "F10").all()
 
 
 def test_video_over_the_length_limit(server, tmp_path):

@@ -65,6 +65,28 @@ def read_references(path: str | Path) -> pd.DataFrame:
     return table
 
 
+def references_for_names(text: str, names: list[str]) -> pd.DataFrame:
+    """A reference list (as `read_references` returns) from CSV text `person,file,neutral` whose `file`s are among
+    `names` (the sources of a table, e.g. a server job's uploads). `NeutralReferenceError` (one line) otherwise."""
+    import io
+
+    try:
+        rows = pd.read_csv(io.StringIO(text), dtype={"person": str, "file": str})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise NeutralReferenceError(f"reference: not CSV text ({exc})") from None
+    missing = {"person", "file", "neutral"} - set(rows.columns)
+    if missing:
+        raise NeutralReferenceError(f"reference: needs the columns person, file, neutral (missing {', '.join(sorted(missing))})")
+    unknown = sorted(set(rows["file"]) - set(names))
+    if unknown:
+        raise NeutralReferenceError(f"reference: {unknown[0]} is not one of the uploaded files")
+    rows["neutral"] = rows["neutral"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "y"])
+    if not rows["neutral"].any():
+        raise NeutralReferenceError("reference: no neutral photo marked (a person needs one to be calibrated)")
+    return pd.DataFrame({"person": rows["person"], "path": [str(Path(f).resolve()) for f in rows["file"]],
+                         "neutral": rows["neutral"]})
+
+
 def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = STRENGTH,
               population: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of a photo table with calibrated columns for every face whose source is in `references`

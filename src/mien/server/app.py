@@ -197,7 +197,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def submit(owner: Owner, files: list[UploadFile] = File(..., description="one video, or images"),
                explain: bool = Form(False), every: int = Form(1, ge=1, le=1000),
                calibrate: str | None = Form(None, max_length=40, description="video: per-track neutral calibration, "
-                                            "each track's rest START-END seconds (0-5s) or auto")) -> dict:
+                                            "each track's rest START-END seconds (0-5s) or auto"),
+               reference: str | None = Form(None, max_length=65536, description="images: per-person neutral "
+                                            "calibration, CSV text person,file,neutral naming the uploaded files")) -> dict:
         """Queue a video (one file) or a batch of images; poll `GET /api/jobs/{id}` for progress."""
         if len(files) > settings.max_files:
             raise HTTPException(413, f"{len(files)} files; the limit is {settings.max_files} per job")
@@ -209,10 +211,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
         with state.queue_slot(owner):
-            return _admit(owner, files, explain, every, calibrate)
+            return _admit(owner, files, explain, every, calibrate, reference)
 
     def _admit(owner: str | None, files: list[UploadFile], explain: bool, every: int,
-               calibrate: str | None = None) -> dict:
+               calibrate: str | None = None, reference: str | None = None) -> dict:
         job_id = new_job_id()
         folder = upload_dir(settings, job_id)
         inputs = []
@@ -239,6 +241,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         options: dict = {"explain": explain, "every": every}
         if calibrate is not None:
             options["calibrate"] = calibrate
+        if reference is not None:
+            options["reference"] = _checked_reference(reference, kind, [item["name"] for item in inputs], folder)
         job = state.store.add(Job(id=job_id, kind=kind, inputs=inputs, owner=owner, options=options))
         state.runner.submit(job_id)
         return _job_json(job)
@@ -358,6 +362,22 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 await run_in_threadpool(session.close)
 
     return app
+
+
+def _checked_reference(text: str, kind: str, names: list[str], folder) -> str:
+    """The `reference` of an image job, checked against its uploads (400, one line, and no job, otherwise)."""
+    from mien.expression.neutral import NeutralReferenceError, references_for_names
+
+    try:
+        if kind != "images":
+            raise NeutralReferenceError("reference applies to a job of photos (a video job uses calibrate)")
+        if len(set(names)) < len(names):
+            raise NeutralReferenceError("reference: two uploads have the same name; name each photo once")
+        references_for_names(text, names)
+    except NeutralReferenceError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise HTTPException(400, str(exc)) from None
+    return text
 
 
 def _calibration_request(text: str | None, session: LiveSession) -> bool:

@@ -236,6 +236,9 @@ class JobRunner:
         rows = 0
         if frames:
             table = pd.concat(frames, ignore_index=True)
+            if job.options.get("reference"):
+                names = [item["name"] for item in job.inputs]
+                table, record = _calibrated_photos(table, str(job.options["reference"]), names, record)
             write_parquet(table, out / RESULT_TABLE, record)
             files.insert(0, RESULT_TABLE)
             rows = len(table)
@@ -276,6 +279,17 @@ class JobRunner:
         self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
                           rows=run.rows, errors=errors, message=f"{run.frames} frames, {len(run.tracks)} people",
                           error=None if run.rows else "no frames could be analysed")
+
+
+def _calibrated_photos(table: pd.DataFrame, reference: str, names: list[str],
+                       record: dict | None) -> tuple[pd.DataFrame, dict]:
+    """A photo job's table with the per-person calibrated columns (the uploads are `names`), and its provenance
+    with the reference list."""
+    from mien.expression.neutral import calibrate, references_for_names
+
+    out = calibrate(table, references_for_names(reference, names))
+    return out, {**(record or {}), "calibration": {"method": "mien.expression.neutral, per person",
+                                                   "reference": reference}}
 
 
 def _calibrate_tracks_in_place(table: Path, window: str) -> None:
