@@ -354,7 +354,9 @@ function showCalibration(calibration) {
 // reading (*_cal) of the person's own rest.
 function liveView(face) {
   if (face.expression_cal) {
-    const aus = Object.keys(face).filter((k) => /^AU\d\d_cal$/.test(k)).map((k) => [k.slice(0, 4), face[k] ?? 0]);
+    // relative to the person's rest: only the AUs that rose above it
+    const aus = Object.keys(face).filter((k) => /^AU\d\d_cal$/.test(k) && (face[k] ?? 0) > 0.05)
+      .map((k) => [k.slice(0, 4), face[k]]);
     return {expression: face.expression_cal, confidence: face[`expr_${face.expression_cal}_cal`] ?? 0, aus, calibrated: true};
   }
   const expression = face.expression_smooth ?? face.expression;
