@@ -210,6 +210,13 @@ def test_one_person_one_track_and_a_sad_then_happy_clip(tmp_path):
     long = segments[segments["duration_s"] >= 3.0]
     assert long["expression"].tolist() == ["sad", "happy"]
     assert long.iloc[0]["end_s"] < long.iloc[1]["start_s"] + 1e-6
+    # The compound reading is smoothed like the expression: it switches far less often frame to frame.
+    switches = {c: int((table[c].fillna("-").to_numpy()[1:] != table[c].fillna("-").to_numpy()[:-1]).sum())
+                for c in ("compound", "compound_smooth")}
+    assert switches["compound_smooth"] <= switches["compound"] / 2, switches  # measured 5 against 20
+    named = table["compound_smooth"].notna()
+    assert table.loc[named, "compound_confidence_smooth"].between(0, 1).all()
+    assert table.loc[~named, "compound_confidence_smooth"].isna().all()
 
 
 def test_face_then_cartoon_clip_tracks_one_person_then_nobody(tmp_path):

@@ -56,7 +56,8 @@ ATTRIBUTE_COLUMNS = ["apparent_age", "apparent_age_low", "apparent_age_high", "g
 
 # Temporally smoothed copies (video mode, `mien.video.smoothing`); raw columns are kept.
 SMOOTH_COLUMNS = ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{name}_smooth" for name in EXPRESSIONS]
-                  + ["expression_smooth", "valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])
+                  + ["expression_smooth", "valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES]
+                  + ["compound_smooth", "compound_confidence_smooth"])
 
 
 def landmark_columns(landmarks: LandmarkColumns) -> list[str]:
@@ -73,7 +74,7 @@ def columns(landmarks: LandmarkColumns = "2d", smoothed: bool = False, attribute
 
 # Column types, declared once: every writer and reader of mien tables uses this schema.
 STRING_COLUMNS = frozenset({"source", "expression", "expression_smooth", "expression_status", "expression_blend",
-                            "compound", "gender_presentation"})
+                            "compound", "compound_smooth", "gender_presentation"})
 INT_COLUMNS = frozenset({"frame", "face_id", "track_id", "image_width", "image_height"})
 
 
@@ -126,7 +127,7 @@ def _float_block(faces: Faces, landmarks: LandmarkColumns, smoothed: bool, attri
         nan = np.full((n, 20), np.nan, np.float32)
         affect = sm.get("affect", nan[:, :2])
         pieces += [sm.get("pose", nan[:, :3]), sm.get("gaze", nan[:, :2]), sm.get("expression", nan[:, :8]),
-                   affect, sm.get("aus", nan)]
+                   affect, sm.get("aus", nan), named_compounds(sm.get("compound", nan[:, :14]))[1][:, None]]
     axes = {"none": (), "2d": (0, 1), "3d": (0, 1, 2)}[landmarks]
     pieces += [faces.landmarks[:, :, a] for a in axes]
     return np.concatenate([np.asarray(p, np.float32).reshape(n, -1) for p in pieces], 1)
@@ -140,7 +141,8 @@ def _float_names(landmarks: LandmarkColumns, smoothed: bool, attributes: bool) -
     names += AU_COLUMNS + AU_SIDE_COLUMNS + AU_PROB_COLUMNS + BLENDSHAPE_COLUMNS + ["sharpness"]
     if smoothed:
         names += ([f"{c}_smooth" for c in POSE_COLUMNS] + [f"expr_{e}_smooth" for e in EXPRESSIONS]
-                  + ["valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES])
+                  + ["valence_smooth", "arousal_smooth"] + [f"{au}_smooth" for au in AU_NAMES]
+                  + ["compound_confidence_smooth"])
     return names + landmark_columns(landmarks)
 
 
@@ -185,12 +187,14 @@ def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", e
             gender = (None if f.female is None else
                       [None if np.isnan(p) else ("female" if p >= 0.5 else "male") for p in f.female])
             smooth = _top_labels(f.smoothed["expression"]) if smoothed and "expression" in f.smoothed else [None] * n
+            smooth_compounds = (named_compounds(f.smoothed["compound"])[0] if smoothed and "compound" in f.smoothed
+                                else [None] * n)
         else:
             floats.append(np.full((1, len(float_names)), np.nan, np.float32))
             flags.append(np.zeros((1, len(QUALITY_FLAGS)), bool))
             face_ids.append(np.array([-1]))
             tracks.append(np.array([-1]))
-            labels = status = blend = smooth = compounds = [None]
+            labels = status = blend = smooth = compounds = smooth_compounds = [None]
             gender = None
         strings["source"] += [f.source] * max(n, 1)
         strings["expression"] += labels
@@ -199,6 +203,7 @@ def faces_to_arrow(frames: Iterable[Faces], landmarks: LandmarkColumns = "2d", e
         strings["compound"] += compounds
         if "expression_smooth" in strings:
             strings["expression_smooth"] += smooth
+            strings["compound_smooth"] += smooth_compounds
         if "gender_presentation" in strings:
             strings["gender_presentation"] += gender if gender is not None else [None] * max(n, 1)
     block = np.ascontiguousarray(np.concatenate(floats).T)  # one contiguous row per column

@@ -71,7 +71,15 @@ class Ema:
 
 # Faces attribute -> filter kind
 _GEOMETRY = ("boxes", "landmarks", "pose", "gaze")
-_SCORES = ("expression", "aus", "affect")
+_SCORES = ("expression", "aus", "affect", "compound")
+
+
+def _value(faces: Faces, key: str, i: int) -> np.ndarray:
+    """Face `i`'s raw `key`; a face that reads neutral has no compound (NaN), which smooths as none at all (zeros)."""
+    value = getattr(faces, key)[i]
+    if key == "compound" and np.isnan(value).all() and not np.isnan(faces.expression[i]).any():
+        return np.zeros_like(value)
+    return value
 
 
 class TrackSmoother:
@@ -101,7 +109,7 @@ class TrackSmoother:
                 self._filters[track_id] = self._new_filters()
             self._last_seen[track_id] = t
             for key, f in self._filters[track_id].items():
-                faces.smoothed[key][i] = f(getattr(faces, key)[i], t)
+                faces.smoothed[key][i] = f(_value(faces, key, i), t)
         # Forget tracks long gone, so memory stays flat over long videos.
         stale = [k for k, seen in self._last_seen.items() if t - seen > 10 * self.options.forget_s]
         for k in stale:
