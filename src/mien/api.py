@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mien.options import PHOTO_LANDMARKS, VIDEO_LANDMARKS, analyzer_options, video_options
-from mien.io.images import ImageError, ImageLike, expand_inputs, no_images_in
+from mien.io.images import ImageError, ImageLike, expand_each
 
 Inputs = Union[ImageLike, Iterable[ImageLike]]
 
@@ -34,10 +34,9 @@ def _items(inputs: Inputs) -> tuple[list, list[str]]:
     empty: list[str] = []
     for item in inputs:
         if isinstance(item, (str, os.PathLike)):
-            found = list(expand_inputs([item]))
-            items.extend(found)
-            if not found:
-                empty.append(no_images_in(item))
+            found, lines = expand_each([item])
+            items += found
+            empty += lines
         else:
             items.append(item)
     return items, empty

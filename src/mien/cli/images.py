@@ -84,7 +84,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     import pandas as pd
 
     from mien.images_run import ParallelAnalyzer, default_pipelines
-    from mien.io.images import ImageError, expand_inputs, folders_without_images
+    from mien.io.images import ImageError, expand_each
     from mien.io.table import faces_to_frame, resolve_format
     from mien.io.writer import TableWriteError, TableWriter
     from mien.provenance import analysis_provenance, file_sha256
@@ -92,7 +92,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
 
     options = cli_analyzer_options(mode=mode, max_faces=max_faces, min_face_size=min_face_size, min_score=min_score,
                                    require_mesh=require_mesh, prior=prior, attributes=attributes)
-    inputs, empty = list(expand_inputs(paths)), folders_without_images(paths)
+    inputs, empty = expand_each(paths)
     for line in empty:  # a folder without images is an input that failed
         errors.print(f"error {line}", soft_wrap=True, highlight=False)
     if not inputs:
@@ -191,7 +191,7 @@ def report(
 ) -> None:
     """One self-contained HTML report: annotated faces, heatmaps, rationales, timelines, summaries, limits."""
     from mien.analyzer import Analyzer
-    from mien.io.images import expand_inputs, folders_without_images
+    from mien.io.images import expand_each
     from mien.report.html import image_report, video_report
     from mien.video.reader import VideoError
 
@@ -204,9 +204,9 @@ def report(
             errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_FAILED_INPUTS)
     else:
-        paths = list(expand_inputs(inputs))
+        paths, empty = expand_each(inputs)
         if not paths:
-            errors.print("\n".join(folders_without_images(inputs)) or "mien: no inputs given", soft_wrap=True)
+            errors.print("\n".join(empty) or "mien: no inputs given", soft_wrap=True)
             raise typer.Exit(EXIT_USAGE)
         with Analyzer(options.analyzer) as analyzer, progress_bar(len(paths)) as progress:
             task = progress.add_task("report", total=len(paths))

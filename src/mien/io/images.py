@@ -177,14 +177,17 @@ def _short(exc: BaseException) -> str:
     return text[:120]
 
 
-def no_images_in(folder: str | os.PathLike) -> str:
-    """The one line saying a folder given as input holds no images."""
-    return f"{folder}: a folder without images (none ending in {', '.join(sorted(IMAGE_SUFFIXES))})"
-
-
-def folders_without_images(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """A line (`no_images_in`) for each folder among `paths` that holds no images."""
-    return [no_images_in(p) for p in paths if Path(p).is_dir() and not any(expand_inputs([p]))]
+def expand_each(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """`expand_inputs` of `paths`, each searched once, and one line for each folder among them that holds no images
+    (an input that failed)."""
+    files: list[Path] = []
+    empty: list[str] = []
+    for raw in paths:
+        found = list(expand_inputs([raw]))
+        files += found
+        if not found and Path(raw).is_dir():
+            empty.append(f"{raw}: a folder without images (none ending in {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files, empty
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
