@@ -50,19 +50,9 @@ def read_references(path: str | Path) -> pd.DataFrame:
                 if photo.is_file()]
         table = pd.DataFrame(rows, columns=["person", "path", "neutral"])
     else:
-        try:
-            table = pd.read_csv(path, dtype={"person": str, "path": str})
-        except (OSError, ValueError) as exc:
-            raise NeutralReferenceError(f"{path}: cannot read the reference list ({exc})") from None
-        missing = {"person", "path", "neutral"} - set(table.columns)
-        if missing:
-            raise NeutralReferenceError(f"{path}: needs the columns person, path, neutral (missing {', '.join(sorted(missing))})")
+        table = _csv_references(path, str(path), "path")
         table["path"] = [str((path.parent / p).resolve()) for p in table["path"]]
-        table["neutral"] = table["neutral"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "y"])
-    people = table.groupby("person")["neutral"].any()
-    if table.empty or not people.any():
-        raise NeutralReferenceError(f"{path}: no neutral photo marked (a person needs one to be calibrated)")
-    return table
+    return _with_a_neutral(table, str(path))
 
 
 def references_for_names(text: str, names: list[str]) -> pd.DataFrame:
@@ -70,21 +60,34 @@ def references_for_names(text: str, names: list[str]) -> pd.DataFrame:
     `names` (the sources of a table, e.g. a server job's uploads). `NeutralReferenceError` (one line) otherwise."""
     import io
 
-    try:
-        rows = pd.read_csv(io.StringIO(text), dtype={"person": str, "file": str})
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise NeutralReferenceError(f"reference: not CSV text ({exc})") from None
-    missing = {"person", "file", "neutral"} - set(rows.columns)
-    if missing:
-        raise NeutralReferenceError(f"reference: needs the columns person, file, neutral (missing {', '.join(sorted(missing))})")
+    rows = _csv_references(io.StringIO(text), "reference", "file")
     unknown = sorted(set(rows["file"]) - set(names))
     if unknown:
         raise NeutralReferenceError(f"reference: {unknown[0]} is not one of the uploaded files")
+    table = pd.DataFrame({"person": rows["person"], "path": [str(Path(f).resolve()) for f in rows["file"]],
+                          "neutral": rows["neutral"]})
+    return _with_a_neutral(table, "reference")
+
+
+def _csv_references(source, where: str, file_column: str) -> pd.DataFrame:
+    """The `person, <file_column>, neutral` rows of a reference CSV (a path or a text buffer), `neutral` as booleans
+    (1, true, yes, y); `where` starts each error line."""
+    try:
+        rows = pd.read_csv(source, dtype={"person": str, file_column: str})
+    except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise NeutralReferenceError(f"{where}: cannot read the reference list ({exc})") from None
+    missing = {"person", file_column, "neutral"} - set(rows.columns)
+    if missing:
+        raise NeutralReferenceError(f"{where}: needs the columns person, {file_column}, neutral (missing "
+                                    f"{', '.join(sorted(missing))})")
     rows["neutral"] = rows["neutral"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "y"])
-    if not rows["neutral"].any():
-        raise NeutralReferenceError("reference: no neutral photo marked (a person needs one to be calibrated)")
-    return pd.DataFrame({"person": rows["person"], "path": [str(Path(f).resolve()) for f in rows["file"]],
-                         "neutral": rows["neutral"]})
+    return rows
+
+
+def _with_a_neutral(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    if not table["neutral"].any():
+        raise NeutralReferenceError(f"{where}: no neutral photo marked (a person needs one to be calibrated)")
+    return table
 
 
 def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = STRENGTH,
