@@ -109,8 +109,7 @@ def read(network_logits: np.ndarray, au_prob: np.ndarray, expression: np.ndarray
 def named(joint: np.ndarray) -> tuple[list[str | None], np.ndarray]:
     """The `compound` and `compound_confidence` columns of joint probabilities (n, 14) from `read`: the most likely
     compound and its probability where the face more likely than not shows a compound, else None and NaN."""
-    with np.errstate(invalid="ignore"):
-        shown = np.nan_to_num(joint, nan=0.0).sum(1) >= 0.5
-    top = np.nan_to_num(joint, nan=-1.0).argmax(1)
-    confidence = np.where(shown, np.nan_to_num(joint, nan=0.0).max(1, initial=0.0), np.nan).astype(np.float32)
-    return [COMPOUNDS[k] if s else None for k, s in zip(top, shown)], confidence
+    filled = np.nan_to_num(joint, nan=0.0)  # a row without a reading shows no compound
+    shown = filled.sum(1) >= 0.5
+    confidence = np.where(shown, filled.max(1, initial=0.0), np.nan).astype(np.float32)
+    return [COMPOUNDS[k] if s else None for k, s in zip(filled.argmax(1), shown)], confidence
