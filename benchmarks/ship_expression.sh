@@ -9,7 +9,8 @@
 #    one explains) and register their SHA-256s; the export's reference inputs/logits go to tests/data
 #    (tests/test_expression.py checks the int8 ONNX against torch);
 # 2. refit the open-set thresholds per prior on valid data (benchmarks/openset.py --fit);
-# 3. refit the AU occurrence model, whose inputs include the expression logits (python -m mien.train.aus);
+# 3. refit the AU occurrence model, whose inputs include the expression logits (python -m mien.train.aus), then the
+#    compound reading, whose inputs are both (python -m mien.train.compound);
 # 4. measure the model on every built-in set, test sets once, and write its card
 #    (benchmarks/expression_eval.py), then the AU results and card.
 # Keep the previous model's figures first: python benchmarks/expression_eval.py --no-card --out /tmp/old.json
@@ -28,21 +29,13 @@ cp "$run/expression-int8.onnx" src/mien/models/weights/expression.onnx
 cp "$run/expression-half.onnx" src/mien/models/weights/expression_float.onnx
 cp "$run/expression_reference.npz" tests/data/expression_reference.npz
 for name in expression expression_float; do
-  digest=$(sha256sum "src/mien/models/weights/$name.onnx" | cut -d' ' -f1)
-  python - "$name" "$digest" <<'EOF'
-import re, sys
-from pathlib import Path
-name, digest = sys.argv[1:]
-path = Path("src/mien/models/sources.py")
-text = re.sub(rf'("name": "{name}",\n    "file": "{name}.onnx",\n    "sha256": ")[0-9a-f]+(")',
-              rf"\g<1>{digest}\g<2>", path.read_text())
-path.write_text(text)
-print("registered", name, digest)
-EOF
+  python -c "from pathlib import Path; from mien.train.aus import register
+print('registered', '$name', register(Path('src/mien/models/weights/$name.onnx'), '$name'))"
 done
 
 python benchmarks/openset.py --fit
 python -m mien.train.aus --data ../shared/datasets/rafce
+python -m mien.train.compound --data ../shared/datasets/rafce --basic ../shared/datasets/rafdb
 python benchmarks/expression_eval.py --training "$@" "$run/training.json"
 mien eval-aus ../shared/datasets/rafce/valid -o benchmarks/aus_rafce_valid
 python benchmarks/aus_groups.py
