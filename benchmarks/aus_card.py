@@ -76,7 +76,7 @@ def main() -> None:
             "FACS coder (one-sided codes such as `L12` count as present); thresholds chosen on RAF-CE valid "
             f"({record['valid_faces']} faces). RAF-CE is deduplicated against RAF-DB test. Research and non-commercial "
             "use only.",
-            "The expression network's logits are an input, so the AU model is refitted whenever the expression model "
+            "The expression network's logits and regional features are inputs, so the AU model is refitted whenever the expression model "
             f"changes (same command; {record['seconds']} s on this 2-core machine, features cached per expression model).",
             f"Seed {record['seed']}; shipped file {AU_OCCURRENCE['file']}, SHA-256 checked at load."],
         "metrics": [

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.expression.au_eval import f1_at, measure_faces, read_coded
-from mien.expression.au_model import load_model, occurrence
+from mien.expression.au_model import load_model
 from mien.expression.aus import AU_NAMES
 from mien.expression.crop import mesh_face_image
 from mien.expression.openset import auroc
@@ -50,9 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     coded = read_coded(args.data)
     faces = measure_faces(coded.paths)
-    probs = np.full((len(coded.paths), len(AU_NAMES)), np.nan, np.float32)
+    probs = faces.au_probabilities()
     ok = faces.found
-    probs[ok] = occurrence(faces.blendshapes[ok], faces.landmarks[ok], faces.aligned[ok], faces.logits[ok])
     ages, female = np.full(len(ok), np.nan), np.full(len(ok), np.nan)
     mesh, attributes = MeshEstimator(), AttributeEstimator()
     for i in np.flatnonzero(ok):

@@ -26,7 +26,7 @@ def test_the_shipped_model_names_mien_s_compounds_and_reads_probabilities():
     read = compound.read(logits, au_prob, expression)
     assert np.isnan(read[2]).all() and ((read[:2].sum(1) > 0) & (read[:2].sum(1) < 1)).all()
     assert COMPOUNDS[int(read[0].argmax())] == COMPOUNDS[int(read[1].argmax())] == "happily surprised"
-    assert abs(read[0].max() - read[1].max()) < 0.05
+    assert abs(read[0].max() - read[1].max()) < 0.075  # same compound first; the blink moves it by 0.06 (refit of 12-06)
     # Where compounds are assumed as common as basic expressions, each face more likely shows one; same ranking.
     balanced = compound.read(logits, au_prob, expression, compound.compound_share("balanced"))
     assert (balanced[:2].sum(1) > read[:2].sum(1)).all() and (balanced[:2].argmax(1) == read[:2].argmax(1)).all()

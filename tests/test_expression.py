@@ -39,6 +39,18 @@ def test_int8_onnx_follows_the_torch_model_it_was_made_from(classifier):
     assert "quantized" in classifier.metadata
 
 
+def test_the_network_gives_regional_features_with_its_logits(classifier):
+    """The features the AU model reads come from the same run as the logits: 128 channels x 9 face regions,
+    averages of ReLU outputs; the explainer's float model has no such output."""
+    ref = np.load(REFERENCE)
+    logits, features = classifier.logits_and_features(ref["crops"], ref["blendshapes"])
+    np.testing.assert_array_equal(logits, classifier.logits(ref["crops"], ref["blendshapes"]))
+    assert features.shape == (len(ref["crops"]), 128 * 9) and features.min() >= 0 and features.std(0).mean() > 0
+    assert not np.allclose(features[0], features[1])
+    assert ExpressionClassifier(resolve("expression_float")).logits_and_features(ref["crops"][:1],
+                                                                                 ref["blendshapes"][:1])[1] is None
+
+
 def test_model_file_is_small_and_verified():
     path = resolve("expression")
     assert path.stat().st_size < 20e6

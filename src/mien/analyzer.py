@@ -160,16 +160,17 @@ class Analyzer:
             faces.gaze[ok] = gaze_from_landmarks(faces.landmarks[ok])
             faces.aus[ok] = estimate_aus(faces.blendshapes[ok], faces.landmarks[ok])
             faces.au_sides[ok] = estimate_sides(faces.blendshapes[ok], faces.landmarks[ok])
-            network_logits = None
+            network_logits = features = None
             if self._classifier is not None:
                 crops = np.stack([self._classifier.crop(rgb, faces.landmarks[i], units[i]) for i in np.flatnonzero(ok)])
-                logits = self._classifier.logits(crops, faces.blendshapes[ok])
+                logits, features = self._classifier.logits_and_features(crops, faces.blendshapes[ok])
                 faces.expression[ok] = softmax(logits, self._classifier.temperature)
                 faces.familiarity[ok] = openset.energy(logits, self._classifier.temperature)
                 faces.affect[ok] = valence_arousal(faces.expression[ok], faces.aus[ok])
                 network_logits = logits - self._classifier.shift  # the AU model reads them without the prior
             faces.au_prob[ok] = au_occurrence(faces.blendshapes[ok], faces.landmarks[ok], aligned[ok],
-                                              network_logits, estimates=faces.aus[ok], units=units[ok])
+                                              network_logits, estimates=faces.aus[ok], units=units[ok],
+                                              features=features)
             if network_logits is not None:
                 faces.compound[ok] = read_compound(network_logits, faces.au_prob[ok], faces.expression[ok],
                                                    compound_share(self.options.expression_prior))

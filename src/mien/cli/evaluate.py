@@ -138,12 +138,8 @@ def eval_rules(
     beside the default compound column, mien's expression_blend and the majority class."""
     import json
 
-    import numpy as np
-
     from mien.cli.common import load_rules_or_exit
     from mien.expression.au_eval import VOTE_CLASSES, measure_faces, read_coded
-    from mien.expression.au_model import occurrence
-    from mien.expression.aus import AU_NAMES
     from mien.expression.compound_eval import check_rules, column_report, column_summary, compound_report, rules_report
     from mien.expression.openset import load_thresholds
     from mien.expression.rules import RulesError
@@ -160,11 +156,7 @@ def eval_rules(
         errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     faces = measure_faces(paths, progress=not as_json)
-    found = faces.found
-    au_probs = np.full((len(paths), len(AU_NAMES)), np.nan, np.float32)
-    if found.any():
-        au_probs[found] = occurrence(faces.blendshapes[found], faces.landmarks[found], faces.aligned[found],
-                                     faces.logits[found])
+    au_probs = faces.au_probabilities()
     report = rules_report(rule_set, faces.probabilities, au_probs, labels)
     blends = compound_report(faces.probabilities, labels, votes, VOTE_CLASSES, load_thresholds("natural")["blend_min"])
     column = column_report(faces.probabilities, faces.logits, au_probs, labels)  # the default compound column

@@ -74,6 +74,18 @@ class MeasuredFaces:
     aligned: np.ndarray      # (n, 112, 112, 3) uint8 aligned crops
     logits: np.ndarray       # (n, 8) expression network logits without the class prior
     probabilities: np.ndarray  # (n, 8) calibrated expression probabilities under the natural prior
+    features: np.ndarray | None = None  # (n, D) the network's regional features (`ExpressionClassifier`), if any
+
+    def au_probabilities(self) -> np.ndarray:
+        """(n, 20) the learned AU occurrence probabilities of these faces (NaN rows without a mesh)."""
+        from mien.expression.au_model import occurrence
+
+        found = self.found
+        out = np.full((len(found), len(AU_NAMES)), np.nan, np.float32)
+        if found.any():
+            out[found] = occurrence(self.blendshapes[found], self.landmarks[found], self.aligned[found],
+                                    self.logits[found], features=None if self.features is None else self.features[found])
+        return out
 
 
 def measure_faces(paths: list[Path], progress: bool = True) -> MeasuredFaces:
@@ -102,7 +114,11 @@ def measure_faces(paths: list[Path], progress: bool = True) -> MeasuredFaces:
             out.blendshapes[i], out.landmarks[i], out.found[i] = result.blendshapes[0], result.landmarks[0], True
             out.aligned[i] = align_face(image, result.landmarks[0], ALIGN_SIZE, ALIGN_MARGIN)
             crop = classifier.crop(image, result.landmarks[0])[None]
-            logits = classifier.logits(crop, result.blendshapes[:1])
+            logits, features = classifier.logits_and_features(crop, result.blendshapes[:1])
+            if features is not None:
+                if out.features is None:
+                    out.features = np.zeros((n, features.shape[1]), np.float32)
+                out.features[i] = features[0]
             out.logits[i] = logits[0] - classifier.shift
             out.probabilities[i] = softmax(logits, classifier.temperature)[0]
     finally:
@@ -155,17 +171,15 @@ def au_report(scores: np.ndarray, coded: CodedSet, names: tuple[str, ...] = AU_N
 def evaluate_folder(folder: Path, progress: bool = True) -> dict:
     """The AU report on a RAF-CE-style folder: of the learned occurrence probabilities `AUxx_p` at their
     shipped thresholds (top level) and of the rule-based intensity estimates `AUxx` at 0.3 (`estimates`)."""
-    from mien.expression.au_model import load_model, occurrence
+    from mien.expression.au_model import load_model
 
     coded = read_coded(folder)
     faces = measure_faces(coded.paths, progress)
     found = faces.found
     estimates = np.full((len(coded.paths), len(AU_NAMES)), np.nan, np.float32)
-    probabilities = estimates.copy()
     if found.any():
         estimates[found] = estimate_aus(faces.blendshapes[found], faces.landmarks[found])
-        probabilities[found] = occurrence(faces.blendshapes[found], faces.landmarks[found], faces.aligned[found],
-                                          faces.logits[found])
+    probabilities = faces.au_probabilities()
     model = load_model()
     report = au_report(probabilities, coded, thresholds=model["threshold"])
     if coded.compounds and any(coded.compounds):

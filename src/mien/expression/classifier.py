@@ -92,6 +92,8 @@ class ExpressionClassifier:
         self.flip = bool(meta.get("flip_average", False)) if flip is None else flip
         self.render_rule: dict | None = meta.get("render")  # `mien.expression.crop.RENDER_RULE`, if it has one
         self._mirror = np.array(mirrored_blend_input_order())
+        self.has_features = "features" in {o.name for o in self._session.get_outputs()}
+        self._outputs = ["logits", "features"] if self.has_features else ["logits"]
 
     def crop(self, rgb: np.ndarray, landmarks: np.ndarray, unit: np.ndarray | None = None) -> np.ndarray:
         """The crop this model reads, from an (H, W, 3) RGB image and a face's (478, 3) landmarks in its pixels
@@ -109,23 +111,34 @@ class ExpressionClassifier:
     def logits(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
         """(n, 8) uncalibrated logits (under the chosen prior) for uint8 crops as `crop` makes them
         ((n, S, S) grey or (n, S, S, 3) RGB)."""
+        return self.logits_and_features(crops, blendshapes)[0]
+
+    def logits_and_features(self, crops: np.ndarray, blendshapes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`logits` and, for a model with a `features` output (`mien.train.quantize.add_feature_output`), the
+        network's regional appearance features of each face (n, D) from the same run (None otherwise). With
+        `flip`, the features are the face's own, not averaged with its mirror image."""
         n = len(crops)
         if n == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
+            return np.zeros((0, len(self.classes)), np.float32), (np.zeros((0, 0), np.float32) if self.has_features
+                                                                   else None)
         blend = blend_input(blendshapes)
-        out = []
+        logits, features = [], []
         for i in range(0, n, self.batch_size):
             chunk = crops[i:i + self.batch_size].astype(np.float32) / 255.0
             images = chunk.transpose(0, 3, 1, 2) if chunk.ndim == 4 else chunk[:, None]
             blends = blend[i:i + self.batch_size]
             if self.flip:  # one run over the faces and their mirror images
                 both = np.concatenate([images, images[..., ::-1]])
-                logits = self._session.run(None, {"image": both, "blendshapes": np.concatenate(
-                    [blends, blends[:, self._mirror]])})[0]
-                out.append((logits[:len(images)] + logits[len(images):]) / 2)
+                out = self._session.run(self._outputs, {"image": both, "blendshapes": np.concatenate(
+                    [blends, blends[:, self._mirror]])})
+                logits.append((out[0][:len(images)] + out[0][len(images):]) / 2)
+                features.append(out[-1][:len(images)])
             else:
-                out.append(self._session.run(None, {"image": images, "blendshapes": blends})[0])
-        return np.concatenate(out) + self._shift
+                out = self._session.run(self._outputs, {"image": images, "blendshapes": blends})
+                logits.append(out[0])
+                features.append(out[-1])
+        return (np.concatenate(logits) + self._shift,
+                np.concatenate(features).astype(np.float32) if self.has_features else None)
 
     def predict(self, crops: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
         """(n, 8) calibrated probabilities."""

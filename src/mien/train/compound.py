@@ -21,8 +21,6 @@ import numpy as np
 from mien.datasets.expressions import RAFDB_VALID_SHARE, hash_split, read_class_folders
 from mien.expression import compound
 from mien.expression.au_eval import measure_faces, read_coded
-from mien.expression.au_model import occurrence
-from mien.expression.aus import AU_NAMES
 from mien.expression.classes import COMPOUNDS, EXPRESSIONS
 from mien.expression.compound_eval import ranking_scores, rule_label
 from mien.expression.openset import auroc
@@ -44,11 +42,7 @@ def measured(folder: Path, progress: bool = True) -> tuple[np.ndarray, np.ndarra
 def measured_paths(paths: list[Path], progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(expression probabilities, prior-free logits, AU probabilities) of face crops (NaN rows: no mesh)."""
     faces = measure_faces(paths, progress=progress)
-    au_probs = np.full((len(paths), len(AU_NAMES)), np.nan, np.float32)
-    found = faces.found
-    au_probs[found] = occurrence(faces.blendshapes[found], faces.landmarks[found], faces.aligned[found],
-                                 faces.logits[found])
-    return faces.probabilities, faces.logits, au_probs
+    return faces.probabilities, faces.logits, faces.au_probabilities()
 
 
 def thumbnails(paths: list[Path]) -> np.ndarray:

@@ -124,6 +124,7 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
                 "temperature": json.dumps(priors["natural"]["temperature"]),
                 "quantized": json.dumps(summary)}
     _set_metadata(graph, metadata)
+    add_feature_output(graph)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(graph, str(out))
     for name in VALID_SETS:
@@ -132,6 +133,31 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
             f"{acc['float']:.4f} -> {acc['int8']:.4f} (natural prior)")
     log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, float model {model.stat().st_size / 1e6:.2f} MB)")
     return summary
+
+
+# The output of the third stage of dlib's ResNet (128 channels, 7 x 7 at 128 px): local appearance the AU model
+# reads as 3 x 3 overlapping regions (brows and eyes, cheeks and nose, mouth and chin; left, middle, right).
+FEATURE_TENSOR = "/blocks/blocks.9/Relu_1_output_0"
+
+
+def add_feature_output(graph, tensor: str = FEATURE_TENSOR) -> None:
+    """Give an expression model a second output, `features` (n, C * 9): `tensor` (n, C, 7, 7) averaged over 3 x 3
+    windows with stride 2, flattened channel-major (the AU model's appearance input). In a quantized graph the
+    dequantized tensor is read, as the next layer reads it. Modifies the ModelProto `graph`; ValueError when the
+    graph has no such tensor."""
+    from onnx import TensorProto, helper
+
+    produced = {name for node in graph.graph.node for name in node.output}
+    if "features" in {o.name for o in graph.graph.output}:
+        return
+    source = next((name for name in (f"{tensor}_DequantizeLinear_Output", tensor) if name in produced), None)
+    if source is None:
+        raise ValueError(f"the expression graph has no tensor {tensor} (not a face-backbone model)")
+    graph.graph.node.extend([
+        helper.make_node("AveragePool", [source], ["features_regions"], kernel_shape=[3, 3], strides=[2, 2],
+                         name="features_regions"),
+        helper.make_node("Flatten", ["features_regions"], ["features"], axis=1, name="features_flatten")])
+    graph.graph.output.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", None]))
 
 
 def _set_metadata(graph, metadata: dict[str, str]) -> None:
