@@ -37,15 +37,28 @@ BLENDSHAPE_POINTS = np.array([
 _EYE_CORNERS = (33, 263)  # outer corners: subject's right eye, left eye
 
 
+# Regions are snapped to a 1/32-pixel grid and their roll to 2^-12 radians: far below the mesh's own jitter, far
+# above the last-bit differences between float runtimes and CPUs (1e-4 px), which a followed face would otherwise
+# carry from frame to frame and grow to that jitter. Snapped, such a difference vanishes unless it straddles a step.
+REGION_STEP_PX = 1 / 32
+ANGLE_STEP = 2.0 ** -12
+
+
 @dataclass(frozen=True)
 class Region:
     """A square region of interest: centre (x, y) and side in image pixels, `angle` (radians) the
-    face's roll, by which the region is turned so the face reaches the network upright."""
+    face's roll, by which the region is turned so the face reaches the network upright. Snapped to
+    `REGION_STEP_PX` and `ANGLE_STEP` when made."""
 
     cx: float
     cy: float
     side: float
     angle: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, step in (("cx", REGION_STEP_PX), ("cy", REGION_STEP_PX), ("side", REGION_STEP_PX),
+                           ("angle", ANGLE_STEP)):
+            object.__setattr__(self, name, round(float(getattr(self, name)) / step) * step)
 
     def to_crop(self) -> np.ndarray:
         """2x3 affine from image pixels to the network's 256x256 input."""
