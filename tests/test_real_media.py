@@ -348,3 +348,14 @@ def test_a_video_does_not_carry_last_bit_detector_differences(monkeypatch):
     assert len(plain) == len(moved) == 72 and plain.face_found.all()
     columns = [c for c in plain.columns if c.startswith(("expr_", "AU", "box_", "pose_"))]
     pd.testing.assert_frame_equal(plain[columns], moved[columns])
+
+
+def test_regions_snap_to_a_fine_grid_and_an_unknown_stays_unknown():
+    from mien.face.mesh_net import ANGLE_STEP, REGION_STEP_PX, Region
+
+    region = Region(100.0 + 1e-4, 50.0 - 1e-4, 64.0 + 3e-4, 0.1 + 1e-7)
+    assert (region.cx, region.cy, region.side) == (100.0, 50.0, 64.0)
+    assert region.angle == round(0.1 / ANGLE_STEP) * ANGLE_STEP
+    assert Region(100.02, 50.0, 64.0).cx == 100.0 + REGION_STEP_PX  # a real move is kept, to the nearest step
+    unknown = Region(float("nan"), 50.0, float("inf"))
+    assert np.isnan(unknown.cx) and np.isinf(unknown.side)  # no exception: the mesh decides what to do with it

@@ -58,7 +58,7 @@ class Region:
     def __post_init__(self) -> None:
         for name, step in (("cx", REGION_STEP_PX), ("cy", REGION_STEP_PX), ("side", REGION_STEP_PX),
                            ("angle", ANGLE_STEP)):
-            object.__setattr__(self, name, round(float(getattr(self, name)) / step) * step)
+            object.__setattr__(self, name, float(np.rint(float(getattr(self, name)) / step) * step))  # NaN stays NaN
 
     def to_crop(self) -> np.ndarray:
         """2x3 affine from image pixels to the network's 256x256 input."""
