@@ -89,3 +89,18 @@ def test_explain_face_ties_heatmap_regions_and_rationale(analyzer, astronaut):
     assert max(why.regions, key=why.regions.get) == "mouth"
     assert why.image_heat.shape == astronaut.shape[:2] and why.image_heat.max() > 0
     assert why.text.startswith("happy (") and "mouth" in why.text
+
+
+def test_region_map_gives_each_face_pixel_its_nearest_region_vertex(analyzer, astronaut):
+    from mien.explain.regions import REGIONS, crop_matrix, region_map
+
+    landmarks = analyzer.analyze(astronaut).landmarks[0]
+    labels = region_map(landmarks, 64)
+    matrix = crop_matrix(landmarks, 64)
+    pts = landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    vertices = [(v, k) for k, name in enumerate(REGIONS) for group in REGIONS[name] for v in group]
+    face = labels < len(REGIONS)
+    assert 0.3 < face.mean() < 0.95
+    for y, x in zip(*np.nonzero(face)):
+        distances = [((pts[v] - (x + 0.5, y + 0.5)) ** 2).sum() for v, _ in vertices]
+        assert labels[y, x] == vertices[int(np.argmin(distances))][1]

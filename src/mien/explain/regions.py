@@ -27,6 +27,8 @@ REGIONS: dict[str, tuple[tuple[int, ...], ...]] = {
     "chin": ((152, 175, 199, 200, 18, 313, 406, 83, 182, 421, 201, 208, 428, 377, 148, 176, 400),),
 }
 REGION_NAMES = tuple(REGIONS) + ("other",)
+_VERTICES = np.array([v for name in REGIONS for group in REGIONS[name] for v in group])
+_OWNER = np.array([i for i, name in enumerate(REGIONS) for group in REGIONS[name] for _ in group])
 
 
 def crop_matrix(landmarks: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
@@ -39,12 +41,13 @@ def region_map(landmarks: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
     """(size, size) int map of region indices into `REGION_NAMES` over the expression crop."""
     matrix = crop_matrix(landmarks, size)
     pts = landmarks[:, :2] @ matrix[:, :2].T + matrix[:, 2]
-    vertices = np.array([v for name in REGIONS for group in REGIONS[name] for v in group])
-    owner = np.array([i for i, name in enumerate(REGIONS) for group in REGIONS[name] for _ in group])
+    seeds = pts[_VERTICES].astype(np.float64)
     ys, xs = np.mgrid[0:size, 0:size]
     pixels = np.stack([xs.ravel(), ys.ravel()], 1) + 0.5
-    nearest = ((pixels[:, None, :] - pts[vertices][None]) ** 2).sum(-1).argmin(1)
-    labels = owner[nearest].reshape(size, size).astype(np.uint8)
+    # Nearest vertex by |p - v|^2 = |p|^2 - 2 p.v + |v|^2, the |p|^2 term being the same for every vertex: one
+    # (pixels x 2) @ (2 x vertices) product instead of a (pixels x vertices x 2) array (66 -> 5 ms at 128 px).
+    nearest = ((seeds ** 2).sum(1)[None] - 2.0 * pixels @ seeds.T).argmin(1)
+    labels = _OWNER[nearest].reshape(size, size).astype(np.uint8)
     face = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(face, cv2.convexHull(np.round(pts * 4).astype(np.int32)), 1, shift=2)
     labels[face == 0] = len(REGIONS)
@@ -53,9 +56,9 @@ def region_map(landmarks: np.ndarray, size: int = EXPR_SIZE) -> np.ndarray:
 
 def region_shares(heatmap: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Share of the heatmap's mass in each region (sums to 1; zeros when the heatmap is empty)."""
-    total = float(heatmap.sum())
-    return {name: (float(heatmap[labels == i].sum()) / total if total > 0 else 0.0)
-            for i, name in enumerate(REGION_NAMES)}
+    mass = np.bincount(labels.ravel(), weights=np.asarray(heatmap, np.float64).ravel(), minlength=len(REGION_NAMES))
+    total = float(mass.sum())
+    return {name: (float(mass[i]) / total if total > 0 else 0.0) for i, name in enumerate(REGION_NAMES)}
 
 
 def area_shares(labels: np.ndarray) -> dict[str, float]:
