@@ -76,3 +76,21 @@ def test_shipped_int8_model_records_how_it_was_made():
         assert shipped.metadata["priors"][name]["shift"] == prior["shift"]
         change = shipped.metadata["priors"][name]["temperature"] - prior["temperature"]
         assert -0.05 < change <= 0.005 if shipped.flip else abs(change) < 0.02
+
+
+def test_feature_output_is_added_where_the_face_backbone_has_its_third_stage(tmp_path):
+    import onnx
+
+    from mien.train.quantize import add_feature_output
+
+    crops, blends = _astronaut_faces(4)
+    graph = onnx.load(str(resolve("expression_float")))
+    assert add_feature_output(graph) and add_feature_output(graph)  # once; a second call changes nothing
+    assert [o.name for o in graph.graph.output] == ["logits", "features"]
+    onnx.save(graph, str(tmp_path / "with.onnx"))
+    plain, extended = ExpressionClassifier(resolve("expression_float")), ExpressionClassifier(tmp_path / "with.onnx")
+    logits, features = extended.logits_and_features(crops, blends)
+    np.testing.assert_array_equal(logits, plain.logits(crops, blends))
+    assert features.shape == (4, 128 * 9) and features.min() >= 0
+    other = onnx.load(str(resolve("expression_float")))  # a graph without that tensor (the compact CNN's case)
+    assert not add_feature_output(other, "/no/such/tensor") and len(other.graph.output) == 1

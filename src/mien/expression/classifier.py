@@ -128,15 +128,13 @@ class ExpressionClassifier:
             images = chunk.transpose(0, 3, 1, 2) if chunk.ndim == 4 else chunk[:, None]
             blends = blend[i:i + self.batch_size]
             if self.flip:  # one run over the faces and their mirror images
-                both = np.concatenate([images, images[..., ::-1]])
-                out = self._session.run(self._outputs, {"image": both, "blendshapes": np.concatenate(
-                    [blends, blends[:, self._mirror]])})
-                logits.append((out[0][:len(images)] + out[0][len(images):]) / 2)
-                features.append(out[-1][:len(images)])
-            else:
-                out = self._session.run(self._outputs, {"image": images, "blendshapes": blends})
-                logits.append(out[0])
-                features.append(out[-1])
+                images = np.concatenate([images, images[..., ::-1]])
+                blends = np.concatenate([blends, blends[:, self._mirror]])
+            out = self._session.run(self._outputs, {"image": images, "blendshapes": blends})
+            faces = len(chunk)
+            logits.append((out[0][:faces] + out[0][faces:]) / 2 if self.flip else out[0])
+            if self.has_features:
+                features.append(out[1][:faces])  # the face's own, not its mirror's
         return (np.concatenate(logits) + self._shift,
                 np.concatenate(features).astype(np.float32) if self.has_features else None)
 

@@ -121,8 +121,12 @@ def main() -> None:
     blocks = {"hog": (hog_mean, hog_basis)}
     if train["features"].shape[1]:
         blocks["features"] = principal_basis(train["features"][ok_t], FEATURE_COMPONENTS)
-    xt = np.concatenate([train["geometry"], train["expression"]] + [(train[k] - m) @ b for k, (m, b) in blocks.items()], 1)
-    xv = np.concatenate([valid["geometry"], valid["expression"]] + [(valid[k] - m) @ b for k, (m, b) in blocks.items()], 1)
+
+    def inputs(faces: dict[str, np.ndarray]) -> np.ndarray:  # the model's inputs before standardising
+        return np.concatenate([faces["geometry"], faces["expression"]]
+                              + [(faces[k] - m) @ b for k, (m, b) in blocks.items()], 1)
+
+    xt, xv = inputs(train), inputs(valid)
     yt, yv = train["truth"], valid["truth"]
     mean, scale = xt[ok_t].mean(0), xt[ok_t].std(0) + 1e-6
     model = fit_members((xt[ok_t] - mean) / scale, yt[ok_t], args.seed)

@@ -140,24 +140,25 @@ def quantize_expression(model: Path, out: Path, datasets: Path, cache: Path, per
 FEATURE_TENSOR = "/blocks/blocks.9/Relu_1_output_0"
 
 
-def add_feature_output(graph, tensor: str = FEATURE_TENSOR) -> None:
+def add_feature_output(graph, tensor: str = FEATURE_TENSOR) -> bool:
     """Give an expression model a second output, `features` (n, C * 9): `tensor` (n, C, 7, 7) averaged over 3 x 3
     windows with stride 2, flattened channel-major (the AU model's appearance input). In a quantized graph the
-    dequantized tensor is read, as the next layer reads it. Modifies the ModelProto `graph`; ValueError when the
-    graph has no such tensor."""
+    dequantized tensor is read, as the next layer reads it. Modifies the ModelProto `graph`; False (and nothing
+    added) for a graph without that tensor, such as the compact CNN's: its AU inputs then sit at their mean."""
     from onnx import TensorProto, helper
 
-    produced = {name for node in graph.graph.node for name in node.output}
     if "features" in {o.name for o in graph.graph.output}:
-        return
+        return True
+    produced = {name for node in graph.graph.node for name in node.output}
     source = next((name for name in (f"{tensor}_DequantizeLinear_Output", tensor) if name in produced), None)
     if source is None:
-        raise ValueError(f"the expression graph has no tensor {tensor} (not a face-backbone model)")
+        return False
     graph.graph.node.extend([
         helper.make_node("AveragePool", [source], ["features_regions"], kernel_shape=[3, 3], strides=[2, 2],
                          name="features_regions"),
         helper.make_node("Flatten", ["features_regions"], ["features"], axis=1, name="features_flatten")])
     graph.graph.output.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", None]))
+    return True
 
 
 def _set_metadata(graph, metadata: dict[str, str]) -> None:
