@@ -7,8 +7,9 @@ Inputs are generated (`mien.video.synthetic`: copies of the astronaut face drift
 background), encoded to MPEG-4 and read back, so decoding is included. "end to end" is what
 `mien video IN -o OUT.parquet` does per frame (decode, detect every 10th frame, mesh-following,
 tracking, pose, AUs, expression, smoothing, rows streamed to Parquet); the stage table comes from
-a separate, unpipelined pass. The reference is the image pipeline run on every frame
-(`Analyzer.analyze`: detector on every frame, no tracking), mien's way before video mode.
+a separate, unpipelined pass. References: the image pipeline run on every frame (`Analyzer.analyze`: detector on
+every frame, no tracking), mien's way before video mode, and, with `--peer-python` (a venv with mediapipe), the bare
+MediaPipe FaceLandmarker in VIDEO mode looking for as many faces, on the same clip in the same run.
 Writes benchmarks/video_results.json.
 """
 
@@ -72,7 +73,7 @@ def _stages(path: Path, frames: int = 300) -> dict:
     with VideoAnalyzer() as video, open_video(path) as reader:
         timed(video.analyzer.detector, "detect_with_roll", "detector (every 10th frame, amortised)")
         timed(video.analyzer.mesh, "estimate", "mesh + blendshapes (LiteRT, 2 threads)")
-        timed(video.analyzer.classifier, "logits", "expression classifier")
+        timed(video.analyzer.classifier, "logits_and_features", "expression classifier")
         timed(video.analyzer, "measure", "measurements (pose, gaze, AUs, expression, flags)")
         timed(video.tracker, "update", "tracking")
         timed(video_analyzer, "appearance_vector", "tracking")
@@ -111,6 +112,15 @@ def _per_frame_images(path: Path, frames: int = 150) -> float:
         for rgb in decoded:
             analyzer.analyze(rgb)
         return round(len(decoded) / (time.perf_counter() - started), 1)
+
+
+def _bare(peer_python: str, clip: Path, faces: int) -> dict:
+    """fps and faces found per frame of the bare FaceLandmarker (VIDEO mode, up to `faces` faces) on `clip`."""
+    import end_to_end
+
+    end_to_end.PEER_PYTHON = peer_python
+    fps, _, found = end_to_end.bare_clip(clip, faces=faces)
+    return {"fps": round(fps, 1), "faces_per_frame": round(found, 2)}
 
 
 def _hour(folder: Path, minutes: float) -> dict:
@@ -159,6 +169,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each speed clip")
     parser.add_argument("--hour", type=float, default=None, metavar="MINUTES", help="also measure memory on a long video")
     parser.add_argument("--hour-only", action="store_true", help="only the long-video memory run (keeps the speed figures)")
+    parser.add_argument("--peer-python", default=None,
+                        help="the Python of a venv with mediapipe: also time the bare FaceLandmarker on each clip")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mien-video-bench")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -172,6 +184,9 @@ def main() -> None:
         case = {"size": f"{size[1]}x{size[0]}", "faces": faces, "end_to_end": _end_to_end(clip, args.work / "rows.parquet"),
                 "image_pipeline_every_frame_fps": _per_frame_images(clip), "stages_ms_per_frame": _stages(clip)}
         case["speedup_vs_image_pipeline"] = round(case["end_to_end"]["fps"] / case["image_pipeline_every_frame_fps"], 2)
+        if args.peer_python:
+            case["bare_landmarker"] = _bare(args.peer_python, clip, faces)
+            case["ratio_vs_bare_landmarker"] = round(case["end_to_end"]["fps"] / case["bare_landmarker"]["fps"], 2)
         print(json.dumps(case), flush=True)
         results["cases"].append(case)
     if args.hour:

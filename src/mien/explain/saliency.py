@@ -1,10 +1,12 @@
 """Occlusion heatmaps: which parts of the face the expression model relied on.
 
-Gradient-free, so it works on the shipped ONNX model: a patch of the expression crop (48 or 64 px) is
-replaced by a blurred copy of itself (detail removed, brightness kept, so the input stays
-face-like), for every patch position; the heatmap at a pixel is the mean drop in the explained
-class's probability over the patches that covered it. One batch of 121 crops through the
-classifier: about 0.1 s per face on two cores. Deterministic: same face, same heatmap.
+Gradient-free, so it works on the shipped ONNX model: a patch of the expression crop is replaced by a
+blurred copy of itself (detail removed, brightness kept, so the input stays face-like), for every patch
+position; the heatmap at a pixel is the mean drop in the explained class's probability over the patches
+that covered it. Patch and stride scale with the crop (a 21 px patch every 11 px of the shipped model's
+128 px crop: 100 positions), so one face is one batch of 101 crops through the float network, about 0.3 s
+per face on two cores. Deterministic: same face, same heatmap. Scoring the drop in log-probability or
+log-odds instead, or running the int8 network, was measured and not adopted (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
