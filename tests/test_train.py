@@ -422,6 +422,20 @@ def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
     with pytest.raises(ValueError, match="other crops"):
         _load_teacher(str(teacher_best), TrainConfig(colour=True, input_size=64))
 
+    # Two runs teach as one: the mean of their logits, and a student learns from the pair.
+    second_best = run_training(TrainConfig(epochs=1, batch_size=8, threads=1, seed=1), data, tmp_path / "second",
+                               tmp_path / "cache", log=lambda *_: None)
+    pair = _load_teacher(f"{teacher_best},{second_best}", student)
+    second = _load_teacher(str(second_best), student)
+    domains = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        both = pair(x, b, domains)
+        assert torch.allclose(both, (own + second(x, b, domains).float()) / 2, atol=1e-5)
+        assert not torch.allclose(both, own, atol=1e-3)  # the second run's answers count
+    assert float(_distillation_loss(both, pair, x, b, domains, absent, t)) < 1e-3
+    pupil = TrainConfig(epochs=1, batch_size=8, threads=1, teacher=f"{teacher_best},{second_best}")
+    assert run_training(pupil, data, tmp_path / "pupil", tmp_path / "cache", log=lambda *_: None).exists()
+
 
 def test_a_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits(tmp_path):
     """`mien train --init expression.onnx` (a float ExpressionNet export): the unfolded torch network computes the

@@ -5,7 +5,9 @@ as JPEG packs (`python -m mien.train.cache --pack`), dlib's face-recognition Res
 (MIEN_FACE_RESNET), and each recipe is exactly what `mien train` runs (`mien.train.loop.run_training`;
 the command each one corresponds to is recorded). Runs go in parallel processes on the one GPU and stop at
 `--deadline` seconds if not done (the best epoch so far is kept). Each run's best EMA weights come back in
-float16 (`NAME.pt`, the files are limited to 16 MiB) with its training record (`NAME.json`).
+float16 (`NAME.pt`, the files are limited to 16 MiB) with its training record (`NAME.json`). A recipe with
+`teacher_runs` (`face128ens`) is a student distilled from those runs' ensemble: it starts after them, in the same
+call or, on a machine still warm, in a later one with the same `--work`.
 
     python3 benchmarks/gpu/train_face.py --cache /tmp/mien/cache --out $OUT --deadline 420
 """
@@ -31,6 +33,11 @@ RUNS = {
     "face128e35": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 35},
     "face128s1": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 1},
     "face128bb2": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.2, "epochs": 30},
+    "face128s2": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 2},
+    # A student of the shipped recipe distilled from an ensemble of finished runs (`mien train --teacher A --teacher
+    # B`): it starts once the runs it learns from have ended, in this call or (same --work) an earlier one.
+    "face128ens": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 4,
+                   "teacher_runs": ("face128", "face128s1", "face128s2")},
 }
 
 
@@ -42,6 +49,8 @@ def command_for(settings: dict) -> str:
             "--input-size", str(settings["input_size"]), "--lr", str(settings["lr"]),
             "--backbone-lr", str(settings["backbone_lr"]), "--epochs", str(settings["epochs"]),
             "--seed", str(settings.get("seed", 0))]
+    for run in settings.get("teacher_runs", ()):
+        args += ["--teacher", f"runs/{run}/best.pt"]
     return shlex.join(args)
 
 
@@ -51,6 +60,9 @@ def _train(name: str, cache: str, runs_dir: str) -> None:
     from mien.train.loop import TrainConfig, run_training
 
     settings = {**RUNS[name]}
+    teachers = settings.pop("teacher_runs", ())
+    if teachers:
+        settings["teacher"] = ",".join(str(Path(runs_dir) / t / "best.pt") for t in teachers)
     config = TrainConfig(**{**COMMON, **settings})
     out = Path(runs_dir) / name
     log = open(out.parent / f"{name}.log", "w", buffering=1)
@@ -93,15 +105,22 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
-    procs = {n: ctx.Process(target=_train, args=(n, args.cache, str(work))) for n in names}
-    for p in procs.values():
-        p.start()
-    while any(p.is_alive() for p in procs.values()) and time.time() - started < args.deadline:
-        time.sleep(5)
-    finished = {n: not p.is_alive() and p.exitcode == 0 for n, p in procs.items()}
-    for p in procs.values():
-        if p.is_alive():
-            p.terminate()
+    finished: dict[str, bool] = {}
+    # Students of an ensemble start when their teachers' runs have ended.
+    for phase in ([n for n in names if "teacher_runs" not in RUNS[n]], [n for n in names if "teacher_runs" in RUNS[n]]):
+        ready = [n for n in phase if all((work / t / "best.pt").exists() for t in RUNS[n].get("teacher_runs", ()))]
+        for n in sorted(set(phase) - set(ready)):
+            print(n, "not started: a teacher run has no best.pt in", work, file=sys.stderr)
+            finished[n] = False
+        procs = {n: ctx.Process(target=_train, args=(n, args.cache, str(work))) for n in ready}
+        for p in procs.values():
+            p.start()
+        while any(p.is_alive() for p in procs.values()) and time.time() - started < args.deadline:
+            time.sleep(5)
+        finished.update({n: not p.is_alive() and p.exitcode == 0 for n, p in procs.items()})
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for n in names:

@@ -68,7 +68,9 @@ class TrainConfig:
     n_domains: int = len(DOMAINS)
     backbone: str | None = None  # "age" (dlib's age network) or "face" (dlib's face-recognition ResNet): colour only
     backbone_lr: float = 1.0  # with a backbone: its learning rate as a share of `lr` (the new layers get `lr`)
-    teacher: str | None = None  # best.pt of a trained run whose predictions the model also learns (distillation)
+    # best.pt of a trained run whose predictions the model also learns (distillation); several, joined by commas,
+    # teach together as an ensemble (their logits averaged)
+    teacher: str | None = None
     distill: float = 0.5  # with a teacher: weight of its softened predictions in the loss
     distill_temperature: float = 2.0
     extra: dict = field(default_factory=dict)
@@ -367,14 +369,35 @@ def load_trained(best: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), saved
 
 
+class TeacherEnsemble(torch.nn.Module):
+    """Several trained runs answering as one: the mean of their logits (an ensemble a student can distil)."""
+
+    def __init__(self, members: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        if all(hasattr(m, "domain_bias") for m in members):
+            self.domain_bias = True  # the members take each face's training set (see `_distillation_loss`)
+
+    def forward(self, x: torch.Tensor, b: torch.Tensor, domains: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([m(x, b, domains if hasattr(m, "domain_bias") else None).float()
+                            for m in self.members]).mean(0)
+
+
 def _load_teacher(path: str, config: TrainConfig) -> torch.nn.Module:
-    """A trained run's EMA model (its best.pt), frozen, reading the same crops as the model being trained."""
-    teacher, saved = load_trained(Path(path))
-    if saved["config"].get("input_size", 48) != config.input_size or bool(saved["config"].get("colour")) != config.colour:
-        raise ValueError(f"{path}: the teacher reads other crops (input size or colour) than this model")
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
-    return teacher.to(memory_format=torch.channels_last)
+    """A trained run's EMA model (its best.pt), frozen, reading the same crops as the model being trained; for
+    several paths joined by commas, their `TeacherEnsemble`."""
+    members = []
+    for one in [p.strip() for p in path.split(",") if p.strip()]:
+        teacher, saved = load_trained(Path(one))
+        if (saved["config"].get("input_size", 48) != config.input_size
+                or bool(saved["config"].get("colour")) != config.colour):
+            raise ValueError(f"{one}: the teacher reads other crops (input size or colour) than this model")
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+        members.append(teacher.to(memory_format=torch.channels_last))
+    if not members:
+        raise ValueError("no teacher given")
+    return members[0] if len(members) == 1 else TeacherEnsemble(members).eval()
 
 
 def _distillation_loss(logits: torch.Tensor, teacher: torch.nn.Module, x: torch.Tensor, b: torch.Tensor,
