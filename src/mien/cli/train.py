@@ -46,10 +46,10 @@ def train(
     colour: bool = typer.Option(False, "--colour/--grey", help="RGB crops (cached at 96 px) instead of grey 48 px ones."),
     grey_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="With --colour: share of training faces turned grey "
                                     "(keeps grey inputs such as FER+ familiar)."),
-    teacher: Optional[list[Path]] = typer.Option(None, metavar="BEST_PT", help="best.pt of a trained run (same input size and colour) "
-                                                 "whose softened predictions the model also learns (knowledge "
-                                                 "distillation); give it several times to distil an ensemble (the "
-                                                 "mean of their logits)."),
+    teacher: Optional[list[Path]] = typer.Option(
+        None, metavar="BEST_PT", help="best.pt of a trained run (same input size and colour) whose softened "
+        "predictions the model also learns (knowledge distillation); give it several times to distil an ensemble "
+        "(the mean of their logits)."),
     distill: float = typer.Option(0.5, min=0.0, max=1.0, help="With --teacher: weight of the teacher's predictions."),
     backbone: Optional[str] = typer.Option(None, help="Start from a face-trained network instead of from scratch "
                                            "(needs --colour; --channels/--top are then unused): 'face' (dlib's "
