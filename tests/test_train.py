@@ -403,7 +403,7 @@ def test_a_checkpoint_from_before_a_new_setting_still_resumes():
 
 
 def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
-    from mien.train.loop import TrainConfig, _distillation_loss, _load_teacher, run_training
+    from mien.train.loop import TeacherEnsemble, TrainConfig, _distillation_loss, _load_teacher, run_training
 
     data = _tiny_datasets(tmp_path / "data", astronaut)
     teacher_best = run_training(TrainConfig(epochs=1, batch_size=8, threads=1), data, tmp_path / "teacher",
@@ -433,6 +433,16 @@ def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
         assert torch.allclose(both, (own + second(x, b, domains).float()) / 2, atol=1e-5)
         assert not torch.allclose(both, own, atol=1e-3)  # the second run's answers count
     assert float(_distillation_loss(both, pair, x, b, domains, absent, t)) < 1e-3
+
+    class Plain(torch.nn.Module):  # a member without per-set priors: it never sees the training sets
+        def forward(self, x, b, seen=None):
+            assert seen is None
+            return torch.zeros(len(x), 8)
+
+    mixed = TeacherEnsemble([teacher, Plain()])
+    with torch.no_grad():  # the member with per-set priors gets the faces' sets, as it would alone
+        assert hasattr(mixed, "domain_bias")
+        assert torch.allclose(mixed(x, b, domains + 1), teacher(x, b, domains + 1).float() / 2, atol=1e-5)
     pupil = TrainConfig(epochs=1, batch_size=8, threads=1, teacher=f"{teacher_best},{second_best}")
     assert run_training(pupil, data, tmp_path / "pupil", tmp_path / "cache", log=lambda *_: None).exists()
 

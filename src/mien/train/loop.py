@@ -375,8 +375,10 @@ class TeacherEnsemble(torch.nn.Module):
     def __init__(self, members: list[torch.nn.Module]) -> None:
         super().__init__()
         self.members = torch.nn.ModuleList(members)
-        if all(hasattr(m, "domain_bias") for m in members):
-            self.domain_bias = True  # the members take each face's training set (see `_distillation_loss`)
+        if any(hasattr(m, "domain_bias") for m in members):
+            # Asks `_distillation_loss` for each face's training set and hands it to the members that read it, as
+            # each of them alone would get it.
+            self.domain_bias = True
 
     def forward(self, x: torch.Tensor, b: torch.Tensor, domains: torch.Tensor | None = None) -> torch.Tensor:
         return torch.stack([m(x, b, domains if hasattr(m, "domain_bias") else None).float()
