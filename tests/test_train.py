@@ -316,6 +316,26 @@ def test_classifier_applies_the_chosen_class_prior(tmp_path):
         ExpressionClassifier(path, prior="uniform")
 
 
+def test_small_rendering_is_the_run_time_rendering_of_a_small_face(astronaut):
+    """`small_prob` faces are exactly what the run-time crop makes of a face spanning 48 px (its detail gone), and
+    faces already that small are left alone."""
+    import cv2
+    import torch
+
+    from mien.expression.crop import resize_crops
+    from mien.train.loop import rendered_small
+
+    crop = np.ascontiguousarray(cv2.resize(astronaut[40:230, 130:320], (128, 128), interpolation=cv2.INTER_AREA))
+    images = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+    small = rendered_small(images)[0].permute(1, 2, 0).numpy() * 255
+    run_time = resize_crops(crop[None], 128, render=48)[0].astype(np.float64)
+    # OpenCV's resizes, which round to uint8 twice
+    assert np.abs(small - run_time).max() < 1.5 and np.abs(small - run_time).mean() < 0.3
+    assert np.abs(small - crop).mean() > 5  # and not the crop: its detail is gone
+    tiny = torch.rand(2, 3, 48, 48)
+    assert torch.equal(rendered_small(tiny), tiny) and rendered_small(tiny[:0]).shape == (0, 3, 48, 48)
+
+
 def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astronaut):
     """A colour model at another input size, trained on FER+ (grey), AffectNet and RAF-DB (no contempt)."""
     import json
@@ -337,12 +357,12 @@ def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astrona
     mask = absent_mask()
     assert mask[DOMAINS.index("rafdb"), EXPRESSIONS.index("contempt")] and mask.sum() == 1
     args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--cache", str(tmp_path / "cache"),
-            "--threads", "1", "--colour", "--input-size", "32", "--grey-prob", "0.3", "--no-test-flip",
+            "--threads", "1", "--colour", "--input-size", "32", "--grey-prob", "0.3", "--small-prob", "0.5", "--no-test-flip",
             "--sets", "ferplus-train,affectnet8-train,rafdb-train", "--valid-sets", "ferplus-valid,rafdb-valid"]
     result = subprocess.run([sys.executable, "-m", "mien", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "run" / "training.json").read_text())
-    assert info["config"]["colour"] and info["config"]["input_size"] == 32
+    assert info["config"]["colour"] and info["config"]["input_size"] == 32 and info["config"]["small_prob"] == 0.5
     assert set(info["valid_accuracy"]) == {"ferplus-valid", "rafdb-valid"}
     classifier = ExpressionClassifier(tmp_path / "run" / "expression.onnx")
     assert classifier.colour and classifier.input_size == 32

@@ -46,6 +46,8 @@ def train(
     colour: bool = typer.Option(False, "--colour/--grey", help="RGB crops (cached at 96 px) instead of grey 48 px ones."),
     grey_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="With --colour: share of training faces turned grey "
                                     "(keeps grey inputs such as FER+ familiar)."),
+    small_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training faces rendered at 48 px (FER+'s "
+                                     "resolution) and enlarged again, so that sharpness does not tell the sets apart."),
     teacher: Optional[list[Path]] = typer.Option(
         None, metavar="BEST_PT", help="best.pt of a trained run (same input size and colour) whose softened "
         "predictions the model also learns (knowledge distillation); give it several times to distil an ensemble "
@@ -96,7 +98,7 @@ def train(
                          init_share=init_share if init else 0.0,
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
                          domain_bias=domain_bias, balance_power=balance,
-                         exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob,
+                         exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob, small_prob=small_prob,
                          backbone=backbone, backbone_lr=backbone_lr, batch_size=batch_size,
                          teacher=",".join(str(t) for t in teacher) if teacher else None, distill=distill)
     bad_select = [name for name in select_on if name not in config.valid_sets]

@@ -246,6 +246,10 @@ def render_expression_card(data: dict) -> str:
         "occlusion and low light are under-represented. Check the quality flags.",
         "- Contempt and disgust are rare in FER+ (under 1% of faces each) and hard to tell apart; their per-class "
         "scores are the weakest.",
+        "- Sharp colour faces are read with AffectNet's labelling habits, where a faint closed-mouth smile is often "
+        "contempt: on 1,000 UTKFace web portraits 13% read contempt (0% when the same crops are rendered at 48 px in "
+        "grey, like FER+'s faces, which then read happy or neutral; `benchmarks/render_consistency.py`). RAF-DB test "
+        "faces rarely read contempt (1%). Where contempt is not a category of interest, `--prior rafdb` never says it.",
         "- AffectNet labels are noisy (single annotators); its accuracy is lower for every model, not only this one.",
         *([f"- On FER+ test (majority protocol) this model scores {_pct(evals['ferplus-test-majority']['accuracy'])}, "
            "against 85.0% for the original FER+ VGG13 (Barsoum et al., 2016; trained from scratch at 64 px, same protocol) and about 92% for "

@@ -65,6 +65,9 @@ class TrainConfig:
     input_size: int = 48  # side of the crop the model reads
     colour: bool = False  # RGB crops (grey FER+ faces enter as three equal channels)
     grey_prob: float = 0.0  # with colour: share of training faces turned grey, so grey inputs stay familiar
+    # share of training faces rendered at 48 px (FER+'s resolution) and enlarged again, so that sharpness alone
+    # does not tell which set (and so which labelling habits) a face comes from
+    small_prob: float = 0.0
     n_domains: int = len(DOMAINS)
     backbone: str | None = None  # "age" (dlib's age network) or "face" (dlib's face-recognition ResNet): colour only
     backbone_lr: float = 1.0  # with a backbone: its learning rate as a share of `lr` (the new layers get `lr`)
@@ -74,6 +77,25 @@ class TrainConfig:
     distill: float = 0.5  # with a teacher: weight of its softened predictions in the loss
     distill_temperature: float = 2.0
     extra: dict = field(default_factory=dict)
+
+
+def rendered_small(images: torch.Tensor, side: int = 48) -> torch.Tensor:
+    """(B, C, S, S) images shrunk to `side` px and enlarged back to S, both as OpenCV's INTER_AREA resizes: a face
+    exactly as the run-time crop renders one that spans only `side` pixels (`mien.expression.crop.resize_crops`)."""
+    size = images.shape[-1]
+    if not len(images) or size <= side:
+        return images
+    down, up = (_area_matrix(o, n).to(images) for o, n in ((side, size), (size, side)))
+    small = torch.einsum("oi,bcij,pj->bcop", down, images, down)
+    return torch.einsum("oi,bcij,pj->bcop", up, small, up)
+
+
+def _area_matrix(out: int, n: int) -> torch.Tensor:
+    """(out, n) weights of a 1-D area resize: each output pixel averages the input it covers, by overlap."""
+    scale = n / out
+    o, i = torch.arange(out)[:, None].double(), torch.arange(n)[None].double()
+    overlap = torch.minimum((o + 1) * scale, i + 1) - torch.maximum(o * scale, i)
+    return (overlap.clamp(min=0) / scale).float()
 
 
 def domain_of(set_name: str) -> int:
@@ -315,6 +337,9 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 if config.colour and config.grey_prob:
                     grey = torch.rand(len(idx), generator=g, device=device) < config.grey_prob
                     x[grey] = x[grey].mean(1, keepdim=True).expand(-1, x.shape[1], -1, -1)
+                if config.small_prob:
+                    small = torch.rand(len(idx), generator=g, device=device) < config.small_prob
+                    x[small] = rendered_small(x[small])
                 drop = torch.rand(len(idx), generator=g, device=device) < config.blend_dropout
                 b[drop] = 0.0
                 x = x.contiguous(memory_format=torch.channels_last)
