@@ -2,7 +2,7 @@
 and rendered like FER+'s faces (48 px, grey), plus grey at full size and colour at 48 px.
 
 Usage: python benchmarks/render_consistency.py [--photos ../shared/datasets/utkface] [--labelled DIR] [--limit N]
-       [--json benchmarks/render_consistency.json]
+       [--model OTHER.onnx] [--json benchmarks/render_consistency.json]
 
 A label-free check on web photos the model never saw: a reading that changes with the rendering follows the image
 quality (which training set the face resembles), not the face. `--photos` is a folder of one-face crops (UTKFace's
@@ -22,6 +22,7 @@ from rich.progress import track
 
 from mien.analyzer import Analyzer, AnalyzerOptions
 from mien.expression.classes import EXPRESSIONS
+from mien.expression.classifier import ExpressionClassifier
 from mien.io.images import IMAGE_SUFFIXES, load_image
 
 RENDERINGS = ("as_is", "grey", "colour48", "grey48")
@@ -36,10 +37,12 @@ def render(rgb: np.ndarray, how: str) -> np.ndarray:
     return rgb
 
 
-def read_all(paths: list[Path]) -> dict[str, np.ndarray]:
-    """Each rendering's label per image (-1 where no face was read)."""
+def read_all(paths: list[Path], model: Path | None = None) -> dict[str, np.ndarray]:
+    """Each rendering's label per image (-1 where no face was read), by the shipped expression model or `model`."""
     labels = {how: np.full(len(paths), -1) for how in RENDERINGS}
     with Analyzer(AnalyzerOptions()) as analyzer:
+        if model is not None:
+            analyzer._classifier = ExpressionClassifier(model, spin=False)
         for i, path in enumerate(track(paths, description="reading")):
             rgb = load_image(path).rgb
             for how in RENDERINGS:
@@ -77,16 +80,17 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=root.parent / "shared" / "datasets" / "utkface")
     parser.add_argument("--labelled", type=Path, default=None, help="DIR/<class>/* crops with expression labels")
     parser.add_argument("--limit", type=int, default=1000, help="every k-th photo so that at most N are read")
+    parser.add_argument("--model", type=Path, default=None, help="another expression ONNX (default: the shipped one)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     report = {}
     photos = _images(args.photos)
     photos = photos[::max(1, len(photos) // args.limit)][:args.limit]
-    report["photos"] = {"folder": str(args.photos), **summary(read_all(photos))}
+    report["photos"] = {"folder": str(args.photos), **summary(read_all(photos, args.model))}
     if args.labelled:
         paths = [p for p in _images(args.labelled) if p.parent.name in EXPRESSIONS]
         truth = np.array([EXPRESSIONS.index(p.parent.name) for p in paths])
-        report["labelled"] = {"folder": str(args.labelled), **summary(read_all(paths), truth)}
+        report["labelled"] = {"folder": str(args.labelled), **summary(read_all(paths, args.model), truth)}
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

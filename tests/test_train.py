@@ -467,6 +467,42 @@ def test_a_student_learns_from_a_teacher_run(tmp_path, astronaut):
     assert run_training(pupil, data, tmp_path / "pupil", tmp_path / "cache", log=lambda *_: None).exists()
 
 
+def test_the_shipped_face_network_loads_for_fine_tuning_with_its_own_logits():
+    """`mien train --backbone face --init expression_float.onnx`: the shipped float network's weights (float16
+    storage) come back into the torch face network, which then computes the file's logits; RAF-DB's prior is
+    carried into its training bias, and a file of another shape is refused by name."""
+    from dataclasses import asdict
+
+    import onnx
+    import onnxruntime as ort
+
+    from mien.expression.classifier import blend_input
+    from mien.models import resolve
+    from mien.train.loop import DOMAINS, TrainConfig, build_model, crops_tensor
+    from mien.train.reference import reference_inputs
+    from mien.train.unfold import unfold_into
+
+    path = resolve("expression_float")
+    crops, blends = reference_inputs(size=128, colour=True)
+    images, blend = crops_tensor(crops, 128), torch.from_numpy(blend_input(blends))
+    settings = asdict(TrainConfig(colour=True, input_size=128, backbone="face"))
+    model = build_model(settings)
+    targets = torch.full((len(images), 8), 1 / 8)
+    unfold_into(model, path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
+    expected = ort.InferenceSession(str(path)).run(["logits"], {"image": images.numpy().astype(np.float32) / 255,
+                                                                 "blendshapes": blend.numpy()})[0]
+    with torch.no_grad():
+        ours = model.eval()(images.float() / 255, blend).numpy()
+    np.testing.assert_allclose(ours, expected, atol=2e-3)
+    assert np.array_equal(ours.argmax(1), expected.argmax(1))
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+    rafdb = (model.domain_bias[DOMAINS.index("rafdb")] - model.domain_bias[0]).detach().numpy()
+    np.testing.assert_allclose(rafdb[:7], meta["priors"]["rafdb"]["shift"][:7], atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        unfold_into(build_model(asdict(TrainConfig(colour=True, input_size=128, backbone="face", use_blendshapes=False))),
+                    path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
+
+
 def test_a_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits(tmp_path):
     """`mien train --init expression.onnx` (a float ExpressionNet export): the unfolded torch network computes the
     file's logits in eval mode, its batch norms carry real statistics (train mode stays close), an int8 file is

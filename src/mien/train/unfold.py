@@ -1,5 +1,8 @@
 """Start training from a shipped float expression ONNX (`mien train --init expression_float.onnx`).
 
+The face network's export keeps its parameters under their own names (float16 storage), so they are copied back.
+For the compact network:
+
 `torch.onnx.export` folds each batch norm into its convolution, so the file has convolutions with a bias
 and no statistics. Each batch norm here gets the measured mean and variance of its convolution's output
 on the training faces, and a scale and shift that reproduce the folded convolution: the network computes
@@ -36,12 +39,49 @@ def _read(path: Path):
 
 def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor,
                 domains: torch.Tensor, domain_names: tuple[str, ...]) -> None:
-    """Load the float ExpressionNet ONNX at `path` into `model` (an ExpressionNet of the same shape).
+    """Load the float expression ONNX at `path` into `model` (an ExpressionNet of the same shape, or the face network).
 
     `images` (uint8 (n, C, S, S)), `blend` ((n, 53)), `targets` ((n, 8)) and `domains` (index into
     `domain_names` per face) are training faces: the batch-norm statistics and AffectNet-8's bias are
     measured on them."""
     proto, meta, constants = _read(path)
+    if hasattr(model, "features"):
+        _unfold_norms(model, path, proto, constants, images)
+    else:  # the face network's export keeps its parameter names and has no batch norms to unfold
+        _load_named(model, path, constants)
+    with torch.no_grad():
+        last = [n for n in proto.graph.node if n.op_type == "Add" and n.output[0] == proto.graph.output[0].name]
+        ferplus = torch.from_numpy(constants[last[0].input[1]]) if last else torch.zeros(model.domain_bias.shape[1])
+        bias = ferplus.repeat(len(domain_names), 1)
+        if "rafdb" in domain_names:
+            shift = torch.tensor(meta["priors"]["rafdb"]["shift"], dtype=torch.float32)
+            bias[domain_names.index("rafdb")] += shift.clamp_min(-4.0)  # contempt is masked for RAF-DB anyway
+        model.domain_bias.copy_(bias)
+    for name in domain_names:
+        if name not in ("ferplus", "rafdb"):
+            _fit_domain_bias(model, images, blend, targets, domains, domain_names.index(name))
+
+
+# The face network's parameters its expression export leaves out: dlib's descriptor layer, which the head does not read.
+UNEXPORTED = {"domain_bias", "backbone.fc.weight"}
+
+
+def _load_named(model: nn.Module, path: Path, constants: dict[str, np.ndarray]) -> None:
+    """Copy each parameter and buffer stored under its own name (float16 ones as `<name>_fp16`)."""
+    missing = set()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            stored = constants.get(name, constants.get(f"{name}_fp16"))
+            if stored is None or stored.size != value.numel():
+                missing.add(name)
+            else:
+                value.copy_(torch.from_numpy(stored.astype(np.float32)).reshape(value.shape))
+    if missing - UNEXPORTED:
+        raise ValueError(f"{path}: does not fit this network (no {', '.join(sorted(missing - UNEXPORTED)[:3])})")
+
+
+def _unfold_norms(model: nn.Module, path: Path, proto, constants: dict[str, np.ndarray], images: torch.Tensor) -> None:
+    """The compact network's convolutions and batch norms from an export that folded the norms in."""
     convs = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)]
     norms = [m for m in model.features.modules() if isinstance(m, nn.BatchNorm2d)]
     folded = [(constants[n.input[1]], constants[n.input[2]]) for n in proto.graph.node if n.op_type == "Conv"]
@@ -71,16 +111,6 @@ def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch
         for name, value in model.named_parameters():
             if name.startswith(("blend.", "head.")):
                 value.copy_(torch.from_numpy(constants[name]))
-        last = [n for n in proto.graph.node if n.op_type == "Add" and n.output[0] == proto.graph.output[0].name]
-        ferplus = torch.from_numpy(constants[last[0].input[1]]) if last else torch.zeros(model.domain_bias.shape[1])
-        bias = ferplus.repeat(len(domain_names), 1)
-        if "rafdb" in domain_names:
-            shift = torch.tensor(meta["priors"]["rafdb"]["shift"], dtype=torch.float32)
-            bias[domain_names.index("rafdb")] += shift.clamp_min(-4.0)  # contempt is masked for RAF-DB anyway
-        model.domain_bias.copy_(bias)
-    for name in domain_names:
-        if name not in ("ferplus", "rafdb"):
-            _fit_domain_bias(model, images, blend, targets, domains, domain_names.index(name))
 
 
 def _fit_domain_bias(model: nn.Module, images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor,
