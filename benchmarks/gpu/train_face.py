@@ -34,9 +34,6 @@ RUNS = {
     "face128s1": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 1},
     "face128bb2": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.2, "epochs": 30},
     "face128s2": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 2},
-    # The shipped recipe with 30% of faces rendered at FER+'s 48 px, so that a sharp colour face no longer says
-    # "AffectNet" and with it "a faint smile is contempt" (benchmarks/render_consistency.py judges it).
-    "face128small": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "small_prob": 0.3},
     # A student of the shipped recipe distilled from an ensemble of finished runs (`mien train --teacher A --teacher
     # B`): it starts once the runs it learns from have ended, in this call or (same --work) an earlier one.
     "face128ens": {"input_size": 128, "lr": 1e-3, "backbone_lr": 0.3, "epochs": 25, "seed": 4,
@@ -52,8 +49,6 @@ def command_for(settings: dict) -> str:
             "--input-size", str(settings["input_size"]), "--lr", str(settings["lr"]),
             "--backbone-lr", str(settings["backbone_lr"]), "--epochs", str(settings["epochs"]),
             "--seed", str(settings.get("seed", 0))]
-    if settings.get("small_prob"):
-        args += ["--small-prob", str(settings["small_prob"])]
     for run in settings.get("teacher_runs", ()):
         args += ["--teacher", f"runs/{run}/best.pt"]
     return shlex.join(args)
