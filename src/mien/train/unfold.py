@@ -72,10 +72,10 @@ def _load_named(model: nn.Module, path: Path, constants: dict[str, np.ndarray]) 
     with torch.no_grad():
         for name, value in model.state_dict().items():
             stored = constants.get(name, constants.get(f"{name}_fp16"))
-            if stored is None or stored.size != value.numel():
+            if stored is None or stored.shape != tuple(value.shape):
                 missing.add(name)
             else:
-                value.copy_(torch.from_numpy(stored.astype(np.float32)).reshape(value.shape))
+                value.copy_(torch.from_numpy(stored.astype(np.float32)))
     if missing - UNEXPORTED:
         raise ValueError(f"{path}: does not fit this network (no {', '.join(sorted(missing - UNEXPORTED)[:3])})")
 
