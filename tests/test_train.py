@@ -110,8 +110,8 @@ def test_resuming_with_other_settings_is_refused(tmp_path, astronaut):
     with pytest.raises(ValueError, match="other settings"):
         run_training(TrainConfig(epochs=2, batch_size=8, threads=1, lr=1e-4), data, tmp_path / "run",
                      tmp_path / "cache", log=lambda *_: None)
-    # The WiSE share only shapes the export, so it may change between calls.
-    assert run_training(TrainConfig(epochs=2, batch_size=8, threads=1, init_share=0.4), data, tmp_path / "run",
+    # The WiSE share only shapes the export and the thread count only the speed, so they may change between calls.
+    assert run_training(TrainConfig(epochs=2, batch_size=8, threads=2, init_share=0.4), data, tmp_path / "run",
                         tmp_path / "cache", log=lambda *_: None) is not None
 
 
@@ -358,12 +358,16 @@ def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astrona
     assert mask[DOMAINS.index("rafdb"), EXPRESSIONS.index("contempt")] and mask.sum() == 1
     args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--cache", str(tmp_path / "cache"),
             "--threads", "1", "--colour", "--input-size", "32", "--grey-prob", "0.3", "--small-prob", "0.5", "--no-test-flip",
-            "--sets", "ferplus-train,affectnet8-train,rafdb-train", "--valid-sets", "ferplus-valid,rafdb-valid"]
+            "--sets", "ferplus-train,affectnet8-train,rafdb-train", "--valid-sets", "ferplus-valid,rafdb-valid",
+            "--label-transition", "affectnet8,rafdb"]
     result = subprocess.run([sys.executable, "-m", "mien", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     info = json.loads((tmp_path / "run" / "training.json").read_text())
     assert info["config"]["colour"] and info["config"]["input_size"] == 32 and info["config"]["small_prob"] == 0.5
     assert set(info["valid_accuracy"]) == {"ferplus-valid", "rafdb-valid"}
+    learned = info["label_transition"]  # recorded for the model card: what each set's annotators do
+    assert set(learned) == {"affectnet8", "rafdb"}
+    assert all(abs(sum(row.values()) - 1) < 1e-3 for family in learned.values() for row in family.values())
     classifier = ExpressionClassifier(tmp_path / "run" / "expression.onnx")
     assert classifier.colour and classifier.input_size == 32
     crop = classifier.crop(astronaut, np.tile([[256.0, 256.0, 0.0]], (478, 1)) + np.random.default_rng(0).normal(0, 40, (478, 3)))
@@ -551,3 +555,58 @@ def test_a_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits(tmp_
     with pytest.raises(ValueError, match="do not fit"):
         small = build_model(asdict(TrainConfig(colour=True, input_size=64)))
         unfold_into(small, path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
+
+
+def test_label_transition_starts_near_the_identity_and_learns_what_annotators_do():
+    """Each family's labels come from the network's classes through its own matrix: near the identity at first,
+    exactly the identity for families without one, no mass on labels a family never uses; and fitted to a set
+    whose annotators call 30% of happy faces contempt, it learns that, so the network need not."""
+    from mien.train.loop import DOMAINS, LabelTransition, absent_mask
+
+    transition = LabelTransition(("affectnet8", "rafdb"))
+    logits = torch.randn(6, len(EXPRESSIONS)) * 3
+    domains = torch.tensor([0, 1, 2, 0, 1, 2])
+    absent = absent_mask()[domains]
+    masked = logits.masked_fill(absent, -1e4)
+    observed = transition.log_label_probabilities(masked, domains, absent)
+    plain = torch.log_softmax(masked, 1)
+    ferplus = domains == DOMAINS.index("ferplus")
+    torch.testing.assert_close(observed[ferplus], plain[ferplus])
+    assert (observed.exp() - plain.exp()).abs().max() < 0.03
+    torch.testing.assert_close(observed.exp().sum(1), torch.ones(6))
+    contempt = EXPRESSIONS.index("contempt")
+    assert (observed[domains == DOMAINS.index("rafdb"), contempt] < -20).all()
+    with pytest.raises(ValueError, match="unknown dataset families"):
+        LabelTransition(("kdef",))
+
+    happy = torch.full((400, len(EXPRESSIONS)), -6.0)
+    happy[:, EXPRESSIONS.index("happy")] = 6.0  # a network sure these faces are happy
+    targets = torch.zeros_like(happy)
+    targets[:120, contempt] = 1  # 30% labelled contempt by AffectNet's annotators
+    targets[120:, EXPRESSIONS.index("happy")] = 1
+    affectnet = torch.full((400,), DOMAINS.index("affectnet8"))
+    optimizer = torch.optim.Adam(transition.parameters(), lr=0.05)
+    for _ in range(300):
+        loss = -(targets * transition.log_label_probabilities(happy, affectnet, absent_mask()[affectnet])).sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    learned = transition.matrices()[DOMAINS.index("affectnet8"), EXPRESSIONS.index("happy")]
+    assert abs(float(learned[contempt]) - 0.3) < 0.03 and abs(float(learned[EXPRESSIONS.index("happy")]) - 0.7) < 0.03
+
+
+def test_a_fine_tune_records_the_file_it_started_from(tmp_path, astronaut):
+    """training.json names the weights a fine-tune started from by SHA-256 (the shipped file it came from is
+    replaced when the fine-tune ships), so a chain of runs can be followed and reproduced."""
+    import hashlib
+
+    from mien.train.loop import TrainConfig, run_training
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    first = run_training(TrainConfig(epochs=1, batch_size=8, threads=1), data, tmp_path / "first", tmp_path / "cache",
+                         log=lambda *_: None)
+    assert "init_sha256" not in json.loads((tmp_path / "first" / "training.json").read_text())
+    run_training(TrainConfig(epochs=1, batch_size=8, threads=1, init_from=str(first)), data, tmp_path / "tuned",
+                 tmp_path / "cache", log=lambda *_: None)
+    info = json.loads((tmp_path / "tuned" / "training.json").read_text())
+    assert info["init_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()

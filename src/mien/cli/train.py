@@ -48,6 +48,9 @@ def train(
                                     "(keeps grey inputs such as FER+ familiar)."),
     small_prob: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of training faces rendered at 48 px (FER+'s "
                                      "resolution) and enlarged again, so that sharpness does not tell the sets apart."),
+    label_transition: str = typer.Option("", help="Comma-separated dataset families (ferplus, affectnet8, rafdb) whose "
+                                         "labels are read through a learned label-transition matrix (how that set's "
+                                         "annotators label each true expression); the network itself ships."),
     teacher: Optional[list[Path]] = typer.Option(
         None, metavar="BEST_PT", help="best.pt of a trained run (same input size and colour) whose softened "
         "predictions the model also learns (knowledge distillation); give it several times to distil an ensemble "
@@ -91,6 +94,9 @@ def train(
         raise typer.BadParameter("the backbones are 'face' and 'age', with --colour", param_hint="--backbone")
     if init is not None and init.suffix == ".onnx" and init_share:
         raise typer.BadParameter("--init-share needs a best.pt to average with, not an ONNX file", param_hint="--init-share")
+    families = tuple(f.strip() for f in label_transition.split(",") if f.strip())
+    if set(families) - {"ferplus", "affectnet8", "rafdb"}:
+        raise typer.BadParameter("takes the families ferplus, affectnet8, rafdb", param_hint="--label-transition")
     if input_size % 16:
         raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
@@ -99,6 +105,7 @@ def train(
                          channels=stage_channels, top=top, test_flip=test_flip, precision=precision,
                          domain_bias=domain_bias, balance_power=balance,
                          exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob, small_prob=small_prob,
+                         label_transition=families,
                          backbone=backbone, backbone_lr=backbone_lr, batch_size=batch_size,
                          teacher=",".join(str(t) for t in teacher) if teacher else None, distill=distill)
     bad_select = [name for name in select_on if name not in config.valid_sets]

@@ -9,6 +9,7 @@ valid (or on the sets in `TrainConfig.select_on`). `run_training` can be interru
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import platform
 import time
@@ -68,6 +69,9 @@ class TrainConfig:
     # share of training faces rendered at 48 px (FER+'s resolution) and enlarged again, so that sharpness alone
     # does not tell which set (and so which labelling habits) a face comes from
     small_prob: float = 0.0
+    # dataset families whose labels are read through a learned label-transition matrix (what that set's annotators
+    # write for each true class; `LabelTransition`), so the network need not learn a set's habits from its look
+    label_transition: tuple[str, ...] = ()
     n_domains: int = len(DOMAINS)
     backbone: str | None = None  # "age" (dlib's age network) or "face" (dlib's face-recognition ResNet): colour only
     backbone_lr: float = 1.0  # with a backbone: its learning rate as a share of `lr` (the new layers get `lr`)
@@ -119,6 +123,37 @@ def resolve_precision(precision: str, device: torch.device | None = None) -> str
     native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
         getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     return "bf16" if native else "fp32"
+
+
+class LabelTransition(torch.nn.Module):
+    """Per dataset family, how its annotators label each true expression: row-stochastic (classes x classes)
+    matrices T, so that a face of family d gets label j with probability sum_y p(y | face) T_d[y, j] (the
+    latent-truth idea of Zeng et al. 2018, "Facial expression recognition with inconsistently annotated
+    datasets"). Used in training only; the network's own p(y | face) is what ships. Families not in `families`
+    keep the identity. Starts near the identity (diagonal `start`)."""
+
+    def __init__(self, families: tuple[str, ...], n_classes: int = len(EXPRESSIONS), start: float = 0.98) -> None:
+        super().__init__()
+        unknown = set(families) - set(DOMAINS)
+        if unknown:
+            raise ValueError(f"label transition: unknown dataset families {sorted(unknown)}; choose from {DOMAINS}")
+        diagonal = float(np.log(start * (n_classes - 1) / (1 - start)))
+        self.learned = torch.tensor([name in families for name in DOMAINS])
+        self.weight = torch.nn.Parameter(torch.eye(n_classes).repeat(len(DOMAINS), 1, 1) * diagonal)
+
+    def matrices(self) -> torch.Tensor:
+        """(families, classes, classes): row y is the distribution of labels given true class y."""
+        learned = torch.softmax(self.weight, 2)
+        identity = torch.eye(self.weight.shape[1], device=self.weight.device).expand_as(learned)
+        return torch.where(self.learned.to(learned.device)[:, None, None], learned, identity)
+
+    def log_label_probabilities(self, logits: torch.Tensor, domains: torch.Tensor,
+                                absent: torch.Tensor) -> torch.Tensor:
+        """log p(label | face) for each face's family, from the network's (masked) logits; labels a family never
+        uses get no mass."""
+        observed = torch.bmm(torch.softmax(logits, 1)[:, None], self.matrices()[domains])[:, 0]
+        observed = observed.masked_fill(absent, 0.0)
+        return torch.log(observed.clamp_min(1e-12) / observed.sum(1, keepdim=True))
 
 
 def build_model(settings: dict, pretrained: bool = True) -> ExpressionNet:
@@ -289,7 +324,11 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     images, blend, targets, domains, absent = (t.to(device) for t in (images, blend, targets, domains, absent))
     ema = copy.deepcopy(model)
     steps_per_epoch = max(1, len(images) // config.batch_size)  # sampling is with replacement, so tiny sets work too
-    optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    transition = LabelTransition(tuple(config.label_transition)).to(device) if config.label_transition else None
+    groups = _parameter_groups(model, config)
+    if transition is not None:  # a handful of numbers that must move far in a short fine-tune: a larger step
+        groups.append({"params": [transition.weight], "lr": TRANSITION_LR, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     peaks = [group["lr"] for group in optimizer.param_groups]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.15)
@@ -301,6 +340,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             raise ValueError(f"{checkpoint} was made with other settings; use a new --out folder or the same options")
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
+        if transition is not None:
+            transition.load_state_dict(saved["transition"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         saved_epochs = saved.get("config", {}).get("epochs", config.epochs)
@@ -346,7 +387,11 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(x, b, domains[idx] if config.domain_bias else None)
                 logits = logits.float().masked_fill(absent[idx], -1e4)
-                loss = F.cross_entropy(logits, targets[idx])
+                if transition is None:
+                    loss = F.cross_entropy(logits, targets[idx])
+                else:
+                    observed = transition.log_label_probabilities(logits, domains[idx], absent[idx])
+                    loss = -(targets[idx] * observed).sum(1).mean()
                 if teacher is not None:
                     loss = (1 - config.distill) * loss + config.distill * _distillation_loss(
                         logits, teacher, x, b, domains[idx], absent[idx], config.distill_temperature,
@@ -368,7 +413,9 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 torch.save({"model": ema.state_dict(), "config": asdict(config), "epoch": epoch + 1,
                             "valid": scores}, out / "best.pt")
             torch.save({"config": asdict(config), "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "state": state}, checkpoint.with_suffix(".tmp"))
+                        "scheduler": scheduler.state_dict(), "state": state,
+                        "transition": transition.state_dict() if transition is not None else None},
+                       checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
             log(f"epoch {epoch + 1}/{config.epochs} loss {total_loss / steps_per_epoch:.3f} "
                 + " ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f" ({time.time() - started:.0f} s)")
@@ -381,8 +428,23 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             "hardware": (torch.cuda.get_device_name(device) + f", {precision}" if device.type == "cuda" else
                          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {precision}"),
             "torch": torch.__version__, "schedule_replanned": state.get("replanned", [])}
+    if config.init_from:  # which file the run started from, so that the chain of runs can be followed back
+        info["init_sha256"] = hashlib.sha256(Path(config.init_from).read_bytes()).hexdigest()
+    if transition is not None:
+        info["label_transition"] = _described_transitions(transition)
     (out / "training.json").write_text(json.dumps(info, indent=2))
     return out / "best.pt"
+
+
+TRANSITION_LR = 0.02
+
+
+def _described_transitions(transition: LabelTransition) -> dict:
+    """Each learned family's matrix (rows: true class, columns: label given), rounded, keyed by class names."""
+    matrices = transition.matrices().detach().cpu().numpy()
+    return {name: {true: {label: round(float(v), 3) for label, v in zip(EXPRESSIONS, row)}
+                   for true, row in zip(EXPRESSIONS, matrices[d])}
+            for d, name in enumerate(DOMAINS) if bool(transition.learned[d])}
 
 
 def load_trained(best: Path) -> tuple[torch.nn.Module, dict]:
@@ -450,11 +512,12 @@ def _parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]
 
 
 def _training_settings(config: dict) -> dict:
-    """The settings a checkpoint must share to resume; `init_share` only shapes the export and `epochs` can
-    be changed on resume (the rest of the schedule is re-planned), so they may differ.
+    """The settings a checkpoint must share to resume; `init_share` only shapes the export, `epochs` can
+    be changed on resume (the rest of the schedule is re-planned) and `threads` only how fast it runs (a run may
+    go on on a machine with more cores), so they may differ.
     Settings newer than a checkpoint take their defaults (what that checkpoint was trained with)."""
     return {key: value for key, value in {**asdict(TrainConfig()), **config}.items()
-            if key not in ("init_share", "epochs")}
+            if key not in ("init_share", "epochs", "threads")}
 
 
 def _replan(scheduler: torch.optim.lr_scheduler.OneCycleLR, saved: dict) -> None:
