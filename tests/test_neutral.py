@@ -46,7 +46,7 @@ def test_a_face_that_reads_sad_at_rest_reads_neutral_calibrated(tmp_path):
 
 def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path):
     kdef = needs_dataset("kdef")
-    reference = _person(kdef, "M02", tmp_path)
+    reference = _person(kdef, "F10", tmp_path)
     rows = tmp_path / "rows.csv"
     paths = pd.read_csv(reference)["path"].tolist()
     run = subprocess.run([sys.executable, "-m", "mien", "analyze", *paths, "-o", str(rows), "-q"], capture_output=True,
@@ -58,8 +58,8 @@ def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path
     assert run.returncode == 0, run.stderr
     table = mien.read(out)
     assert {"expression", "expression_cal", "expr_anger_cal", "AU04_cal", "valence_cal", "person"} <= set(table.columns)
-    assert table.loc[table.source.str.endswith("AM02NES.jpg"), "expression"].item() == "anger"
-    assert table.loc[table.source.str.endswith("AM02NES.jpg"), "expression_cal"].item() == "neutral"
+    assert table.loc[table.source.str.endswith("AF10NES.jpg"), "expression"].item() == "sad"
+    assert table.loc[table.source.str.endswith("AF10NES.jpg"), "expression_cal"].item() == "neutral"
     assert table.attrs["provenance"]["calibration"]["people"] == 1
 
 

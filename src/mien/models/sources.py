@@ -47,7 +47,7 @@ FACE_DETECTOR_CENTERFACE = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "5b0228ae57b2075737c734df3735928e4f0ec38a954d2c4f25d83c80f38f8aa9",
+    "sha256": "8024783fc1ae2a2f71c3ec5ac8d49e154077486d735b51379dde8d58945fbe63",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -62,7 +62,7 @@ EXPRESSION = {
 EXPRESSION_FLOAT = {
     "name": "expression_float",
     "file": "expression_float.onnx",
-    "sha256": "60c3f7db92bf117d08d79885ad9aec23eb7a4274e3b2fa7d4fc44a6a73742da7",
+    "sha256": "d26658fd25fe1cceaf903c26bf7d20a17e01a8cb88073b8aa843fd3aa385b2be",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -77,7 +77,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "54f31cf649da2f7727459fd79595daf021b600c9d8fa1baf202776b2b847b119",
+    "sha256": "93f4358b8765dbf7c77098997fe636e589be459f8565963b723f8202f5170a7e",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -93,7 +93,7 @@ AU_OCCURRENCE = {
 COMPOUND = {
     "name": "compound",
     "file": "compound.npz",
-    "sha256": "c1f89a05ab0ca7d7e6e9dc016966455e0656b5ff4232142ecbb34f29b0682eb7",
+    "sha256": "55905807a9f930a6fc2426706a0cd37c67cdadda6af06506db22cae50e85e4df",
     "package": "mien",
     "package_version": "",
     "member": None,

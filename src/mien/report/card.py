@@ -247,15 +247,16 @@ def render_expression_card(data: dict) -> str:
         "- Contempt and disgust are rare in FER+ (under 1% of faces each) and hard to tell apart; their per-class "
         "scores are the weakest.",
         "- Sharp colour faces are read with AffectNet's labelling habits, where a faint closed-mouth smile is often "
-        "contempt: on 1,000 UTKFace web portraits 13% read contempt (0% when the same crops are rendered at 48 px in "
+        "contempt: on 1,000 UTKFace web portraits 11% read contempt (0% when the same crops are rendered at 48 px in "
         "grey, like FER+'s faces, which then read happy or neutral; `benchmarks/render_consistency.py`). RAF-DB test "
         "faces rarely read contempt (1%). Where contempt is not a category of interest, `--prior rafdb` never says it.",
         "- AffectNet labels are noisy (single annotators); its accuracy is lower for every model, not only this one.",
         *([f"- On FER+ test (majority protocol) this model scores {_pct(evals['ferplus-test-majority']['accuracy'])}, "
            "against 85.0% for the original FER+ VGG13 (Barsoum et al., 2016; trained from scratch at 64 px, same protocol) and about 92% for "
            "large backbones pretrained on millions of faces. "
-           + (f"It was fine-tuned in {sum(st['train_seconds'] for st in data.get('stages') or [training]) / 60:.1f} min on "
-              f"a lent GPU ({training.get('hardware', 'GPU')}) and runs at "
+           + ("It was fine-tuned in " + ", then ".join(
+                  f"{st['train_seconds'] / 60:.1f} min ({st.get('hardware', 'GPU')})"
+                  for st in data.get('stages') or [training]) + "; it runs at "
               if training["config"].get("backbone") == "face" else
               "It is sized to train on a 2-core CPU in hours "
               f"({sum(st['train_seconds'] for st in data.get('stages') or [training]) / 3600:.1f} h here) and to run at ")
