@@ -357,6 +357,10 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             scheduler.load_state_dict(saved["scheduler"])
             log(f"resuming after epoch {state['epoch']}")
 
+    if config.init_from and "init_sha256" not in state:
+        # which file the run started from, read when it starts (the file may be replaced before the run ends,
+        # e.g. by shipping an earlier fine-tune), so that a chain of runs can be followed back
+        state["init_sha256"] = hashlib.sha256(Path(config.init_from).read_bytes()).hexdigest()
     mirror = torch.tensor(mirrored_blend_input_order(), device=device)
     valid_tensors = [(d["name"], *_tensors(d, config.input_size, rule)) for d in valid]
     teacher = _load_teacher(config.teacher, config).to(device) if config.teacher else None
@@ -428,8 +432,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
             "hardware": (torch.cuda.get_device_name(device) + f", {precision}" if device.type == "cuda" else
                          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {precision}"),
             "torch": torch.__version__, "schedule_replanned": state.get("replanned", [])}
-    if config.init_from:  # which file the run started from, so that the chain of runs can be followed back
-        info["init_sha256"] = hashlib.sha256(Path(config.init_from).read_bytes()).hexdigest()
+    if "init_sha256" in state:
+        info["init_sha256"] = state["init_sha256"]
     if transition is not None:
         info["label_transition"] = _described_transitions(transition)
     (out / "training.json").write_text(json.dumps(info, indent=2))
