@@ -68,7 +68,7 @@ def train(
     """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
     try:
         from mien.train.export import train_and_export
-        from mien.train.loop import TrainConfig
+        from mien.train.loop import DOMAINS, TrainConfig
     except ImportError as error:
         raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
     from mien.expression.classes import EXPRESSIONS
@@ -95,8 +95,8 @@ def train(
     if init is not None and init.suffix == ".onnx" and init_share:
         raise typer.BadParameter("--init-share needs a best.pt to average with, not an ONNX file", param_hint="--init-share")
     families = tuple(f.strip() for f in label_transition.split(",") if f.strip())
-    if set(families) - {"ferplus", "affectnet8", "rafdb"}:
-        raise typer.BadParameter("takes the families ferplus, affectnet8, rafdb", param_hint="--label-transition")
+    if set(families) - set(DOMAINS):
+        raise typer.BadParameter(f"takes the families {', '.join(DOMAINS)}", param_hint="--label-transition")
     if input_size % 16:
         raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,

@@ -138,14 +138,14 @@ class LabelTransition(torch.nn.Module):
         if unknown:
             raise ValueError(f"label transition: unknown dataset families {sorted(unknown)}; choose from {DOMAINS}")
         diagonal = float(np.log(start * (n_classes - 1) / (1 - start)))
-        self.learned = torch.tensor([name in families for name in DOMAINS])
+        self.register_buffer("learned", torch.tensor([name in families for name in DOMAINS]), persistent=False)
         self.weight = torch.nn.Parameter(torch.eye(n_classes).repeat(len(DOMAINS), 1, 1) * diagonal)
 
     def matrices(self) -> torch.Tensor:
         """(families, classes, classes): row y is the distribution of labels given true class y."""
         learned = torch.softmax(self.weight, 2)
         identity = torch.eye(self.weight.shape[1], device=self.weight.device).expand_as(learned)
-        return torch.where(self.learned.to(learned.device)[:, None, None], learned, identity)
+        return torch.where(self.learned[:, None, None], learned, identity)
 
     def log_label_probabilities(self, logits: torch.Tensor, domains: torch.Tensor,
                                 absent: torch.Tensor) -> torch.Tensor:
