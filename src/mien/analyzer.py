@@ -116,7 +116,7 @@ class Analyzer:
         height, width = rgb.shape[:2]
         found = self._detector.detect_faces(rgb)
         boxes, scores, rolls, turns = found.boxes, found.scores, found.rolls, found.turns
-        mesh = self._mesh.estimate(rgb, boxes, rolls, strict=weak_detections(scores))
+        mesh = self._mesh.estimate(rgb, boxes, rolls, strict=weak_detections(scores), scores=scores)
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         # A face's box is CenterFace's where it saw the face (trained on WIDER FACE's hand-drawn boxes, it matches them
         # best), else the mesh's extent, else the detector's box.

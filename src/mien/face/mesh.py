@@ -10,8 +10,15 @@ px instead of as a small part of a whole photo, and its box and eye keypoints fr
 well). A confident detection whose own region already shows a clear, well-framed face skips that
 step (most one-face photos). A followed face's region comes from its mesh in the previous frame,
 moved by the tracker's predicted motion, as MediaPipe's video mode frames it. A box whose region
-shows no face (presence below `min_confidence`) is reported with `no_mesh`. With several faces
-the work is shared among `workers` threads (LiteRT runs the networks in parallel).
+shows no face (presence below `min_confidence`) is reported with `no_mesh`.
+
+Faces turned past a quarter turn (a person lying down, a camera the other way up): BlazeFace finds them but reads
+them as upright, and the mesh fits whatever it is given with full presence, so it would mesh them upside down.
+A detection scoring below 0.85 (or rolled more than 60 degrees) is therefore looked at again in its crop turned
+by its roll and by a quarter, half and three-quarter turn more, and framed from the way up BlazeFace sees it
+best (`_upright_region`; MediaPipe's FaceLandmarker has no such step).
+
+With several faces the work is shared among `workers` threads (LiteRT runs the networks in parallel).
 """
 
 from __future__ import annotations
@@ -34,13 +41,15 @@ if TYPE_CHECKING:
 
 # One face's work: row, box, detector roll, region from its last mesh (or None), presence floor,
 # whether mien's box may frame it without a second detection.
-# (row, box, roll, region of a followed face, presence floor, may keep its own region, close-up score floor)
-_Job = tuple[int, np.ndarray, float, "Region | None", float, bool, float]
+# (row, box, roll, region of a followed face, presence floor, may keep its own region, close-up score floor,
+#  whether to look at it every way up)
+_Job = tuple[int, np.ndarray, float, "Region | None", float, bool, float, bool]
 
 # How the mesh is made, in every output's provenance (and batch fingerprint): outputs of another way differ.
 PIPELINE = ("face_landmarker.task mesh + blendshape networks on LiteRT; region from a second BlazeFace "
-            "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; pose: canonical face, "
-            "weighted orthographic Procrustes")
+            "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; detections scoring < 0.85 "
+            "or rolled > 60 degrees framed by BlazeFace in that crop turned whichever way up it sees the face "
+            "best; pose: canonical face, weighted orthographic Procrustes")
 
 # Face presence the mesh network must report in the region of a weak detection (see `estimate(strict=...)`).
 STRICT_PRESENCE = 0.8
@@ -56,6 +65,24 @@ SEARCH_SCALE = 1.9
 # agrees with the region the mesh itself gives within: centre offset (share of the side), side ratio, roll.
 QUICK_PRESENCE = 0.9
 _QUICK_OFFSET, _QUICK_SCALE, _QUICK_ANGLE = 0.12, 1.3, np.radians(15)
+# BlazeFace finds faces turned beyond ~100 degrees (a person lying down, a camera the other way up) but reads them
+# as upright faces, eyes at the mouth, and the mesh then fits them upside down with full presence. Such detections
+# score 0.60-0.83 (117 UTKFace faces turned 100-260 degrees; 44% of upright UTKFace chips and 4 of 714 KDEF photos
+# score below 0.85, with 0.8 the bundled portrait turned 210 degrees would be missed), so those below this, of at
+# least `UPSIDE_DOWN_MIN_SIDE` px, are looked at again every way up (`_upright_region`).
+UPSIDE_DOWN_MAX_SCORE = 0.85
+# The score in the crop turned by the detection's own roll at which the face counts as upright without looking
+# at the other ways up (the one look most upright faces cost).
+CLEARLY_UPRIGHT = 0.85
+UPSIDE_DOWN_MIN_SIDE = 40
+# Detections rolled further than this are looked at every way up whatever their score, and framed from the crop
+# turned their way (BlazeFace's keypoints, and CenterFace's, are rough there).
+STEEP_ROLL = np.radians(60)
+# A way up is taken only where BlazeFace sees the face in it clearly (0.83-0.93 for 95% of 120 UTKFace faces turned
+# 100-260 degrees; lettering in a title shot, `pyfeat_no_face.mp4`, seen sideways: 0.78) and upright by its own
+# keypoints (a profile scored 0.83 a quarter turn from upright, its keypoints there 76 degrees off).
+TURNED_MIN_SCORE = 0.8
+UPRIGHT_IN_CROP = np.radians(45)
 
 
 @dataclass
@@ -107,7 +134,8 @@ class MeshEstimator:
 
     def estimate(self, rgb: np.ndarray, boxes: np.ndarray, rolls: np.ndarray | None = None,
                  keys: np.ndarray | None = None, predicted: np.ndarray | None = None,
-                 strict: np.ndarray | None = None, face_images: bool = False) -> MeshResult:
+                 strict: np.ndarray | None = None, face_images: bool = False,
+                 scores: np.ndarray | None = None) -> MeshResult:
         """Mesh for each xyxy box of an (H, W, 3) uint8 RGB image.
 
         `rolls` (radians per box, as `FaceDetector.detect_with_roll` gives them) turns each region so
@@ -120,6 +148,8 @@ class MeshEstimator:
         `STRICT_PRESENCE`), for weak detections. `face_images`: each box is a whole image that is a
         face crop (a dataset's): framed by a second detection where it finds the face (as the
         landmarker framed the faces mien's models were trained on), else by the box itself.
+        `scores` (the detector's, per box): a new face detected with a lower score than `UPSIDE_DOWN_MAX_SCORE`,
+        or rolled more than `STEEP_ROLL`, is looked at every way up and framed the way BlazeFace sees it best.
         """
         n = len(boxes)
         out = MeshResult(
@@ -138,7 +168,10 @@ class MeshEstimator:
             # Only confident detections may keep their own box's region without a second detection.
             quick = not face_images and not weak
             close_up_score = STRICT_CLOSE_UP_SCORE if weak and not _at_border(boxes[i], rgb.shape) else 0.0
-            jobs.append((i, boxes[i], float(rolls[i]), followed, floor, quick, close_up_score))
+            side = max(float(boxes[i][2] - boxes[i][0]), float(boxes[i][3] - boxes[i][1]))
+            may_be_turned = (scores is not None and not face_images and side >= UPSIDE_DOWN_MIN_SIDE
+                             and (float(scores[i]) < UPSIDE_DOWN_MAX_SCORE or _steep(float(rolls[i]))))
+            jobs.append((i, boxes[i], float(rolls[i]), followed, floor, quick, close_up_score, may_be_turned))
         lanes = [jobs[k::len(self._workers)] for k in range(min(n, len(self._workers)))]
         if self._pool is None or len(lanes) < 2:
             for worker, lane in zip(self._workers, lanes):
@@ -177,9 +210,11 @@ class MeshEstimator:
     def _run_lane(worker: tuple[MeshNetworks, FaceDetector], rgb: np.ndarray, jobs: list[_Job],
                   face_images: bool, out: MeshResult) -> None:
         networks, detector = worker
-        for i, box, roll, followed, floor, quick, close_up_score in jobs:
+        for i, box, roll, followed, floor, quick, close_up_score, may_be_turned in jobs:
             if followed is not None:
                 points, presence = networks.mesh(rgb, followed)
+            elif may_be_turned and (upright := _upright_region(detector, rgb, box, roll)) is not None:
+                points, presence = networks.mesh(rgb, upright)
             else:
                 own = region_from_box(box, roll)
                 points, presence = networks.mesh(rgb, own)
@@ -200,6 +235,37 @@ class MeshEstimator:
             out.landmarks[i] = points
             out.blendshapes[i] = networks.blendshapes(points)
             out.found[i] = True
+
+
+def _upright_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray, roll: float) -> Region | None:
+    """The region of a face framed by BlazeFace in a 1.9x crop around `box` (at the mesh's input size) turned by
+    `roll` or a quarter, half or three-quarter turn more, whichever way up it sees the face best; None where that is
+    `roll`'s own way and `roll` is within `STEEP_ROLL` of upright (the usual framing then stands), or where the best
+    way up scores below `TURNED_MIN_SCORE`. A way up counts only where BlazeFace's keypoints in that crop show the
+    face within `UPRIGHT_IN_CROP` of upright."""
+    side = SEARCH_SCALE * max(box[2] - box[0], box[3] - box[1])
+    best = None
+    for quarter in range(4):
+        search = Region((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, side, roll + quarter * np.pi / 2)
+        crop = cv2.warpAffine(rgb, search.to_crop(), (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        found = detector.centre_face(crop)
+        # A way up counts where BlazeFace's own keypoints also show the face upright in it.
+        if found is not None and abs(found[1]) <= UPRIGHT_IN_CROP and (best is None or found[2] > best[0][2]):
+            best = (found, search, quarter)
+        if quarter == 0 and best is not None and best[0][2] >= CLEARLY_UPRIGHT:
+            break  # clearly upright in this crop: no need to look further
+    if best is None or best[0][2] < TURNED_MIN_SCORE or (best[2] == 0 and not _steep(roll)):
+        return None
+    ((x1, y1, x2, y2), crop_roll, _), search, _ = best
+    back = cv2.invertAffineTransform(search.to_crop())
+    cx, cy = back @ np.array([(x1 + x2) / 2, (y1 + y2) / 2, 1.0])
+    return Region(float(cx), float(cy), ROI_SCALE * max(x2 - x1, y2 - y1) * search.side / INPUT_SIDE,
+                  search.angle + crop_roll)
+
+
+def _steep(roll: float) -> bool:
+    return bool(abs((roll + np.pi) % (2 * np.pi) - np.pi) > STEEP_ROLL)
 
 
 def _detected_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray,

@@ -126,7 +126,7 @@ class VideoAnalyzer:
         regions = self._regions(rgb, ids, predicted, detect)
         rois, rolls, _, hints, scores, followed = regions
         mesh = self.analyzer.mesh.estimate(rgb, rois, rolls, keys=hints, predicted=followed,
-                                           strict=weak_detections(scores))
+                                           strict=weak_detections(scores), scores=scores)
         return regions, mesh, mesh.found & mesh_matches_box(mesh.landmarks, rois)
 
     def _regions(self, rgb, ids, predicted, detect):
