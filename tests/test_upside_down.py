@@ -62,10 +62,13 @@ def test_upright_and_slightly_rolled_faces_keep_their_usual_framing(analyzer, po
         assert len(faces) == 1 and _mesh_error(upright, faces, back) < 0.03
 
 
-def test_every_face_found_in_an_upside_down_group_reads_as_upright(analyzer):
+def test_every_face_found_in_an_upside_down_group_reads_as_upright(analyzer, tmp_path):
     rgb = cv2.cvtColor(cv2.imread(str(MEDIA / "pyfeat_multi_face.jpg")), cv2.COLOR_BGR2RGB)  # 1000x667
     upright = analyzer.analyze(rgb)
-    faces = analyzer.analyze(cv2.rotate(rgb, cv2.ROTATE_180))
+    # Saved as a JPEG and read from the file, as a user has it: one face then lies midway between two quarter turns.
+    turned = tmp_path / "group_upside_down.jpg"
+    cv2.imwrite(str(turned), cv2.rotate(rgb, cv2.ROTATE_180)[..., ::-1])  # OpenCV writes BGR
+    faces = analyzer.analyze(turned)
     height, width = rgb.shape[:2]
     assert len(faces) >= 3 and not faces.flag("no_mesh").any()
     for landmarks, probabilities in zip(faces.landmarks, faces.expression):

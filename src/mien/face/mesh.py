@@ -80,9 +80,10 @@ UPSIDE_DOWN_MIN_SIDE = 40
 STEEP_ROLL = np.radians(60)
 # A way up is taken only where BlazeFace sees the face in it clearly (0.83-0.93 for 95% of 120 UTKFace faces turned
 # 100-260 degrees; lettering in a title shot, `pyfeat_no_face.mp4`, seen sideways: 0.78) and upright by its own
-# keypoints (a profile scored 0.83 a quarter turn from upright, its keypoints there 76 degrees off).
+# keypoints (a profile scored 0.83 a quarter turn from upright, its keypoints there 76 degrees off; a face midway
+# between two quarters is 45 degrees off in both).
 TURNED_MIN_SCORE = 0.8
-UPRIGHT_IN_CROP = np.radians(45)
+UPRIGHT_IN_CROP = np.radians(60)
 
 
 @dataclass
