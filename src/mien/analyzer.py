@@ -115,6 +115,8 @@ class Analyzer:
         rgb = loaded.rgb
         height, width = rgb.shape[:2]
         found = self._detector.detect_faces(rgb)
+        if not len(found):
+            found = self._detector.detect_turned_over(rgb)
         boxes, scores, rolls, turns = found.boxes, found.scores, found.rolls, found.turns
         mesh = self._mesh.estimate(rgb, boxes, rolls, strict=weak_detections(scores), scores=scores)
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)

@@ -18,7 +18,7 @@ a number of levels of BlazeFace's tile pyramid alone (`max_levels`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -190,6 +190,18 @@ class FaceDetector:
             more_boxes, more_scores = self._detect_windows(rgb, more)
             boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
         return self._finish(boxes, scores, *self._centerface().detect(rgb, self.centerface_side[mode]))
+
+    def detect_turned_over(self, rgb: np.ndarray) -> Detections:
+        """The faces BlazeFace finds in the image turned half around (one whole-image pass), in this image's
+        coordinates, their rolls turned with it: for a photo in which nothing was found the right way up (someone
+        lying down, a picture saved upside down), where 35 of KDEF's 238 frontal photos turned over find no face."""
+        height, width = rgb.shape[:2]
+        found = self._finish(*self._detect_windows(np.ascontiguousarray(rgb[::-1, ::-1]),
+                                                   pyramid_levels(width, height)[0]))
+        flip = np.array([width, height, width, height], np.float32)
+        return replace(found, boxes=(flip - found.boxes[:, [2, 3, 0, 1]]).astype(np.float32),
+                       centerface_boxes=(flip - found.centerface_boxes[:, [2, 3, 0, 1]]).astype(np.float32),
+                       rolls=((found.rolls + 2 * np.pi) % (2 * np.pi) - np.pi).astype(np.float32))
 
     def centre_face(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float] | None:
         """The face detected nearest the centre of an image (within 20% of its size), before `min_score`
