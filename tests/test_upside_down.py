@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+import mien.face.mesh as mesh
+from conftest import needs_dataset
 from mien.video.analyzer import VideoAnalyzer, VideoOptions
 from mien.video.reader import open_video
 
@@ -108,10 +110,6 @@ def test_a_clip_filmed_upside_down_reads_like_the_upright_clip(tmp_path):
 def test_a_profile_in_a_group_photo_is_not_turned_over(analyzer, monkeypatch):
     """A WIDER-mini profile that BlazeFace scores 0.83 a quarter turn from upright, where its own keypoints put the
     face 76 degrees off: no way up counts there, so the face keeps its upright framing (and its mesh)."""
-    from conftest import needs_dataset
-
-    import mien.face.mesh as mesh
-
     photo = needs_dataset("wider_mini") / "images" / "20_Family_Group_Family_Group_20_282.jpg"
 
     def roll_of_the_profile() -> float:
@@ -128,8 +126,6 @@ def test_a_profile_in_a_group_photo_is_not_turned_over(analyzer, monkeypatch):
 def test_a_portrait_saved_upside_down_is_found_and_read_as_upright(analyzer):
     """A KDEF frontal photo (281x381, not square) that no detector finds upside down: with nothing found the right
     way up, BlazeFace looks at the photo turned over (35 of KDEF's 238 frontal photos are found only so)."""
-    from conftest import needs_dataset
-
     photo = needs_dataset("kdef") / "S" / "anger" / "AF08ANS.jpg"
     rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
     turned_over = np.ascontiguousarray(rgb[::-1, ::-1])
@@ -137,8 +133,5 @@ def test_a_portrait_saved_upside_down_is_found_and_read_as_upright(analyzer):
     upright, faces = analyzer.analyze(rgb), analyzer.analyze(turned_over)
     height, width = rgb.shape[:2]
     assert len(faces) == 1 and not faces.flag("no_mesh")[0]
-    back = np.column_stack([width - 1 - faces.landmarks[0][:, 0], height - 1 - faces.landmarks[0][:, 1]])
-    theirs = upright.landmarks[0][:, :2]
-    eyes = np.linalg.norm(theirs[EYE_CORNERS[0]] - theirs[EYE_CORNERS[1]])
-    assert np.linalg.norm(back - theirs, axis=1).mean() / eyes < 0.05
+    assert _mesh_error(upright, faces, np.array([[-1.0, 0.0, width - 1], [0.0, -1.0, height - 1]])) < 0.05
     assert faces.expression[0].argmax() == upright.expression[0].argmax()

@@ -196,8 +196,7 @@ class FaceDetector:
         coordinates, their rolls turned with it: for a photo in which nothing was found the right way up (someone
         lying down, a picture saved upside down), where 35 of KDEF's 238 frontal photos turned over find no face."""
         height, width = rgb.shape[:2]
-        found = self._finish(*self._detect_windows(np.ascontiguousarray(rgb[::-1, ::-1]),
-                                                   pyramid_levels(width, height)[0]))
+        found = self.detect_faces(np.ascontiguousarray(rgb[::-1, ::-1]), mode="fast")
         flip = np.array([width, height, width, height], np.float32)
         return replace(found, boxes=(flip - found.boxes[:, [2, 3, 0, 1]]).astype(np.float32),
                        centerface_boxes=(flip - found.centerface_boxes[:, [2, 3, 0, 1]]).astype(np.float32),

@@ -245,12 +245,9 @@ def _upright_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray, ro
     `roll`'s own way and `roll` is within `STEEP_ROLL` of upright (the usual framing then stands), or where the best
     way up scores below `TURNED_MIN_SCORE`. A way up counts only where BlazeFace's keypoints in that crop show the
     face within `UPRIGHT_IN_CROP` of upright."""
-    side = SEARCH_SCALE * max(box[2] - box[0], box[3] - box[1])
     best = None
     for quarter in range(4):
-        search = Region((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, side, roll + quarter * np.pi / 2)
-        crop = cv2.warpAffine(rgb, search.to_crop(), (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        search, crop = _search_crop(rgb, box, roll + quarter * np.pi / 2)
         found = detector.centre_face(crop)
         # A way up counts where BlazeFace's own keypoints also show the face upright in it.
         if found is not None and abs(found[1]) <= UPRIGHT_IN_CROP and (best is None or found[2] > best[0][2]):
@@ -266,6 +263,16 @@ def _upright_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray, ro
                   search.angle + crop_roll)
 
 
+def _search_crop(rgb: np.ndarray, box: np.ndarray, angle: float = 0.0) -> tuple[Region, np.ndarray]:
+    """The 1.9x region around `box`, turned by `angle`, and its crop at the mesh's input size (where BlazeFace sees a
+    face at its best scale)."""
+    side = SEARCH_SCALE * max(box[2] - box[0], box[3] - box[1])
+    search = Region((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, side, angle)
+    crop = cv2.warpAffine(rgb, search.to_crop(), (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
+    return search, crop
+
+
 def _steep(roll: float) -> bool:
     return bool(abs((roll + np.pi) % (2 * np.pi) - np.pi) > STEEP_ROLL)
 
@@ -274,10 +281,7 @@ def _detected_region(detector: FaceDetector, rgb: np.ndarray, box: np.ndarray,
                      min_score: float = 0.0) -> Region | None:
     """The face's region from a second detection in a 1.9x crop around `box` (None: no face there, or none
     scoring `min_score`)."""
-    side = SEARCH_SCALE * max(box[2] - box[0], box[3] - box[1])
-    search = Region((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, side)
-    crop = cv2.warpAffine(rgb, search.to_crop(), (INPUT_SIDE, INPUT_SIDE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT)
+    search, crop = _search_crop(rgb, box)
     found = detector.centre_face(crop)
     if found is None or found[2] < min_score:
         return None
