@@ -125,6 +125,10 @@ def resolve_precision(precision: str, device: torch.device | None = None) -> str
     return "bf16" if native else "fp32"
 
 
+# The label-transition matrices' learning rate: a handful of numbers that must move far in a short fine-tune.
+TRANSITION_LR = 0.02
+
+
 class LabelTransition(torch.nn.Module):
     """Per dataset family, how its annotators label each true expression: row-stochastic (classes x classes)
     matrices T, so that a face of family d gets label j with probability sum_y p(y | face) T_d[y, j] (the
@@ -438,9 +442,6 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         info["label_transition"] = _described_transitions(transition)
     (out / "training.json").write_text(json.dumps(info, indent=2))
     return out / "best.pt"
-
-
-TRANSITION_LR = 0.02
 
 
 def _described_transitions(transition: LabelTransition) -> dict:
