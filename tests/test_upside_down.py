@@ -72,14 +72,25 @@ def test_every_face_found_in_an_upside_down_group_reads_as_upright(analyzer, tmp
     cv2.imwrite(str(turned), cv2.rotate(rgb, cv2.ROTATE_180)[..., ::-1])  # OpenCV writes BGR
     faces = analyzer.analyze(turned)
     height, width = rgb.shape[:2]
-    assert len(faces) >= 3 and not faces.flag("no_mesh").any()
+    # Turned over, the detectors see 3 of the 5 faces; a face meshed upside down has the photo searched turned over.
+    assert len(faces) == len(upright) == 5 and not faces.flag("no_mesh").any()
+    matched = set()
     for landmarks, probabilities in zip(faces.landmarks, faces.expression):
         back = np.column_stack([width - 1 - landmarks[:, 0], height - 1 - landmarks[:, 1]])
         errors = [np.linalg.norm(back - theirs[:, :2], axis=1).mean()
                   / np.linalg.norm(theirs[EYE_CORNERS[0], :2] - theirs[EYE_CORNERS[1], :2]) for theirs in upright.landmarks]
         match = int(np.argmin(errors))
-        assert errors[match] < 0.05
+        assert errors[match] < 0.05 and match not in matched
         assert probabilities.argmax() == upright.expression[match].argmax()
+        matched.add(match)
+
+
+def test_an_upright_group_photo_is_not_searched_turned_over(analyzer, monkeypatch):
+    def searched(*args, **kwargs):
+        raise AssertionError("an upright photo was searched turned over")
+
+    monkeypatch.setattr(analyzer.detector, "detect_turned_over", searched)
+    assert len(analyzer.analyze(MEDIA / "pyfeat_multi_face.jpg")) == 5
 
 
 def test_a_clip_filmed_upside_down_reads_like_the_upright_clip(tmp_path):

@@ -20,8 +20,8 @@ from mien.expression.classifier import ExpressionClassifier
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, align_face, unit_matrix
 from mien.face.blazeface import box_iou
-from mien.face.detect import SECOND_OPINION_SCORE, FaceDetector
-from mien.face.mesh import MeshEstimator, face_boxes
+from mien.face.detect import SECOND_OPINION_SCORE, Detections, FaceDetector
+from mien.face.mesh import MeshEstimator, MeshResult, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
 from mien.io.images import ImageError, ImageLike, LoadedImage, expand_inputs, load_image
@@ -115,10 +115,15 @@ class Analyzer:
         rgb = loaded.rgb
         height, width = rgb.shape[:2]
         found = self._detector.detect_faces(rgb)
-        if not len(found):
+        if len(found):
+            mesh = self._mesh_of(rgb, found)
+            if mesh.upside_down().any():  # the photo may be turned over: its other faces are upside down too
+                more = self._detector.detect_turned_over(rgb, self.options.detector.mode).apart_from(found.boxes)
+                found, mesh = found + more, mesh + self._mesh_of(rgb, more)
+        else:
             found = self._detector.detect_turned_over(rgb)
+            mesh = self._mesh_of(rgb, found)
         boxes, scores, rolls, turns = found.boxes, found.scores, found.rolls, found.turns
-        mesh = self._mesh.estimate(rgb, boxes, rolls, strict=weak_detections(scores), scores=scores)
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         # A face's box is CenterFace's where it saw the face (trained on WIDER FACE's hand-drawn boxes, it matches them
         # best), else the mesh's extent, else the detector's box.
@@ -136,6 +141,10 @@ class Analyzer:
         if loaded.scale != 1.0:
             _rescale(faces, loaded)
         return faces
+
+    def _mesh_of(self, rgb: np.ndarray, found: Detections) -> MeshResult:
+        return self._mesh.estimate(rgb, found.boxes, found.rolls, strict=weak_detections(found.scores),
+                                   scores=found.scores)
 
     def confirmed_without_mesh(self, rgb: np.ndarray, boxes: np.ndarray, found: np.ndarray) -> np.ndarray:
         """(n,) True for detections without a mesh (`found` False) that BlazeFace full-range confirms: faces the

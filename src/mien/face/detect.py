@@ -18,7 +18,7 @@ a number of levels of BlazeFace's tile pyramid alone (`max_levels`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
@@ -87,6 +87,17 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def __add__(self, other: "Detections") -> "Detections":
+        """The faces of both, these first."""
+        return Detections(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)))
+
+    def apart_from(self, boxes: np.ndarray) -> "Detections":
+        """The faces that are none of `boxes` (overlapping each less than the same face would)."""
+        if not len(boxes) or not len(self):
+            return self
+        apart = box_iou(self.boxes, boxes).max(1) < _SAME_FACE_IOU
+        return Detections(*(getattr(self, f.name)[apart] for f in fields(self)))
 
 
 def pyramid_levels(width: int, height: int, min_window: int = 160) -> list[list[tuple[int, int, int, int]]]:
@@ -191,12 +202,13 @@ class FaceDetector:
             boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
         return self._finish(boxes, scores, *self._centerface().detect(rgb, self.centerface_side[mode]))
 
-    def detect_turned_over(self, rgb: np.ndarray) -> Detections:
-        """The faces BlazeFace finds in the image turned half around (one whole-image pass), in this image's
-        coordinates, their rolls turned with it: for a photo in which nothing was found the right way up (someone
-        lying down, a picture saved upside down), where 35 of KDEF's 238 frontal photos turned over find no face."""
+    def detect_turned_over(self, rgb: np.ndarray, mode: DetectMode = "fast") -> Detections:
+        """The faces found in the image turned half around (in `fast` mode one BlazeFace pass over the whole image),
+        in this image's coordinates, their rolls turned with it: for a photo in which nothing was found the right
+        way up (someone lying down, a picture saved upside down), where 35 of KDEF's 238 frontal photos turned over
+        find no face, or one in which a face was found upside down (a group photo turned over)."""
         height, width = rgb.shape[:2]
-        found = self.detect_faces(np.ascontiguousarray(rgb[::-1, ::-1]), mode="fast")
+        found = self.detect_faces(np.ascontiguousarray(rgb[::-1, ::-1]), mode=mode)
         flip = np.array([width, height, width, height], np.float32)
         return replace(found, boxes=(flip - found.boxes[:, [2, 3, 0, 1]]).astype(np.float32),
                        centerface_boxes=(flip - found.centerface_boxes[:, [2, 3, 0, 1]]).astype(np.float32),

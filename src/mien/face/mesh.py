@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Iterable
 
 import cv2
@@ -49,7 +49,8 @@ _Job = tuple[int, np.ndarray, float, "Region | None", float, bool, float, bool]
 PIPELINE = ("face_landmarker.task mesh + blendshape networks on LiteRT; region from a second BlazeFace "
             "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; detections scoring < 0.85 "
             "or rolled > 60 degrees framed by BlazeFace in that crop turned whichever way up it sees the face "
-            "best (and a photo with no face found searched again turned over); pose: canonical face, weighted "
+            "best (and a photo with no face found, or with a face meshed upside down, searched again turned over); "
+            "pose: canonical face, weighted "
             "orthographic Procrustes")
 
 # Face presence the mesh network must report in the region of a weak detection (see `estimate(strict=...)`).
@@ -85,6 +86,10 @@ STEEP_ROLL = np.radians(60)
 # between two quarters is 45 degrees off in both).
 TURNED_MIN_SCORE = 0.8
 UPRIGHT_IN_CROP = np.radians(60)
+# A mesh whose eyes' line is tilted further than this (degrees) shows a face upside down in the image: the photo
+# may be turned over, and its other faces are then looked for that way up too (`Analyzer.analyze_loaded`).
+UPSIDE_DOWN_TILT = 120.0
+_RIGHT_EYE_CORNER, _LEFT_EYE_CORNER = 33, 263  # outer corners: the subject's right eye and left eye
 
 
 @dataclass
@@ -95,6 +100,16 @@ class MeshResult:
     blendshapes: np.ndarray  # (n, 52)
     transforms: np.ndarray  # (n, 4, 4) canonical face (cm) to camera space
     found: np.ndarray  # (n,) bool
+
+    def __add__(self, other: "MeshResult") -> "MeshResult":
+        """The faces of both, these first."""
+        return MeshResult(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)))
+
+    def upside_down(self) -> np.ndarray:
+        """(n,) True for meshes whose eyes lie more than `UPSIDE_DOWN_TILT` from level (the face's top below)."""
+        eyes = self.landmarks[:, _LEFT_EYE_CORNER, :2] - self.landmarks[:, _RIGHT_EYE_CORNER, :2]
+        tilt = np.degrees(np.abs(np.arctan2(eyes[:, 1], eyes[:, 0])))
+        return self.found & (np.nan_to_num(tilt) > UPSIDE_DOWN_TILT)
 
 
 class MeshEstimator:
