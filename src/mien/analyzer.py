@@ -123,7 +123,7 @@ class Analyzer:
         else:
             found = self._detector.detect_turned_over(rgb)
             mesh = self._mesh_of(rgb, found)
-        boxes, scores, rolls, turns = found.boxes, found.scores, found.rolls, found.turns
+        boxes, scores, turns = found.boxes, found.scores, found.turns
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         # A face's box is CenterFace's where it saw the face (trained on WIDER FACE's hand-drawn boxes, it matches them
         # best), else the mesh's extent, else the detector's box.
