@@ -109,7 +109,7 @@ class MeshResult:
         """(n,) True for meshes whose eyes lie more than `UPSIDE_DOWN_TILT` from level (the face's top below)."""
         eyes = self.landmarks[:, _LEFT_EYE_CORNER, :2] - self.landmarks[:, _RIGHT_EYE_CORNER, :2]
         tilt = np.degrees(np.abs(np.arctan2(eyes[:, 1], eyes[:, 0])))
-        return self.found & (np.nan_to_num(tilt) > UPSIDE_DOWN_TILT)
+        return np.asarray(self.found & (np.nan_to_num(tilt) > UPSIDE_DOWN_TILT), bool)
 
 
 class MeshEstimator:
