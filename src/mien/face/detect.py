@@ -202,13 +202,15 @@ class FaceDetector:
             boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
         return self._finish(boxes, scores, *self._centerface().detect(rgb, self.centerface_side[mode]))
 
-    def detect_turned_over(self, rgb: np.ndarray, mode: DetectMode = "fast") -> Detections:
+    def detect_turned_over(self, rgb: np.ndarray, mode: DetectMode = "fast", max_levels: int | None = None
+                           ) -> Detections:
         """The faces found in the image turned half around (in `fast` mode one BlazeFace pass over the whole image),
         in this image's coordinates, their rolls turned with it: for a photo in which nothing was found the right
         way up (someone lying down, a picture saved upside down), where 35 of KDEF's 238 frontal photos turned over
-        find no face, or one in which a face was found upside down (a group photo turned over)."""
+        find no face, or one in which a face was found upside down (a group photo turned over). `max_levels` as in
+        `detect`."""
         height, width = rgb.shape[:2]
-        found = self.detect_faces(np.ascontiguousarray(rgb[::-1, ::-1]), mode=mode)
+        found = self.detect_faces(np.ascontiguousarray(rgb[::-1, ::-1]), mode=mode, max_levels=max_levels)
         flip = np.array([width, height, width, height], np.float32)
         return replace(found, boxes=(flip - found.boxes[:, [2, 3, 0, 1]]).astype(np.float32),
                        centerface_boxes=(flip - found.centerface_boxes[:, [2, 3, 0, 1]]).astype(np.float32),

@@ -49,7 +49,8 @@ _Job = tuple[int, np.ndarray, float, "Region | None", float, bool, float, bool]
 PIPELINE = ("face_landmarker.task mesh + blendshape networks on LiteRT; region from a second BlazeFace "
             "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; detections scoring < 0.85 "
             "or rolled > 60 degrees framed by BlazeFace in that crop turned whichever way up it sees the face "
-            "best (and a photo with no face found, or with a face meshed upside down, searched again turned over); "
+            "best (a photo with no face found, and a photo or video detection frame with a face meshed upside "
+            "down, searched again turned over); "
             "pose: canonical face, weighted "
             "orthographic Procrustes")
 

@@ -50,6 +50,7 @@ class VideoAnalyzer:
         self._scores: dict[int, float] = {}
         self._frames = 0
         self._detections = 0
+        self._last_levels: int | None = None  # tile levels the last detection searched
         self._detect_next = True
         self.analyzer.mesh.forget_followers()
 
@@ -89,6 +90,10 @@ class VideoAnalyzer:
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
         (rois, rolls, turns, hints, scores, followed), mesh, found = self._meshes(rgb, ids, predicted, detect)
+        if detect and mesh.upside_down().any():
+            # As in photos: with a face upside down the frame may be, so its other faces are looked for that way up.
+            (rois, rolls, turns, hints, scores, followed), mesh, found = self._with_turned_over(
+                rgb, (rois, rolls, turns, hints, scores, followed), mesh, found)
         if not detect and (followed & ~found).any():
             # A followed face lost its mesh (turned away, covered): look for it with the detector in this frame,
             # so that a face the mesh cannot read keeps its row and track.
@@ -129,6 +134,19 @@ class VideoAnalyzer:
                                            strict=weak_detections(scores), scores=scores)
         return regions, mesh, mesh.found & mesh_matches_box(mesh.landmarks, rois)
 
+    def _with_turned_over(self, rgb, regions, mesh, found):
+        """`regions`, their `mesh` and `found` with the faces detected in the frame turned over that no region holds."""
+        more = self.analyzer.detector.detect_turned_over(rgb, self.options.analyzer.mode,
+                                                         self._last_levels).apart_from(regions[0])
+        if not len(more):
+            return regions, mesh, found
+        new = self.analyzer.mesh.estimate(rgb, more.boxes, more.rolls, strict=weak_detections(more.scores),
+                                          scores=more.scores)
+        n = len(more)
+        added = (more.boxes, more.rolls, more.turns, np.full(n, -1, np.int64), more.scores, np.zeros(n, bool))
+        regions = tuple(np.concatenate([old, extra.astype(old.dtype)]) for old, extra in zip(regions, added))
+        return regions, mesh + new, np.concatenate([found, new.found & mesh_matches_box(new.landmarks, more.boxes)])
+
     def _regions(self, rgb, ids, predicted, detect):
         """Boxes to run the mesh in: matched and new detections, and predicted boxes of followed faces
         (rois, roll, turn, track id or -1, detection score, whether the box is a prediction)."""
@@ -138,8 +156,9 @@ class VideoAnalyzer:
             auto = self.options.analyzer.mode == "auto"
             tiles = not len(ids) or self._detections % max(1, self.options.tile_every) == 0
             self._detections += 1
+            self._last_levels = (self.options.detect_levels if tiles else 1) if auto else None
             det_boxes, det_scores, det_rolls, det_turns = self.analyzer.detector.detect_with_pose(
-                rgb, max_levels=(self.options.detect_levels if tiles else 1) if auto else None)
+                rgb, max_levels=self._last_levels)
             pairs = {}
             if len(ids) and len(det_boxes):
                 iou = box_iou(det_boxes, predicted)
