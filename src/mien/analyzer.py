@@ -116,13 +116,13 @@ class Analyzer:
         height, width = rgb.shape[:2]
         found = self._detector.detect_faces(rgb)
         if len(found):
-            mesh = self._mesh_of(rgb, found)
+            mesh = self.mesh_detections(rgb, found)
             if mesh.upside_down().any():  # the photo may be turned over: its other faces are upside down too
                 more = self._detector.detect_turned_over(rgb, self.options.detector.mode).apart_from(found.boxes)
-                found, mesh = found + more, mesh + self._mesh_of(rgb, more)
+                found, mesh = found + more, mesh + self.mesh_detections(rgb, more)
         else:
             found = self._detector.detect_turned_over(rgb)
-            mesh = self._mesh_of(rgb, found)
+            mesh = self.mesh_detections(rgb, found)
         boxes, scores, turns = found.boxes, found.scores, found.turns
         mesh.found &= mesh_matches_box(mesh.landmarks, boxes)
         # A face's box is CenterFace's where it saw the face (trained on WIDER FACE's hand-drawn boxes, it matches them
@@ -142,7 +142,8 @@ class Analyzer:
             _rescale(faces, loaded)
         return faces
 
-    def _mesh_of(self, rgb: np.ndarray, found: Detections) -> MeshResult:
+    def mesh_detections(self, rgb: np.ndarray, found: Detections) -> MeshResult:
+        """The meshes of fresh detections in `rgb` (weak ones must show a clear face)."""
         return self._mesh.estimate(rgb, found.boxes, found.rolls, strict=weak_detections(found.scores),
                                    scores=found.scores)
 

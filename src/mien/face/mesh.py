@@ -50,9 +50,7 @@ PIPELINE = ("face_landmarker.task mesh + blendshape networks on LiteRT; region f
             "detection in a 1.9x crop, or mien's box where that shows presence >= 0.9; detections scoring < 0.85 "
             "or rolled > 60 degrees framed by BlazeFace in that crop turned whichever way up it sees the face "
             "best (a photo with no face found, and a photo or video detection frame with a face meshed upside "
-            "down, searched again turned over); "
-            "pose: canonical face, weighted "
-            "orthographic Procrustes")
+            "down, searched again turned over); pose: canonical face, weighted orthographic Procrustes")
 
 # Face presence the mesh network must report in the region of a weak detection (see `estimate(strict=...)`).
 STRICT_PRESENCE = 0.8
@@ -88,7 +86,8 @@ STEEP_ROLL = np.radians(60)
 TURNED_MIN_SCORE = 0.8
 UPRIGHT_IN_CROP = np.radians(60)
 # A mesh whose eyes' line is tilted further than this (degrees) shows a face upside down in the image: the photo
-# may be turned over, and its other faces are then looked for that way up too (`Analyzer.analyze_loaded`).
+# may be turned over, and its other faces are then looked for that way up too (`Analyzer.analyze_loaded`, and
+# `VideoAnalyzer.locate` on detection frames).
 UPSIDE_DOWN_TILT = 120.0
 _RIGHT_EYE_CORNER, _LEFT_EYE_CORNER = 33, 263  # outer corners: the subject's right eye and left eye
 

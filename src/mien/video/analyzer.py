@@ -140,8 +140,7 @@ class VideoAnalyzer:
                                                          self._last_levels).apart_from(regions[0])
         if not len(more):
             return regions, mesh, found
-        new = self.analyzer.mesh.estimate(rgb, more.boxes, more.rolls, strict=weak_detections(more.scores),
-                                          scores=more.scores)
+        new = self.analyzer.mesh_detections(rgb, more)
         n = len(more)
         added = (more.boxes, more.rolls, more.turns, np.full(n, -1, np.int64), more.scores, np.zeros(n, bool))
         regions = tuple(np.concatenate([old, extra.astype(old.dtype)]) for old, extra in zip(regions, added))
