@@ -110,6 +110,24 @@ def test_every_face_of_a_group_filmed_upside_down_is_tracked(tmp_path):
     assert (np.abs(rolls) > 150).all()  # each meshed upside down, as the faces are
 
 
+def test_a_face_only_found_turned_over_is_tracked_from_the_first_frame(tmp_path):
+    """KDEF's AF08ANS turned over (no detector finds it so in the still photo) as a 2 s mp4 drifting sideways: a run
+    of frames with nothing found is looked at turned over, and the face found so is then followed (before: 15 of
+    60 frames)."""
+    rgb = cv2.imread(str(needs_dataset("kdef") / "S" / "anger" / "AF08ANS.jpg"))
+    photo = np.ascontiguousarray(rgb[::-1, ::-1])
+    path = tmp_path / "kdef_upside_down.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, photo.shape[1::-1])
+    for k in range(60):
+        writer.write(np.roll(photo, k // 4, axis=1))
+    writer.release()
+    with VideoAnalyzer(VideoOptions()) as video, open_video(path) as reader:
+        frames = [faces for _, faces in video.run(reader)]
+    assert [len(faces) for faces in frames] == [1] * 60
+    assert len({int(faces.track_ids[0]) for faces in frames}) == 1
+    assert all(abs(faces.pose[0, 2]) > 150 and not faces.flag("no_mesh")[0] for faces in frames)
+
+
 def test_a_clip_filmed_upside_down_reads_like_the_upright_clip(tmp_path):
     source = MEDIA / "liveportrait_d3.mp4"
     capture = cv2.VideoCapture(str(source))
