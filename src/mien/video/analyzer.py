@@ -93,12 +93,14 @@ class VideoAnalyzer:
         ids, predicted = self.tracker.predict(t)
         detect = self._detect_next or self._frames % self.options.detect_every == 0 or not len(ids)
         self._frames += 1
-        (rois, rolls, turns, hints, scores, followed), mesh, found = self._meshes(rgb, ids, predicted, detect)
+        regions, mesh, found = self._meshes(rgb, ids, predicted, detect)
         # As in photos: with a face upside down the frame may be, so its other faces are looked for that way up; a
         # frame with nothing found is looked at turned over now and then, as a whole (a camera mounted upside down).
-        if detect and (self._look_turned_over(len(rois)) or mesh.upside_down().any()):
-            (rois, rolls, turns, hints, scores, followed), mesh, found = self._with_turned_over(
-                rgb, (rois, rolls, turns, hints, scores, followed), mesh, found, self._last_levels if len(rois) else 1)
+        n_regions = len(regions[0])
+        if detect and (self._look_turned_over(n_regions) or mesh.upside_down().any()):
+            regions, mesh, found = self._with_turned_over(rgb, regions, mesh, found,
+                                                          self._last_levels if n_regions else 1)
+        rois, rolls, turns, hints, scores, followed = regions
         if not detect and (followed & ~found).any():
             # A followed face lost its mesh (turned away, covered): look for it with the detector in this frame,
             # so that a face the mesh cannot read keeps its row and track.
