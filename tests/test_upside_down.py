@@ -42,6 +42,16 @@ def _mesh_error(upright, turned, back: np.ndarray) -> float:
     return float(np.linalg.norm(mine - theirs, axis=1).mean() / eyes)
 
 
+def _faces_in_clip(frames: list[np.ndarray], path: Path) -> list:
+    """The faces `mien video` finds in each of these BGR frames, written to `path` as a 30 fps mp4."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    with VideoAnalyzer(VideoOptions()) as video, open_video(path) as reader:
+        return [faces for _, faces in video.run(reader)]
+
+
 @pytest.fixture(scope="module")
 def portrait() -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(MEDIA / "pyfeat_single_face.jpg")), cv2.COLOR_BGR2RGB)  # 572x562
@@ -97,13 +107,7 @@ def test_every_face_of_a_group_filmed_upside_down_is_tracked(tmp_path):
     """The group photo turned over as a 1.5 s mp4 panning sideways: the detectors see 3 of its 5 faces; a face meshed
     upside down has each detection frame searched turned over too, and the followed faces keep their tracks."""
     photo = cv2.rotate(cv2.imread(str(MEDIA / "pyfeat_multi_face.jpg")), cv2.ROTATE_180)
-    path = tmp_path / "group_upside_down.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, photo.shape[1::-1])
-    for k in range(45):
-        writer.write(np.roll(photo, k, axis=1))
-    writer.release()
-    with VideoAnalyzer(VideoOptions()) as video, open_video(path) as reader:
-        frames = [faces for _, faces in video.run(reader)]
+    frames = _faces_in_clip([np.roll(photo, k, axis=1) for k in range(45)], tmp_path / "group_upside_down.mp4")
     assert len(frames) == 45 and all(len(faces) == 5 for faces in frames)
     assert len({int(t) for faces in frames for t in faces.track_ids}) == 5
     rolls = np.concatenate([faces.pose[:, 2] for faces in frames])
@@ -116,13 +120,7 @@ def test_a_face_only_found_turned_over_is_tracked_from_the_first_frame(tmp_path)
     60 frames)."""
     rgb = cv2.imread(str(needs_dataset("kdef") / "S" / "anger" / "AF08ANS.jpg"))
     photo = np.ascontiguousarray(rgb[::-1, ::-1])
-    path = tmp_path / "kdef_upside_down.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, photo.shape[1::-1])
-    for k in range(60):
-        writer.write(np.roll(photo, k // 4, axis=1))
-    writer.release()
-    with VideoAnalyzer(VideoOptions()) as video, open_video(path) as reader:
-        frames = [faces for _, faces in video.run(reader)]
+    frames = _faces_in_clip([np.roll(photo, k // 4, axis=1) for k in range(60)], tmp_path / "kdef_upside_down.mp4")
     assert [len(faces) for faces in frames] == [1] * 60
     assert len({int(faces.track_ids[0]) for faces in frames}) == 1
     assert all(abs(faces.pose[0, 2]) > 150 and not faces.flag("no_mesh")[0] for faces in frames)
@@ -140,13 +138,8 @@ def test_a_clip_filmed_upside_down_reads_like_the_upright_clip(tmp_path):
     capture.release()
     clips = {}
     for name, turn in (("upright", None), ("upside_down", cv2.ROTATE_180)):
-        path = tmp_path / f"{name}.mp4"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, frames[0].shape[1::-1])
-        for frame in frames:
-            writer.write(frame if turn is None else cv2.rotate(frame, turn))
-        writer.release()
-        with VideoAnalyzer(VideoOptions()) as video, open_video(path) as reader:
-            clips[name] = [faces for _, faces in video.run(reader)]
+        turned = [frame if turn is None else cv2.rotate(frame, turn) for frame in frames]
+        clips[name] = _faces_in_clip(turned, tmp_path / f"{name}.mp4")
     assert len(clips["upside_down"]) == len(frames)
     assert all(len(faces) == 1 and not faces.flag("no_mesh")[0] for faces in clips["upside_down"])
     same = [a.expression[0].argmax() == b.expression[0].argmax() for a, b in zip(clips["upright"], clips["upside_down"])]
