@@ -33,7 +33,9 @@ def batch(
     prior: str = typer.Option("natural", help=PRIOR_HELP),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
-    """Analyse many images and videos into a Parquet dataset, locally or on Ray; re-run to resume.
+    """Analyse many images and videos into one Parquet dataset.
+
+    Runs locally or on Ray; re-run the same command to resume.
 
     Each image shard or video chunk is a task. The folder is one dataset, exactly once: a re-run
     (after a crash or kill -9, or with files added or removed, or another --shard-size/--chunk-s)
@@ -71,7 +73,9 @@ def query(
                                         'count(*) FROM faces GROUP BY 1".'),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result (.csv, .parquet, .json)."),
 ) -> None:
-    """Query a batch's results with SQL (DuckDB over the Parquet partitions; the sql extra)."""
+    """Query a batch's results with SQL.
+
+    DuckDB over the Parquet partitions (needs the sql extra)."""
     require_extra("sql", "duckdb")
     from mien.batch import query as run_query
 

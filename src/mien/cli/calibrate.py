@@ -25,9 +25,10 @@ def calibrate(
     window: Optional[str] = typer.Option(None, "--window", help=WINDOW_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Calibrated table to write (.parquet, .csv or .jsonl)."),
 ) -> None:
-    """Per-person calibration: each person's neutral photo (or each video track's rest window) sets how their face
-    reads at rest; calibrated columns (expr_*_cal, expression_cal, AUxx_cal, valence_cal, arousal_cal, person) are
-    added beside the others."""
+    """Calibrate readings to each person's rest (neutral face).
+
+    Each person's neutral photo (or each video track's rest window) sets how their face reads at rest; calibrated
+    columns (expr_*_cal, expression_cal, AUxx_cal, valence_cal, arousal_cal, person) are added beside the others."""
     from mien.api import read
     from mien.expression.neutral import parse_window
 

@@ -11,7 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mien.options import AnalyzerOptions, OptionsError, analyzer_options, video_options
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Plain Click help: at 80 columns rich's option tables squeezed the help text into a 13-character column.
+# Wide terminals may use up to 120 columns (Click stops at 80 by default).
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  context_settings={"max_content_width": 120},
                   help="mien: offline facial expression analysis (faces, mesh, pose, blendshapes, AUs, expressions).")
 console = Console()
 errors = Console(stderr=True)

@@ -26,7 +26,9 @@ def eval_command(
     model: Optional[Path] = typer.Option(None, help="Another expression ONNX file to evaluate."),
     prior: str = typer.Option("natural", help=PRIOR_HELP),
 ) -> None:
-    """Accuracy, macro-F1, per-class precision/recall, confusion matrix, ECE and speed of the expression model."""
+    """Measure the expression model on labelled faces.
+
+    Accuracy, macro-F1, per-class precision/recall, confusion matrix, ECE and speed."""
     import json
 
     from mien.expression.classes import EXPRESSIONS
@@ -83,7 +85,9 @@ def eval_aus(
                                                                      "(default mien-eval/aus-FOLDERNAME)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
 ) -> None:
-    """Action units against FACS coders: per-AU positives, AUROC, F1 at the shipped threshold, best-F1 threshold."""
+    """Measure action units against FACS coders.
+
+    Per AU: positives, AUROC, F1 at the shipped threshold and the best-F1 threshold."""
     import json
 
     from mien.expression.au_eval import au_bars_png, evaluate_folder
@@ -134,8 +138,11 @@ def eval_rules(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
     limit: Optional[int] = typer.Option(None, help="Score only the first N faces (quick checks)."),
 ) -> None:
-    """Compound-expression rules against labelled faces: top-1 and top-3 accuracy, recall per compound, confusion;
-    beside the default compound column, mien's expression_blend and the majority class."""
+    """Score compound-expression rules against labelled faces.
+
+    Top-1 and top-3 accuracy, recall per compound and confusion.
+
+    Scored beside the default compound column, mien's expression_blend and the majority class."""
     import json
 
     from mien.cli.common import load_rules_or_exit
@@ -217,8 +224,10 @@ def fairness(
                                                                   "(package data) and regenerate docs/cards/*.md."),
     docs: Path = typer.Option(Path("docs/cards"), help="Where --write-cards writes the Markdown cards."),
 ) -> None:
-    """Disaggregated evaluation on UTKFace: detection, mesh, attribute errors and expression distributions per
-    age band, gender and race label; per-group tables for the model cards."""
+    """Per-group evaluation on UTKFace (age, gender, race).
+
+    Detection, mesh, attribute errors and expression distributions per age band, gender and race label; per-group
+    tables for the model cards."""
     import json as json_module
 
     require_extra("stats", "scipy")

@@ -169,7 +169,9 @@ def analyze(
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
-    """Analyse images: one table row per face (box, pose, gaze, AUs, blendshapes, flags, landmarks)."""
+    """Analyse images: one table row per face.
+
+    Each row: box, pose, gaze, AUs, blendshapes, expression, flags and landmarks."""
     check_choice("--format", fmt, ("auto", "parquet", "csv", "jsonl", "openface"))
     check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
     rules = load_rules_or_exit(expressions)
@@ -189,7 +191,9 @@ def report(
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP + " In the report: "
                                                "each face's readings, means per image or person, a video lane."),
 ) -> None:
-    """One self-contained HTML report: annotated faces, heatmaps, rationales, timelines, summaries, limits."""
+    """One self-contained HTML report of images or a video.
+
+    Annotated faces, heatmaps, rationales, timelines, summaries and limits in one file."""
     from mien.analyzer import Analyzer
     from mien.io.images import expand_each
     from mien.report.html import image_report, video_report
@@ -223,7 +227,9 @@ def report(
 def demo(
     out_dir: Path = typer.Option(Path("mien-demo"), "--out", "-o", help="Folder for the table and annotated image."),
 ) -> None:
-    """Analyse the bundled astronaut photo (public domain): prints a table, writes CSV and a picture."""
+    """Analyse the bundled example photo: table, CSV and picture.
+
+    The photo is the public-domain astronaut portrait shipped with mien."""
     from importlib.resources import files
 
     photo = Path(str(files("mien") / "data" / "astronaut.jpg"))

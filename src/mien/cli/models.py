@@ -14,7 +14,9 @@ from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_USAGE, app, console, errors
 
 @app.command()
 def models() -> None:
-    """List the model weights mien uses: source package, license, checksum, status."""
+    """List the model weights mien uses.
+
+    Each with its source package, license, checksum and status."""
     from mien.models.registry import list_models, verify
 
     for block in model_blocks(list_models(), verify):
@@ -40,7 +42,9 @@ def card(
     model: str = typer.Argument("expression", help="Model name (see `mien models`)."),
     write: Optional[Path] = typer.Option(None, "--write", help="Also write the Markdown to this file."),
 ) -> None:
-    """Print a model card: intended and out-of-scope uses, training data and terms, metrics, limits."""
+    """Print a model card.
+
+    Intended and out-of-scope uses, training data and its terms, metrics and limits."""
     from mien.report.card import render_card
 
     try:
@@ -60,7 +64,9 @@ def info(
     path: Path = typer.Argument(..., help="A table (.parquet, .csv, .jsonl), an HTML report or a batch output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole record as JSON."),
 ) -> None:
-    """How an output was made: mien version, model checksums, analysis options, prior, input checksums."""
+    """Show how an output was made (its provenance).
+
+    mien version, model checksums, analysis options, prior and input checksums."""
     import json
 
     from mien.provenance import flat_options, read_provenance

@@ -37,7 +37,9 @@ def serve(
                                            "DNS rebinding). Repeat for several."),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
 ) -> None:
-    """Web page, REST API (docs at /docs) and webcam mode: `mien serve`, then open http://127.0.0.1:8000."""
+    """Serve the web page, REST API and webcam mode.
+
+    Run `mien serve`, then open http://127.0.0.1:8000 (API docs at /docs)."""
     require_extra("serve", "fastapi", "uvicorn", "multipart", "sqlalchemy", "websockets")
     import uvicorn
 

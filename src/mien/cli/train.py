@@ -65,7 +65,9 @@ def train(
                                       "a share of --lr (the new layers get --lr)."),
     batch_size: int = typer.Option(128, min=8, help="Faces per training step."),
 ) -> None:
-    """Train the expression model (needs `pip install mien\\[train]`); re-running resumes an interrupted run."""
+    """Train the expression model (needs the train extra).
+
+    Install with `pip install 'mien[train]'`; re-running the same command resumes an interrupted run."""
     try:
         from mien.train.export import train_and_export
         from mien.train.loop import DOMAINS, TrainConfig
@@ -127,7 +129,9 @@ def quantize(
     flip: bool = typer.Option(False, "--flip/--no-flip", help="The int8 model averages each face with its mirror "
                               "image (twice the work; temperatures fitted that way; recorded in the file)."),
 ) -> None:
-    """8-bit version of a trained expression model (2-3x faster on CPU; needs the train extra for `onnx`)."""
+    """Make the 8-bit version of a trained expression model.
+
+    Faster on most CPUs; needs the train extra (for `onnx`)."""
     try:
         from mien.train.quantize import quantize_expression
     except ImportError as error:

@@ -71,7 +71,9 @@ def video(
                                             "auto: its most neutral two seconds. Adds the *_cal columns (README, "
                                             "'Per-person calibration')."),
 ) -> None:
-    """Analyse a video: one row per face per frame with track ids, smoothed values, timelines and events."""
+    """Analyse a video: one row per face per frame.
+
+    Rows carry track ids and smoothed values; timelines and events are written beside the table."""
     from mien.expression.neutral import parse_window
     from mien.io.table import resolve_format
     from mien.video.run import analyze_video
@@ -146,7 +148,9 @@ def live(
     mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
     prior: str = typer.Option("natural", help=PRIOR_HELP),
 ) -> None:
-    """Analyse a webcam or stream live: overlaid results, fps printed every second, optional recording."""
+    """Analyse a webcam or stream live, results drawn on the frames.
+
+    Prints the frame rate every second; can record the overlaid video and the table."""
     import os
 
     from mien.video.run import analyze_video
