@@ -1,23 +1,26 @@
 """Per-person neutral calibration on the shared KDEF, scored person-level two-fold.
 
     mien analyze ../shared/datasets/kdef -o kdef.parquet -q --landmarks none
-    python benchmarks/neutral_kdef.py kdef.parquet
+    python benchmarks/neutral_kdef.py kdef.parquet [--fold 1]
 
-For each half of the 34 people, the population's neutral reading n and the strength come from the other
+For each half of the people, the population's neutral reading n and the strength come from the other
 half. A non-neutral photo is calibrated with the same person's neutral of the same view; a neutral photo
 with the same person's neutrals of the other two views (never itself). Prints accuracy (7 KDEF classes)
-uncalibrated and calibrated, by view, by class, and the neutral photos that read neutral.
+uncalibrated and calibrated, by view, by class, and the neutral photos that read neutral, and the mean
+log-probabilities of all the neutral photos scored (`POPULATION_NEUTRAL`). `--fold K` scores only the people of
+`kdef-foldK` (for an expression model trained on the other fold's people).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mien.datasets.expressions import kdef_person, read_builtin
 from mien.expression.classes import EXPRESSIONS
 from mien.expression.neutral import calibrate
 
@@ -43,12 +46,21 @@ def scored(table: pd.DataFrame, people: set[str], strength: float, population: n
 
 
 def main() -> None:
-    table = pd.read_parquet(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", help="mien analyze's table of ../shared/datasets/kdef")
+    parser.add_argument("--fold", type=int, choices=(0, 1), default=None,
+                        help="score only the people of kdef-foldK (people the model never saw)")
+    parser.add_argument("--datasets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    args = parser.parse_args()
+    table = pd.read_parquet(args.table)
     table = table[table.face_found].copy()
+    if args.fold is not None:
+        people = {kdef_person(p) for p in read_builtin(f"kdef-fold{args.fold}", args.datasets).paths}
+        table = table[[kdef_person(s) in people for s in table.source]].copy()
     table["path"] = [str(Path(s).resolve()) for s in table.source]
     table["view"] = [Path(s).parts[-3] for s in table.source]
     table["label"] = [Path(s).parts[-2] for s in table.source]
-    table["person"] = [Path(s).name[1:4] for s in table.source]
+    table["person"] = [kdef_person(s) for s in table.source]
     people = sorted(table.person.unique())
     folds = [set(people[0::2]), set(people[1::2])]
     results = []
@@ -64,6 +76,9 @@ def main() -> None:
         "non_neutral_by_view": others.groupby("view")[["plain", "calibrated"]].mean().round(3).to_dict("index"),
         "by_class": result.groupby("label")[["plain", "calibrated"]].mean().round(3).to_dict("index"),
         "neutral_reads_neutral": result[result.label == "neutral"][["plain", "calibrated"]].mean().round(3).to_dict(),
+        "people": int(table.person.nunique()),
+        "population_neutral": [round(float(v), 3) for v in np.log(np.clip(
+            table[table.label == "neutral"][[f"expr_{c}" for c in EXPRESSIONS]].to_numpy(float), 1e-6, 1)).mean(0)],
     }
     print(json.dumps(summary, indent=1))
 

@@ -355,7 +355,8 @@ def test_colour_training_with_rafdb_masks_its_missing_contempt(tmp_path, astrona
     train, valid = read_builtin("rafdb-train", data), read_builtin("rafdb-valid", data)
     assert (len(train), len(valid)) == (18, 2) and not set(train.paths) & set(valid.paths)
     mask = absent_mask()
-    assert mask[DOMAINS.index("rafdb"), EXPRESSIONS.index("contempt")] and mask.sum() == 1
+    contempt_only = mask[:, EXPRESSIONS.index("contempt")]
+    assert contempt_only[DOMAINS.index("rafdb")] and contempt_only[DOMAINS.index("kdef")] and mask.sum() == 2
     args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--cache", str(tmp_path / "cache"),
             "--threads", "1", "--colour", "--input-size", "32", "--grey-prob", "0.3", "--small-prob", "0.5", "--no-test-flip",
             "--sets", "ferplus-train,affectnet8-train,rafdb-train", "--valid-sets", "ferplus-valid,rafdb-valid",
@@ -577,7 +578,7 @@ def test_label_transition_starts_near_the_identity_and_learns_what_annotators_do
     contempt = EXPRESSIONS.index("contempt")
     assert (observed[domains == DOMAINS.index("rafdb"), contempt] < -20).all()
     with pytest.raises(ValueError, match="unknown dataset families"):
-        LabelTransition(("kdef",))
+        LabelTransition(("jaffe",))
 
     happy = torch.full((400, len(EXPRESSIONS)), -6.0)
     happy[:, EXPRESSIONS.index("happy")] = 6.0  # a network sure these faces are happy
@@ -610,3 +611,80 @@ def test_a_fine_tune_records_the_file_it_started_from(tmp_path, astronaut):
                  tmp_path / "cache", log=lambda *_: None)
     info = json.loads((tmp_path / "tuned" / "training.json").read_text())
     assert info["init_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+
+
+def _tiny_kdef(root, astronaut, people=("F01", "F02", "M01", "M02")):
+    """kdef/ laid out like the shared KDEF (views of class folders, KDEF file names), from astronaut crops."""
+    face = astronaut[40:230, 130:320]
+    codes = {"neutral": "NE", "happy": "HA", "sad": "SA"}
+    for view in ("S", "HL", "HR"):
+        for cls, code in codes.items():
+            (root / "kdef" / view / cls).mkdir(parents=True)
+            for i, person in enumerate(people):
+                image = Image.fromarray(np.roll(face, 5 * i, axis=1)).resize((140, 190))
+                image.save(root / "kdef" / view / cls / f"A{person}{code}{view}.jpg")
+    return root
+
+
+def test_kdef_folds_split_people_and_oversampled_kdef_trains_with_its_own_prior(tmp_path, astronaut):
+    """KDEF's person-level folds share no person and together are kdef-train; training on a fold gives KDEF a
+    fourth class-prior bias and draws its faces as often as asked, and the export ships only FER+'s prior."""
+    import subprocess
+    import sys
+
+    from mien.datasets.expressions import kdef_person, read_builtin
+
+    data = _tiny_kdef(_tiny_datasets(tmp_path / "data", astronaut), astronaut)
+    whole, fold0, fold1 = (read_builtin(name, data) for name in ("kdef-train", "kdef-fold0", "kdef-fold1"))
+    people0, people1 = ({kdef_person(p) for p in s.paths} for s in (fold0, fold1))
+    assert people0 == {"F01", "M01"} and people1 == {"F02", "M02"}
+    assert sorted(fold0.paths + fold1.paths) == sorted(whole.paths) and len(whole) == 36
+    assert whole.classes_present == ("neutral", "happy", "sad")
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1", "--cache",
+            str(tmp_path / "cache"), "--threads", "1", "--colour", "--input-size", "32", "--no-test-flip",
+            "--sets", "ferplus-train,kdef-fold0", "--valid-sets", "ferplus-valid", "--oversample", "kdef=5"]
+    result = subprocess.run([sys.executable, "-m", "mien", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert info["config"]["n_domains"] == 4 and info["config"]["oversample"] == {"kdef": 5.0}
+    checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert checkpoint["model"]["domain_bias"].shape == (4, len(EXPRESSIONS))
+
+
+def test_sampling_weights_follow_oversample():
+    """A family's faces are drawn FACTOR times as often as the class balance alone would draw them."""
+    from mien.train.loop import oversampled_weights
+
+    targets = torch.eye(8)[torch.tensor([0, 0, 1, 1])]
+    domains = torch.tensor([0, 3, 0, 3])
+    plain = oversampled_weights(targets, domains, 0.3, {})
+    boosted = oversampled_weights(targets, domains, 0.3, {"kdef": 10.0})
+    torch.testing.assert_close(boosted / plain, torch.tensor([1.0, 10.0, 1.0, 10.0]))
+
+
+@pytest.mark.parametrize("value, message", [("nope=2", "--oversample"), ("kdef=x", "--oversample"),
+                                            ("kdef=0", "--oversample")])
+def test_train_cli_rejects_bad_oversampling(tmp_path, value, message):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mien", "train", "--data", str(tmp_path), "--out",
+                             str(tmp_path / "run"), "--oversample", value], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 2 and message in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_the_shared_kdef_folds_are_the_calibration_benchmarks_folds():
+    """17 posers each, 21 photos per person (7 expressions x 3 views), as benchmarks/neutral_kdef.py splits them."""
+    from pathlib import Path
+
+    from mien.datasets.expressions import kdef_person, read_builtin
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not (data / "kdef").is_dir():
+        pytest.skip("the shared KDEF is not here")
+    folds = [read_builtin(f"kdef-fold{k}", data) for k in (0, 1)]
+    people = [sorted({kdef_person(p) for p in fold.paths}) for fold in folds]
+    assert [len(p) for p in people] == [17, 17] and not set(people[0]) & set(people[1])
+    assert [len(fold) for fold in folds] == [357, 357] and people[0] == sorted(people[0] + people[1])[0::2]

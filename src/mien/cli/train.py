@@ -64,6 +64,8 @@ def train(
     backbone_lr: float = typer.Option(1.0, min=0.0, max=1.0, help="With --backbone: the backbone's learning rate as "
                                       "a share of --lr (the new layers get --lr)."),
     batch_size: int = typer.Option(128, min=8, help="Faces per training step."),
+    oversample: str = typer.Option("", help="Comma-separated FAMILY=FACTOR: draw that dataset family's faces FACTOR "
+                                   "times as often (e.g. kdef=10: KDEF's few posers among 51k web faces)."),
 ) -> None:
     """Train the expression model (needs the train extra).
 
@@ -101,6 +103,15 @@ def train(
         raise typer.BadParameter(f"takes the families {', '.join(DOMAINS)}", param_hint="--label-transition")
     if input_size % 16:
         raise typer.BadParameter("must be divisible by 16 (four 2x poolings)", param_hint="--input-size")
+    try:
+        factors = {family.strip(): float(factor) for family, _, factor in
+                   (item.partition("=") for item in oversample.split(",") if item.strip())}
+    except ValueError:
+        raise typer.BadParameter(f"takes FAMILY=FACTOR pairs, got {oversample!r}", param_hint="--oversample") from None
+    if set(factors) - set(DOMAINS) or any(v <= 0 for v in factors.values()):
+        raise typer.BadParameter(f"takes families of {', '.join(DOMAINS)} with factors > 0", param_hint="--oversample")
+    # one class-prior bias per family trained on; the first three always (the layout of earlier runs)
+    n_domains = max(3, 1 + max(DOMAINS.index(name.split("-")[0]) for name in train_sets))
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
                          train_sets=train_sets, valid_sets=valid, select_on=select_on,
                          init_share=init_share if init else 0.0,
@@ -109,7 +120,8 @@ def train(
                          exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob, small_prob=small_prob,
                          label_transition=families,
                          backbone=backbone, backbone_lr=backbone_lr, batch_size=batch_size,
-                         teacher=",".join(str(t) for t in teacher) if teacher else None, distill=distill)
+                         teacher=",".join(str(t) for t in teacher) if teacher else None, distill=distill,
+                         n_domains=n_domains, oversample=factors)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:
         raise typer.BadParameter(f"--select takes valid sets: {', '.join(config.valid_sets)}")

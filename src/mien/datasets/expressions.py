@@ -30,8 +30,15 @@ BUILTIN = {  # name: (dataset folder, split, FER+ protocol)
     "rafdb-train": ("rafdb", "train", "train"),
     "rafdb-valid": ("rafdb", "train", "valid"),
     "rafdb-test": ("rafdb", "test", None),
+    # The shared KDEF: 34 posers, 7 classes (no contempt), three views each. Two person-level folds (the sorted
+    # person ids alternately, as benchmarks/neutral_kdef.py splits them), so that one can be learned and the
+    # other people measured; kdef-train is all of them.
+    "kdef-train": ("kdef", "all", None),
+    "kdef-fold0": ("kdef", "all", 0),
+    "kdef-fold1": ("kdef", "all", 1),
 }
 RAFDB_VALID_SHARE = 0.10
+KDEF_VIEWS = ("S", "HL", "HR")
 
 
 @dataclass
@@ -114,8 +121,30 @@ def hash_split(labelled: LabelledSet, share: float, part: str) -> LabelledSet:
                        labelled.classes_present)
 
 
-# Side in pixels of each built-in family's images (their faces' resolution), for `mien.expression.crop.RENDER_RULE`.
-NATIVE_SIDES = {"ferplus": 48, "affectnet8": 96, "rafdb": 100}
+def kdef_person(path: Path) -> str:
+    """A KDEF photo's person id, e.g. `F01` for `AF01NEHL.jpg`."""
+    return Path(path).name[1:4]
+
+
+def read_kdef(root: Path, name: str, fold: int | None = None) -> LabelledSet:
+    """The shared KDEF's three views (`S`, `HL`, `HR`, each a class-per-folder set) as one set; with `fold` 0 or 1,
+    only the people of that person-level fold (the sorted person ids alternately)."""
+    parts = [read_class_folders(Path(root) / view, name)[0] for view in KDEF_VIEWS if (Path(root) / view).is_dir()]
+    if not parts:
+        raise FileNotFoundError(f"{name}: no view folders ({', '.join(KDEF_VIEWS)}) in {root}")
+    paths = [p for part in parts for p in part.paths]
+    targets = np.concatenate([part.targets for part in parts])
+    if fold is not None:
+        people = sorted({kdef_person(p) for p in paths})[fold::2]
+        keep = [i for i, p in enumerate(paths) if kdef_person(p) in people]
+        paths, targets = [paths[i] for i in keep], targets[keep]
+    present = tuple(c for i, c in enumerate(EXPRESSIONS) if targets[:, i].any())
+    return LabelledSet(name, paths, targets, present)
+
+
+# Side in pixels of each built-in family's faces (their resolution), for `mien.expression.crop.RENDER_RULE`
+# (KDEF's photos are whole heads; their faces span about 150 px).
+NATIVE_SIDES = {"ferplus": 48, "affectnet8": 96, "rafdb": 100, "kdef": 150}
 
 
 def native_side(name: str) -> int:
@@ -131,6 +160,8 @@ def read_builtin(name: str, datasets_dir: Path) -> LabelledSet:
         raise FileNotFoundError(f"{name}: dataset folder {root} not found")
     if family == "ferplus":
         return read_ferplus(root, split, protocol)
+    if family == "kdef":
+        return read_kdef(root, name, protocol)
     labelled, _ = read_class_folders(root / split, name)
     if family == "rafdb" and protocol is not None:
         labelled = hash_split(labelled, RAFDB_VALID_SHARE, protocol)

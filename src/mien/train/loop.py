@@ -30,11 +30,11 @@ from mien.expression.classes import EXPRESSIONS
 from mien.train.model import ExpressionNet
 
 TRAIN_SETS = ("ferplus-train", "affectnet8-train")
-DOMAINS = ("ferplus", "affectnet8", "rafdb")  # dataset families; index 0 is the prior the shipped model uses
+DOMAINS = ("ferplus", "affectnet8", "rafdb", "kdef")  # dataset families; index 0 is the prior the shipped model uses
 VALID_SETS = ("ferplus-valid", "affectnet8-valid")
 # Classes a dataset family never labels: their logit is masked for its faces (RAF-DB has no contempt),
 # rather than teaching the model that its faces are "never contempt".
-ABSENT = {"rafdb": ("contempt",)}
+ABSENT = {"rafdb": ("contempt",), "kdef": ("contempt",)}
 
 
 @dataclass
@@ -72,7 +72,10 @@ class TrainConfig:
     # dataset families whose labels are read through a learned label-transition matrix (what that set's annotators
     # write for each true class; `LabelTransition`), so the network need not learn a set's habits from its look
     label_transition: tuple[str, ...] = ()
-    n_domains: int = len(DOMAINS)
+    n_domains: int = 3  # class-prior biases learned: FER+, AffectNet-8, RAF-DB (4 when KDEF is trained on too)
+    # dataset family -> factor on its faces' sampling weight (a small set such as KDEF's 34 posers is otherwise
+    # drawn about once per epoch among 51k faces)
+    oversample: dict = field(default_factory=dict)
     backbone: str | None = None  # "age" (dlib's age network) or "face" (dlib's face-recognition ResNet): colour only
     backbone_lr: float = 1.0  # with a backbone: its learning rate as a share of `lr` (the new layers get `lr`)
     # best.pt of a trained run whose predictions the model also learns (distillation); several, joined by commas,
@@ -203,6 +206,15 @@ def sample_weights(targets: torch.Tensor, power: float) -> torch.Tensor:
     return (1.0 / freq[labels].clamp_min(1e-4)) ** power
 
 
+def oversampled_weights(targets: torch.Tensor, domains: torch.Tensor, power: float,
+                        oversample: dict[str, float]) -> torch.Tensor:
+    """`sample_weights`, times `oversample[family]` for the faces of that dataset family (index into `DOMAINS`)."""
+    weights = sample_weights(targets, power)
+    for family, factor in oversample.items():
+        weights[domains == DOMAINS.index(family)] *= factor
+    return weights
+
+
 def training_prior(config: "TrainConfig", cache_dir: Path) -> np.ndarray:
     """Class frequencies the shipped (domain 0) logits were trained under: domain-0 targets, as sampled.
 
@@ -304,7 +316,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     del tensors
     hard = torch.cat([torch.full((len(d["targets"]),), not d["name"].startswith("ferplus")) for d in train])
     domains = torch.cat([torch.full((len(d["targets"]),), domain_of(d["name"])) for d in train])
-    weights = sample_weights(targets, config.balance_power)
+    weights = oversampled_weights(targets, domains, config.balance_power, config.oversample)
     absent = absent_mask()[domains]  # (n, 8): logits masked for classes a face's dataset never labels
     # One-hot targets get label smoothing (over the classes their dataset has); vote shares already carry
     # annotator disagreement.
@@ -316,7 +328,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     if config.init_from and config.init_from.endswith(".onnx"):
         from mien.train.unfold import unfold_into
 
-        unfold_into(model, Path(config.init_from), images, blend, targets, domains, DOMAINS)
+        unfold_into(model, Path(config.init_from), images, blend, targets, domains, DOMAINS[:config.n_domains])
     elif config.init_from:
         missing, unexpected = model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"],
                                                     strict=False)
