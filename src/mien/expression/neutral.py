@@ -6,7 +6,8 @@ read in general, and removes half of that difference from every other reading of
     log p_cal(c) = log p(c) - STRENGTH * (r(c) - n(c))      for every class c but neutral, then renormalised
 
 where r is the mean log-probability of the person's neutral rows and n the population's (`POPULATION_NEUTRAL`:
-the mean over 101 neutral photos of 34 KDEF people, three views). The neutral class is left alone: a person
+the mean over the 51 neutral photos of the 17 KDEF people of `kdef-fold1`, three views, whom the expression
+network never saw: it trained on the other fold's posers). The neutral class is left alone: a person
 whose rest reads strongly neutral is not made to read less neutral. AU intensities become relative to the
 person's rest (`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal are derived again from the
 calibrated readings, and so is the open-set status. Calibrated columns sit beside the uncalibrated ones
@@ -31,8 +32,8 @@ import pandas as pd
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
 
-STRENGTH = 0.5  # chosen on the other half of the KDEF people in each fold (0.5 and 0.25 with the current model)
-POPULATION_NEUTRAL = np.array([-0.541, -6.233, -6.402, -3.378, -6.813, -9.5, -8.436, -7.845])  # EXPRESSIONS order
+STRENGTH = 0.5  # chosen on the other half of the KDEF people in each fold (0.75 and 0.25 on kdef-fold1's people)
+POPULATION_NEUTRAL = np.array([-0.596, -5.914, -6.578, -3.063, -6.192, -8.686, -8.169, -7.765])  # EXPRESSIONS order
 _FLOOR = 1e-6
 
 

@@ -47,13 +47,13 @@ FACE_DETECTOR_CENTERFACE = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "8024783fc1ae2a2f71c3ec5ac8d49e154077486d735b51379dde8d58945fbe63",
+    "sha256": "06bf55f6484b504a1ff5a8fad0aca188a236a8c2329268c4485a441af41d264b",
     "package": "mien",
     "package_version": "",
     "member": None,
-    "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB: research and non-commercial use only",
+    "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB/KDEF: research and non-commercial use only",
     "description": (
-        "mien's 8-class expression classifier (64x64 aligned colour crop + 52 blendshapes, int8, "
+        "mien's 8-class expression classifier (128x128 aligned colour crop + 52 blendshapes, int8, "
         "temperature-calibrated per class prior); see docs/cards/expression.md"
     ),
     "runtime": "onnxruntime",
@@ -62,11 +62,11 @@ EXPRESSION = {
 EXPRESSION_FLOAT = {
     "name": "expression_float",
     "file": "expression_float.onnx",
-    "sha256": "d26658fd25fe1cceaf903c26bf7d20a17e01a8cb88073b8aa843fd3aa385b2be",
+    "sha256": "9cb774e153efaf4cbc27c895836e88c94d0eeed23828b290f12864ec911a0c06",
     "package": "mien",
     "package_version": "",
     "member": None,
-    "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB: research and non-commercial use only",
+    "license": "Apache-2.0 code; weights trained on FER+/AffectNet/RAF-DB/KDEF: research and non-commercial use only",
     "description": (
         "the float network `expression` was quantized from (`mien quantize`); explanations (occlusion "
         "heatmaps) run on it, as int8 rounding can move a heatmap's heat on near-certain faces"
@@ -77,7 +77,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "93f4358b8765dbf7c77098997fe636e589be459f8565963b723f8202f5170a7e",
+    "sha256": "92d7f783b9c7673cc1072a518b4439af2e3b5bfb30a39f2349998ba105e0db6b",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -93,7 +93,7 @@ AU_OCCURRENCE = {
 COMPOUND = {
     "name": "compound",
     "file": "compound.npz",
-    "sha256": "55905807a9f930a6fc2426706a0cd37c67cdadda6af06506db22cae50e85e4df",
+    "sha256": "2d29f9d1097632f1f5ed8b88d8b92da65523a353abda8e3f1f8901a0488ea8f8",
     "package": "mien",
     "package_version": "",
     "member": None,
