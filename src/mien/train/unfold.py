@@ -45,6 +45,7 @@ def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch
     `domain_names` per face) are training faces: the batch-norm statistics and AffectNet-8's bias are
     measured on them."""
     proto, meta, constants = _read(path)
+    domain_names = domain_names[:model.domain_bias.shape[0]]  # the families this model learns a bias for
     if hasattr(model, "features"):
         _unfold_norms(model, path, proto, constants, images)
     else:  # the face network's export keeps its parameter names and has no batch norms to unfold
