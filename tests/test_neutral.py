@@ -75,21 +75,22 @@ def test_a_reference_list_without_a_neutral_photo_is_refused(tmp_path):
 
 
 def _rest_then_smile(kdef: Path, tmp: Path) -> Path:
-    """An mp4 of KDEF person F10 (whose rest reads sad): 2 s neutral, 2 s happy, 2 s neutral, at 5 fps."""
+    """An mp4 of KDEF person F08 (whose rest reads sad in video; one of the people the expression network never
+    saw): 2 s neutral, 2 s happy, 2 s neutral, at 5 fps."""
     from mien.io.images import load_image
     from mien.video import synthetic as syn
     from mien.video.reader import VideoFrame
 
-    rest, smile = (load_image(kdef / "S" / kind / f"AF10{code}S.jpg").rgb for kind, code in (("neutral", "NE"),
+    rest, smile = (load_image(kdef / "S" / kind / f"AF08{code}S.jpg").rgb for kind, code in (("neutral", "NE"),
                                                                                            ("happy", "HA")))
     script = [rest] * 10 + [smile] * 10 + [rest] * 10
-    return syn.write_video(tmp / "f10.mp4", (VideoFrame(i, i / 5, rgb) for i, rgb in enumerate(script)), fps=5)
+    return syn.write_video(tmp / "f08.mp4", (VideoFrame(i, i / 5, rgb) for i, rgb in enumerate(script)), fps=5)
 
 
 def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
     kdef = needs_dataset("kdef")
     clip = _rest_then_smile(kdef, tmp_path)
-    out = tmp_path / "f10.parquet"
+    out = tmp_path / "f08.parquet"
     run = subprocess.run([sys.executable, "-m", "mien", "video", str(clip), "-o", str(out), "-q", "--calibrate",
                           "0-2s", "--expressions", "compound"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -104,7 +105,7 @@ def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
     calibration = table.attrs["provenance"]["calibration"]
     assert calibration["rest_windows"] == {"0": [0.0, 2.0]}
     # CSV keeps its provenance in a file beside the table: the calibrated one, not the video run's
-    csv = tmp_path / "f10.csv"
+    csv = tmp_path / "f08.csv"
     run = subprocess.run([sys.executable, "-m", "mien", "video", str(clip), "-o", str(csv), "-q", "--calibrate", "auto"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -219,14 +219,15 @@ def test_webcam_websocket(server, astronaut):
 
 
 def test_webcam_calibration_takes_the_next_seconds_as_each_face_s_rest(server):
-    """A KDEF person whose rest reads sad: after `{"calibrate": 1}` and a second of their neutral face, the same
-    face reads neutral calibrated (sad uncalibrated) and their smile stays happy; a bad request is refused."""
+    """A KDEF person whose rest reads sad (F14's half-left view; one the expression network never saw): after
+    `{"calibrate": 1}` and a second of their neutral face, the same face reads neutral calibrated (sad
+    uncalibrated) and their smile stays happy; a bad request is refused."""
     from websockets.sync.client import connect
 
     from conftest import needs_dataset
 
-    kdef = needs_dataset("kdef") / "S"
-    neutral, happy = (jpeg_bytes(np.asarray(Image.open(kdef / folder / f"AF10{code}S.jpg").convert("RGB")))
+    kdef = needs_dataset("kdef") / "HL"
+    neutral, happy = (jpeg_bytes(np.asarray(Image.open(kdef / folder / f"AF14{code}HL.jpg").convert("RGB")))
                       for folder, code in (("neutral", "NE"), ("happy", "HA")))
     url, _ = server
     with connect(url.replace("http", "ws") + "/api/live") as socket:

@@ -138,11 +138,9 @@ def eval_rules(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout instead of a table."),
     limit: Optional[int] = typer.Option(None, help="Score only the first N faces (quick checks)."),
 ) -> None:
-    """Score compound-expression rules against labelled faces.
+    """Score compound-expression rules on labelled faces.
 
-    Top-1 and top-3 accuracy, recall per compound and confusion.
-
-    Scored beside the default compound column, mien's expression_blend and the majority class."""
+    Top-1/top-3 accuracy, recall, confusion; beside the compound column, expression_blend and the majority class."""
     import json
 
     from mien.cli.common import load_rules_or_exit
