@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mien.datasets.expressions import kdef_person, read_builtin
-from mien.expression.classes import EXPRESSIONS
-from mien.expression.neutral import calibrate
+from mien.expression.neutral import calibrate, rest_of
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -66,7 +65,7 @@ def main() -> None:
     results = []
     for held, fitted in (folds, folds[::-1]):
         neutral = table[table.person.isin(fitted) & (table.label == "neutral")]
-        population = np.log(np.clip(neutral[[f"expr_{c}" for c in EXPRESSIONS]].to_numpy(float), 1e-6, 1)).mean(0)
+        population = rest_of(neutral)[0]  # mean log-probabilities, as a person's rest is read
         strength = max(STRENGTHS, key=lambda s: scored(table, fitted, s, population).calibrated.mean())
         results.append(scored(table, held, strength, population).assign(strength=strength))
     result = pd.concat(results)
@@ -77,8 +76,7 @@ def main() -> None:
         "by_class": result.groupby("label")[["plain", "calibrated"]].mean().round(3).to_dict("index"),
         "neutral_reads_neutral": result[result.label == "neutral"][["plain", "calibrated"]].mean().round(3).to_dict(),
         "people": int(table.person.nunique()),
-        "population_neutral": [round(float(v), 3) for v in np.log(np.clip(
-            table[table.label == "neutral"][[f"expr_{c}" for c in EXPRESSIONS]].to_numpy(float), 1e-6, 1)).mean(0)],
+        "population_neutral": [round(float(v), 3) for v in rest_of(table[table.label == "neutral"])[0]],
     }
     print(json.dumps(summary, indent=1))
 

@@ -72,7 +72,7 @@ def train(
     Install with `pip install 'mien[train]'`; re-running the same command resumes an interrupted run."""
     try:
         from mien.train.export import train_and_export
-        from mien.train.loop import DOMAINS, TrainConfig
+        from mien.train.loop import DOMAINS, TrainConfig, domain_of
     except ImportError as error:
         raise typer.BadParameter(f"training needs the train extra (pip install 'mien[train]'): {error}") from error
     from mien.expression.classes import EXPRESSIONS
@@ -111,7 +111,7 @@ def train(
     if set(factors) - set(DOMAINS) or any(v <= 0 for v in factors.values()):
         raise typer.BadParameter(f"takes families of {', '.join(DOMAINS)} with factors > 0", param_hint="--oversample")
     # one class-prior bias per family trained on; the first three always (the layout of earlier runs)
-    n_domains = max(3, 1 + max(DOMAINS.index(name.split("-")[0]) for name in train_sets))
+    n_domains = max(3, 1 + max(domain_of(name) for name in train_sets))
     config = TrainConfig(epochs=epochs, seed=seed, threads=threads, lr=lr, init_from=str(init) if init else None,
                          train_sets=train_sets, valid_sets=valid, select_on=select_on,
                          init_share=init_share if init else 0.0,

@@ -328,7 +328,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
     if config.init_from and config.init_from.endswith(".onnx"):
         from mien.train.unfold import unfold_into
 
-        unfold_into(model, Path(config.init_from), images, blend, targets, domains, DOMAINS[:config.n_domains])
+        unfold_into(model, Path(config.init_from), images, blend, targets, domains, DOMAINS)
     elif config.init_from:
         missing, unexpected = model.load_state_dict(torch.load(config.init_from, weights_only=False)["model"],
                                                     strict=False)
