@@ -74,6 +74,39 @@ def test_a_reference_list_without_a_neutral_photo_is_refused(tmp_path):
     assert run.stderr.strip() == f"mien: {reference}: no neutral photo marked (a person needs one to be calibrated)"
 
 
+def test_a_person_whose_neutral_photo_gives_no_face_is_named_and_the_rest_still_written(tmp_path, astronaut):
+    """A reference list naming a photo without a face, and one whose relative path misses the table (paths in the
+    list are relative to its folder): one line per person, the table still written, exit 1; the API warns."""
+    import cv2
+    import numpy as np
+    import pytest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "blank.png"), np.full((200, 320, 3), 128, np.uint8))
+    cv2.imwrite(str(photos / "smile.jpg"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    rows = tmp_path / "rows.csv"
+    run = subprocess.run([sys.executable, "-m", "mien", "analyze", str(photos), "-o", str(rows), "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    reference = photos / "people.csv"  # beside the photos: "smile.jpg" is photos/smile.jpg
+    reference.write_text("person,path,neutral\nblank,blank.png,1\nblank,smile.jpg,0\nelse,photos/smile.jpg,1\n")
+    out = tmp_path / "calibrated.csv"
+    run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(rows), "--reference", str(reference), "-o",
+                          str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 2, run.stderr
+    assert lines[0].startswith(f"mien: {reference}: blank: no face found in the neutral photo ")
+    assert lines[0].endswith("blank.png; their rows are not calibrated")
+    assert lines[1].startswith(f"mien: {reference}: else: the neutral photo {photos / 'photos' / 'smile.jpg'} is "
+                               "not in the table (paths in a reference list are relative to its folder)")
+    written = mien.read(out)
+    assert len(written) == 2 and written["expression_cal"].isna().all()
+    with pytest.warns(UserWarning, match="blank: no face found"):
+        mien.calibrate(mien.read(rows), reference)
+
+
 def _rest_then_smile(kdef: Path, tmp: Path) -> Path:
     """An mp4 of KDEF person F08 (whose rest reads sad in video; one of the people the expression network never
     saw): 2 s neutral, 2 s happy, 2 s neutral, at 5 fps."""

@@ -133,8 +133,10 @@ def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame |
     Video tables: `window` is each track's rest, "START-END" seconds ("0-5s") or "auto" (the track's most neutral
     two seconds). Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_cal`, `valence_cal`,
     `arousal_cal` and `person` beside the uncalibrated columns (video: the rest window per track in
-    `attrs["calibration"]`)."""
-    from mien.expression.neutral import calibrate as calibrate_table, calibrate_tracks, parse_window, read_references
+    `attrs["calibration"]`). A person whose neutral photo is not in the table, or shows no face, stays uncalibrated
+    with a warning naming them."""
+    from mien.expression.neutral import (calibrate as calibrate_table, calibrate_tracks, parse_window,
+                                         people_without_rest, read_references)
 
     if (reference is None) == (window is None):
         raise ValueError("give reference (photos) or window (video tables), not both or neither")
@@ -145,6 +147,9 @@ def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame |
         return out
     assert reference is not None
     references = reference if isinstance(reference, pd.DataFrame) else read_references(reference)
+    for line in people_without_rest(table, references, str(reference) if not isinstance(reference, pd.DataFrame)
+                                    else "reference"):
+        warnings.warn(line, stacklevel=2)
     out = calibrate_table(table, references)
     out.attrs = dict(table.attrs)
     return out

@@ -46,11 +46,13 @@ def calibrate(
     except (OSError, ValueError) as exc:
         errors.print(f"mien: {table}: cannot read the table ({exc})", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
+    uncalibrated = 0
     if window is not None:
         out, record = calibrated_tracks_or_exit(rows, window)
     else:
-        out, record = _calibrated_photos_or_exit(rows, reference)
-    raise typer.Exit(write_calibrated(out, record, output))
+        out, record, uncalibrated = _calibrated_photos_or_exit(rows, reference)
+    code = write_calibrated(out, record, output)
+    raise typer.Exit(EXIT_FAILED_INPUTS if code == EXIT_OK and uncalibrated else code)
 
 
 def calibrated_tracks_or_exit(rows: pd.DataFrame, window: str) -> tuple[pd.DataFrame, dict]:
@@ -64,20 +66,23 @@ def calibrated_tracks_or_exit(rows: pd.DataFrame, window: str) -> tuple[pd.DataF
     return calibrate_video_table(rows, window)
 
 
-def _calibrated_photos_or_exit(rows: pd.DataFrame, reference: Path) -> tuple[pd.DataFrame, dict]:
-    from mien.api import calibrate as calibrate_table
-    from mien.expression.neutral import NeutralReferenceError, read_references
+def _calibrated_photos_or_exit(rows: pd.DataFrame, reference: Path) -> tuple[pd.DataFrame, dict, int]:
+    """The calibrated photo table, its provenance and how many people got no rest (one line each on stderr)."""
+    from mien.expression.neutral import NeutralReferenceError, calibrate, people_without_rest, read_references
 
     try:
         references = read_references(reference)
     except NeutralReferenceError as exc:
         errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
-    out = calibrate_table(rows, references)
+    missing = people_without_rest(rows, references, str(reference))
+    for line in missing:
+        errors.print(f"mien: {line}", highlight=False, markup=False, soft_wrap=True)
+    out = calibrate(rows, references)
     record = dict(rows.attrs.get("provenance") or {})
     record["calibration"] = {"reference": str(reference), "people": int(references["person"].nunique()),
                              "method": "mien.expression.neutral"}
-    return out, record
+    return out, record, len(missing)
 
 
 def write_calibrated(out: pd.DataFrame, record: dict, output: Path, shown: Path | None = None) -> int:

@@ -105,6 +105,31 @@ def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = S
     return _calibrated(out, rest, strength, population)
 
 
+RELATIVE_HINT = " (paths in a reference list are relative to its folder)"
+
+
+def people_without_rest(table: pd.DataFrame, references: pd.DataFrame, where: str, hint: str = RELATIVE_HINT
+                        ) -> list[str]:
+    """One line per person of `references` (`read_references`) whose neutral photos give `table` no face, so that
+    `calibrate` leaves their rows uncalibrated: the photo is not among the table's sources (`hint` follows), or no
+    face was found in it. `where` starts each line."""
+    sources = table["source"].map(lambda s: str(Path(s).resolve()) if isinstance(s, str) else s)
+    faces = table["face_found"].fillna(False).astype(bool) & (table["face_id"] == 0)
+    read, with_face = set(sources), set(sources[faces])
+    lines = []
+    for person, rows in references[references["neutral"]].groupby("person", sort=True):
+        paths = list(rows["path"])
+        if with_face.intersection(paths):
+            continue
+        if read.intersection(paths):
+            lines.append(f"{where}: {person}: no face found in the neutral photo {paths[0]}; their rows are not "
+                         "calibrated")
+        else:
+            lines.append(f"{where}: {person}: the neutral photo {paths[0]} is not in the table{hint}; their rows "
+                         "are not calibrated")
+    return lines
+
+
 def parse_window(text: str) -> tuple[float, float] | None:
     """(start_s, end_s) from "0-5" or "0-5s"; None for "auto". ValueError (one line) for anything else."""
     text = text.strip().lower()

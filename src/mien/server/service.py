@@ -238,7 +238,8 @@ class JobRunner:
             table = pd.concat(frames, ignore_index=True)
             if job.options.get("reference"):
                 names = [item["name"] for item in job.inputs]
-                table, record = _calibrated_photos(table, str(job.options["reference"]), names, record)
+                table, record, missing = _calibrated_photos(table, str(job.options["reference"]), names, record)
+                errors += missing
             write_parquet(table, out / RESULT_TABLE, record)
             files.insert(0, RESULT_TABLE)
             rows = len(table)
@@ -282,14 +283,18 @@ class JobRunner:
 
 
 def _calibrated_photos(table: pd.DataFrame, reference: str, names: list[str],
-                       record: dict | None) -> tuple[pd.DataFrame, dict]:
-    """A photo job's table with the per-person calibrated columns (the uploads are `names`), and its provenance
-    with the reference list."""
-    from mien.expression.neutral import calibrate, references_for_names
+                       record: dict | None) -> tuple[pd.DataFrame, dict, list[str]]:
+    """A photo job's table with the per-person calibrated columns (the uploads are `names`), its provenance
+    with the reference list, and a line per person left uncalibrated (their neutral upload shows no face)."""
+    from mien.expression.neutral import calibrate, people_without_rest, references_for_names
 
-    out = calibrate(table, references_for_names(reference, names))
+    references = references_for_names(reference, names)
+    missing = people_without_rest(table, references, "reference", hint="")
+    for name in names:  # the client's file names, not this server's paths
+        missing = [line.replace(str(Path(name).resolve()), name) for line in missing]
+    out = calibrate(table, references)
     return out, {**(record or {}), "calibration": {"method": "mien.expression.neutral, per person",
-                                                   "reference": reference}}
+                                                   "reference": reference}}, missing
 
 
 def _calibrate_tracks_in_place(table: Path, window: str) -> None:
