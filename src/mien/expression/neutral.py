@@ -6,8 +6,9 @@ read in general, and removes half of that difference from every other reading of
     log p_cal(c) = log p(c) - STRENGTH * (r(c) - n(c))      for every class c but neutral, then renormalised
 
 where r is the mean log-probability of the person's neutral rows and n the population's (`POPULATION_NEUTRAL`:
-the mean over the 51 neutral photos of the 17 KDEF people of `kdef-fold1`, three views, whom the expression
-network never saw: it trained on the other fold's posers). The neutral class is left alone: a person
+the mean over the 102 neutral photos of the shared KDEF's 34 people, three views, each read by the same training
+recipe run without that person's fold of posers: how the network reads the rest of people it never saw; the
+shipped network itself trained on all 34). The neutral class is left alone: a person
 whose rest reads strongly neutral is not made to read less neutral. AU intensities become relative to the
 person's rest (`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal are derived again from the
 calibrated readings, and so is the open-set status. Calibrated columns sit beside the uncalibrated ones
@@ -32,8 +33,8 @@ import pandas as pd
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
 
-STRENGTH = 0.5  # chosen on the other half of the KDEF people in each fold (0.75 and 0.25 on kdef-fold1's people)
-POPULATION_NEUTRAL = np.array([-0.596, -5.914, -6.578, -3.063, -6.192, -8.686, -8.169, -7.765])  # EXPRESSIONS order
+STRENGTH = 0.5  # chosen on the other half of the KDEF people in each fold (0.5 in both, people read out of fold)
+POPULATION_NEUTRAL = np.array([-0.383, -6.287, -6.756, -4.05, -6.978, -9.257, -8.547, -7.694])  # EXPRESSIONS order
 _FLOOR = 1e-6
 
 

@@ -47,7 +47,7 @@ FACE_DETECTOR_CENTERFACE = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "06bf55f6484b504a1ff5a8fad0aca188a236a8c2329268c4485a441af41d264b",
+    "sha256": "1fdcf29a20bd64448f8c02067bef1e47c013ec5d3e898b763afaa64d5d035353",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -62,7 +62,7 @@ EXPRESSION = {
 EXPRESSION_FLOAT = {
     "name": "expression_float",
     "file": "expression_float.onnx",
-    "sha256": "9cb774e153efaf4cbc27c895836e88c94d0eeed23828b290f12864ec911a0c06",
+    "sha256": "697a20ae247540353b859c2d3d569a08219bef79df21f5e3cc9f693ad041f7f8",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -77,7 +77,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "92d7f783b9c7673cc1072a518b4439af2e3b5bfb30a39f2349998ba105e0db6b",
+    "sha256": "3707226837c82b434c5d5245d395ea2090884adeae9cd7f531567c375477bae4",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -93,7 +93,7 @@ AU_OCCURRENCE = {
 COMPOUND = {
     "name": "compound",
     "file": "compound.npz",
-    "sha256": "2d29f9d1097632f1f5ed8b88d8b92da65523a353abda8e3f1f8901a0488ea8f8",
+    "sha256": "2f51d346d1bfa677be591c74c6c8f61aaea5fcd6838b4315f699d41f6ce898f0",
     "package": "mien",
     "package_version": "",
     "member": None,
