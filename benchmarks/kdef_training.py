@@ -1,8 +1,8 @@
 """How an expression model trained with KDEF's posers reads KDEF people it never saw (person-level two-fold).
 
-    mien train ... --sets ferplus-train,affectnet8-train,rafdb-train,kdef-fold0 --oversample kdef=10 --out runs/kdef_f0
-    mien train ... (the same with kdef-fold1)                                                        --out runs/kdef_f1
-    python benchmarks/kdef_training.py runs/kdef_f0/expression.onnx runs/kdef_f1/expression.onnx -o kdef_oof.parquet
+    mien train ... --sets ferplus-train,affectnet8-train,rafdb-train,kdef-fold0 --oversample kdef=30 --out runs/kdef_f0x30
+    mien train ... (the same with kdef-fold1)                                                     --out runs/kdef_f1x30
+    python benchmarks/kdef_training.py runs/kdef_f0x30/expression.onnx runs/kdef_f1x30/expression.onnx -o kdef_oof.parquet
     python benchmarks/neutral_kdef.py kdef_oof.parquet
 
 Each fold's model reads the other fold's 17 people through the whole pipeline (detector, mesh, crop, as `mien
