@@ -14,6 +14,7 @@ calibration measured on people the model never saw).
 from __future__ import annotations
 
 import argparse
+import json
 from functools import partial
 from pathlib import Path
 
@@ -43,15 +44,22 @@ def read_out_of_fold(models: list[Path], datasets: Path) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def summary(table: pd.DataFrame) -> str:
+def figures(table: pd.DataFrame) -> dict:
+    """Accuracy (%) over the faces read, by view (S, HL, HR) and by class (7 KDEF classes, default prior)."""
     faces = table[table.face_found].copy()
     faces["view"] = [Path(s).parts[-3] for s in faces.source]
     faces["label"] = [Path(s).parts[-2] for s in faces.source]
     faces["right"] = faces.expression == faces.label
-    by_view = faces.groupby("view").right.mean().mul(100).round(1).to_dict()
-    by_class = faces.groupby("label").right.mean().mul(100).round(1).to_dict()
-    return (f"{len(faces)} faces read, {100 * faces.right.mean():.1f}% right; by view {by_view}; by class {by_class}; "
-            f"neutral photos read neutral {100 * faces[faces.label == 'neutral'].right.mean():.1f}%")
+    return {"people": int(pd.Series([Path(s).name[1:4] for s in faces.source]).nunique()), "faces": len(faces),
+            "accuracy": round(100 * float(faces.right.mean()), 1),
+            "by_view": faces.groupby("view").right.mean().mul(100).round(1).to_dict(),
+            "by_class": faces.groupby("label").right.mean().mul(100).round(1).to_dict()}
+
+
+def summary(table: pd.DataFrame) -> str:
+    f = figures(table)
+    return (f"{f['faces']} faces read, {f['accuracy']:.1f}% right; by view {f['by_view']}; by class {f['by_class']}; "
+            f"neutral photos read neutral {f['by_class'].get('neutral', float('nan')):.1f}%")
 
 
 def main() -> None:
@@ -59,10 +67,16 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs=2, help="expression ONNX of the runs trained with kdef-fold0, kdef-fold1")
     parser.add_argument("-o", "--out", type=Path, default=Path("kdef_oof.parquet"))
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the figures here (benchmarks/kdef_oof.json goes into the model card)")
     args = parser.parse_args()
     table = read_out_of_fold(args.models, args.datasets)
     table.to_parquet(args.out)
     print(summary(table))
+    if args.json:
+        models = [{"model": str(m), "training": json.loads((m.parent / "training.json").read_text())["command"]
+                   if (m.parent / "training.json").exists() else None} for m in args.models]
+        args.json.write_text(json.dumps({**figures(table), "fold_models": models}, indent=1) + "\n")
     print(f"wrote {args.out}; per-person calibration: python benchmarks/neutral_kdef.py {args.out}")
 
 

@@ -230,6 +230,7 @@ def render_expression_card(data: dict) -> str:
     for name, r in evals.items():
         lines.append(f"| {name} | {r['evaluated']} | {_pct(r['accuracy'])} | {r['macro_f1']:.3f} | "
                      f"{_pct(r['balanced_accuracy'])} | {r['ece']:.3f} |")
+    lines += _held_out_posed_lines(data.get("held_out_posed"))
     for name, r in evals.items():
         lines += ["", f"### Per class, {name}", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for cls, m in r["per_class"].items():
@@ -257,7 +258,7 @@ def render_expression_card(data: dict) -> str:
         "- Contempt and disgust are rare in FER+ (under 1% of faces each) and hard to tell apart; their per-class "
         "scores are the weakest.",
         "- Sharp colour faces are read with AffectNet's labelling habits, where a faint closed-mouth smile is often "
-        "contempt: on 1,000 UTKFace web portraits 11% read contempt (0% when the same crops are rendered at 48 px in "
+        "contempt: on 1,000 UTKFace web portraits 10% read contempt (0% when the same crops are rendered at 48 px in "
         "grey, like FER+'s faces, which then read happy or neutral; `benchmarks/render_consistency.py`). RAF-DB test "
         "faces rarely read contempt (1%). Where contempt is not a category of interest, `--prior rafdb` never says it.",
         "- AffectNet labels are noisy (single annotators); its accuracy is lower for every model, not only this one.",
@@ -276,6 +277,19 @@ def render_expression_card(data: dict) -> str:
     ]
     lines += _fairness_lines(data)
     return "\n".join(lines) + "\n"
+
+
+def _held_out_posed_lines(posed: dict | None) -> list[str]:
+    """The shared KDEF read by the same recipe trained without each person's half of the posers."""
+    if not posed:
+        return []
+    views = {"S": "front", "HL": "half-left", "HR": "half-right"}
+    return ["", "### Posed studio faces of people it never saw (KDEF)", "",
+            f"The same training recipe run on each half of the shared KDEF's {posed['people']} posers and read on the "
+            f"other half (whole pipeline, default prior; `benchmarks/kdef_training.py`): **{posed['accuracy']:.1f}%** "
+            f"of {posed['faces']} photos; " + ", ".join(f"{views.get(v, v)} {a:.1f}%" for v, a in posed["by_view"].items())
+            + "; by class " + ", ".join(f"{c} {a:.1f}%" for c, a in posed["by_class"].items())
+            + ". The shipped network itself trained on all of them, so this is the figure for posers it has not seen."]
 
 
 def _fmt(value, column: str) -> str:
