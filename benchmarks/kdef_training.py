@@ -46,11 +46,13 @@ def read_out_of_fold(models: list[Path], datasets: Path) -> pd.DataFrame:
 
 def figures(table: pd.DataFrame) -> dict:
     """Accuracy (%) over the faces read, by view (S, HL, HR) and by class (7 KDEF classes, default prior)."""
+    from mien.datasets.expressions import kdef_person
+
     faces = table[table.face_found].copy()
     faces["view"] = [Path(s).parts[-3] for s in faces.source]
     faces["label"] = [Path(s).parts[-2] for s in faces.source]
     faces["right"] = faces.expression == faces.label
-    return {"people": int(pd.Series([Path(s).name[1:4] for s in faces.source]).nunique()), "faces": len(faces),
+    return {"people": len({kdef_person(s) for s in faces.source}), "faces": len(faces),
             "accuracy": round(100 * float(faces.right.mean()), 1),
             "by_view": faces.groupby("view").right.mean().mul(100).round(1).to_dict(),
             "by_class": faces.groupby("label").right.mean().mul(100).round(1).to_dict()}

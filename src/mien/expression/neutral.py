@@ -97,13 +97,20 @@ def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = S
     """A copy of a photo table with calibrated columns for every face whose source is in `references`
     (`read_references`); other rows get NaN there. `population`: n, if not `POPULATION_NEUTRAL`."""
     out = table.copy()
-    sources = out["source"].map(lambda s: str(Path(s).resolve()) if isinstance(s, str) else s)
+    sources, first_faces = _sources_and_first_faces(out)
     owner = dict(zip(references["path"], references["person"]))
     neutral_paths = set(references.loc[references["neutral"], "path"])
     out["person"] = sources.map(owner)
-    faces = out["face_found"].fillna(False).astype(bool).to_numpy()
-    rest = faces & sources.isin(neutral_paths).to_numpy() & (out["face_id"].to_numpy() == 0)
+    rest = first_faces & sources.isin(neutral_paths).to_numpy()
     return _calibrated(out, rest, strength, population)
+
+
+def _sources_and_first_faces(table: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Each row's source as an absolute path (as `read_references` writes them), and whether the row is its photo's
+    first face: the one a neutral photo gives as its person's rest."""
+    sources = table["source"].map(lambda s: str(Path(s).resolve()) if isinstance(s, str) else s)
+    faces = table["face_found"].fillna(False).astype(bool).to_numpy()
+    return sources, faces & (table["face_id"].to_numpy() == 0)
 
 
 RELATIVE_HINT = " (paths in a reference list are relative to its folder)"
@@ -114,9 +121,8 @@ def people_without_rest(table: pd.DataFrame, references: pd.DataFrame, where: st
     """One line per person of `references` (`read_references`) whose neutral photos give `table` no face, so that
     `calibrate` leaves their rows uncalibrated: the photo is not among the table's sources (`hint` follows), or no
     face was found in it. `where` starts each line."""
-    sources = table["source"].map(lambda s: str(Path(s).resolve()) if isinstance(s, str) else s)
-    faces = table["face_found"].fillna(False).astype(bool) & (table["face_id"] == 0)
-    read, with_face = set(sources), set(sources[faces])
+    sources, first_faces = _sources_and_first_faces(table)
+    read, with_face = set(sources), set(sources[first_faces])
     lines = []
     for person, rows in references[references["neutral"]].groupby("person", sort=True):
         paths = list(rows["path"])
