@@ -79,7 +79,7 @@ def test_a_folder_without_images_is_a_failed_input_named_in_one_line(tmp_path, p
     out = tmp_path / "faces.csv"
     result = mien("analyze", notes, photo_dir / "astro.jpg", "-o", out, "-q")
     assert result.returncode == 1 and "1 of 2 inputs failed" in result.stderr
-    assert f"error {notes}: a folder without images" in result.stderr
+    assert f"error: {notes}: a folder without images" in result.stderr
     assert pd.read_csv(out)["face_found"].all()
     alone = mien("analyze", notes, "-o", out)
     assert alone.returncode == 1 and "no images to analyse" in alone.stderr  # not "no inputs given"
@@ -214,14 +214,14 @@ def test_summary_table_fits_the_terminal(photo_dir, width):
     from rich.console import Console
 
     import mien as mien_api
-    from mien.cli.images import _summary
+    from mien.cli.summary import summary_table
 
     long_name = photo_dir / "a_photo_with_a_rather_long_file_name_from_a_phone.jpg"
     long_name.write_bytes((photo_dir / "astro.jpg").read_bytes())
     frame = mien_api.analyze([photo_dir / "sky.jpg", photo_dir / "astro.jpg", long_name], progress=False,
                              attributes=True)
     console = Console(width=width, record=True, file=open(os.devnull, "w"))
-    console.print(_summary(frame, width=width))
+    console.print(summary_table(frame, width=width))
     lines = [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
     assert max(len(line) for line in lines) <= width
     body = lines[lines.index(next(line for line in lines if line.strip().startswith("─"))) + 1:]

@@ -25,11 +25,13 @@ def test_a_face_that_reads_sad_at_rest_reads_neutral_calibrated(tmp_path):
     kdef = needs_dataset("kdef")
     reference = _person(kdef, "F08", tmp_path)
     paths = pd.read_csv(reference)["path"].tolist()
-    table = mien.analyze(paths, progress=False)
-    frontal_neutral = table.source.str.endswith("AF08NES.jpg")
-    assert table.loc[frontal_neutral, "expression"].item() == "sad"  # this person's rest reads sad
-    calibrated = mien.calibrate(table, reference)
+    calibrated = mien.analyze(paths, progress=False, reference=reference)
+    frontal_neutral = calibrated.source.str.endswith("AF08NES.jpg")
+    assert calibrated.loc[frontal_neutral, "expression"].item() == "sad"  # this person's rest reads sad
     assert calibrated.loc[frontal_neutral, "expression_cal"].item() == "neutral"
+    assert calibrated.attrs["provenance"]["calibration"]["people"] == 1
+    # calibrating the table afterwards is the same
+    assert (mien.calibrate(calibrated, reference)["expression_cal"] == calibrated["expression_cal"]).all()
     happy = calibrated.source.str.endswith("AF08HAS.jpg")
     assert calibrated.loc[happy, "expression_cal"].item() == "happy"  # what is not rest stays what it was
     assert (calibrated["person"] == "F08").all()
@@ -61,6 +63,35 @@ def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path
     assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression"].item() == "sad"
     assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression_cal"].item() == "neutral"
     assert table.attrs["provenance"]["calibration"]["people"] == 1
+
+
+def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
+    """`mien analyze --reference study/` with study/<person>/neutral.jpg: the written table carries the calibrated
+    columns and the summary shows the calibrated reading; without --output it is refused before any work."""
+    import shutil
+
+    kdef = needs_dataset("kdef")
+    person = tmp_path / "study" / "F08"
+    person.mkdir(parents=True)
+    shutil.copy(kdef / "HL" / "neutral" / "AF08NEHL.jpg", person / "neutral.jpg")
+    for photo in ("neutral/AF08NES.jpg", "happy/AF08HAS.jpg"):
+        shutil.copy(kdef / "S" / photo, person)
+    out = tmp_path / "rows.csv"
+    run = subprocess.run([sys.executable, "-m", "mien", "analyze", str(tmp_path / "study"), "--reference",
+                          str(tmp_path / "study"), "-o", str(out)], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "COLUMNS": "80"})
+    assert run.returncode == 0, run.stderr
+    table = mien.read(out)
+    rest = table.source.str.endswith("AF08NES.jpg")
+    assert table.loc[rest, "expression"].item() == "sad" and table.loc[rest, "expression_cal"].item() == "neutral"
+    assert (table["person"] == "F08").all()
+    assert table.attrs["provenance"]["calibration"]["reference"] == str(tmp_path / "study")
+    line = next(l for l in run.stdout.splitlines() if "AF08NES.jpg" in l)
+    assert "sad" in line and "neutral" in line  # the summary's uncalibrated and calibrated readings
+    assert run.stdout.strip().splitlines()[-1] == f"calibrated 3 of 3 faces (1 people or tracks) -> {out}"
+    refused = subprocess.run([sys.executable, "-m", "mien", "analyze", str(tmp_path / "study"), "--reference",
+                              str(tmp_path / "study")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--reference needs --output" in refused.stderr
 
 
 def test_a_reference_list_without_a_neutral_photo_is_refused(tmp_path):
@@ -147,11 +178,14 @@ def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
 
 def test_automatic_rest_is_the_most_neutral_stretch_and_bad_windows_are_refused(tmp_path):
     kdef = needs_dataset("kdef")
-    rows = mien.analyze_video(_rest_then_smile(kdef, tmp_path), progress=False)
-    calibrated = mien.calibrate(rows, window="auto")
+    calibrated = mien.analyze_video(_rest_then_smile(kdef, tmp_path), progress=False, calibrate="auto")
     start, end = calibrated.attrs["calibration"]["rest_windows"][0]
     assert end - start == 2.0 and (end <= 2.2 or start >= 3.8)  # a rest stretch, not the smile
     assert (calibrated.loc[calibrated.time_s >= 4.0, "expression_cal"] == "neutral").all()
+    assert calibrated.attrs["provenance"]["calibration"]["window"] == "auto"
+    again = mien.calibrate(calibrated, window="auto")  # the same on a table already read
+    assert again.attrs["calibration"] == calibrated.attrs["calibration"]
+    assert (again["expression_cal"] == calibrated["expression_cal"]).all()
     run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(tmp_path / "none.parquet"), "--window", "5-2",
                           "-o", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "5-2" in run.stderr

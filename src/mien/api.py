@@ -52,7 +52,7 @@ def _rules(expressions: Any):
 
 
 def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = True, expressions: Any = None,
-            **options: Any) -> pd.DataFrame:
+            reference: str | os.PathLike | pd.DataFrame | None = None, **options: Any) -> pd.DataFrame:
     """Analyse images (paths, folders, globs, numpy RGB arrays, PIL images) into one tidy DataFrame.
 
     Options are `AnalyzerOptions` fields (`mode`, `min_score`, `expression_prior`, `attributes`...),
@@ -60,6 +60,8 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
     `df.attrs["errors"]` (one line each) and warned about once. `df.attrs["provenance"]` says how the
     table was made. `expressions`: a rules file (or `mien.expression.rules.RuleSet`) of custom
     expressions, one `custom_<name>` column each; a bad file raises `RulesError` before any work.
+    `reference`: per-person neutral calibration of the result (as `calibrate`); a list that cannot be read raises
+    `NeutralReferenceError` before any work.
     """
     from rich.progress import track
 
@@ -69,6 +71,7 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
 
     settings = analyzer_options(**options)
     rules = _rules(expressions)
+    references = _references(reference)
     items, errors = _items(inputs)
     total = len(items) + len(errors)  # a folder without images counts as one input that failed
     frames, checksums = [], []
@@ -91,17 +94,50 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
     if errors:
         warnings.warn(f"mien.analyze: {len(errors)} of {total} inputs could not be read "
                       f"(first: {errors[0]}); see df.attrs['errors']", stacklevel=2)
+    if references is not None:
+        table = _calibrated_photos(table, references, _where(reference), stacklevel=3)
     return table
+
+
+def _references(reference: str | os.PathLike | pd.DataFrame | None) -> pd.DataFrame | None:
+    """A reference list (`mien.expression.neutral.read_references`) from a path or DataFrame, read before any work."""
+    from mien.expression.neutral import read_references
+
+    if reference is None or isinstance(reference, pd.DataFrame):
+        return reference
+    return read_references(reference)
+
+
+def _where(reference: str | os.PathLike | pd.DataFrame | None) -> str:
+    return "reference" if isinstance(reference, pd.DataFrame) else str(reference)
+
+
+def _calibrated_photos(table: pd.DataFrame, references: pd.DataFrame, where: str, stacklevel: int) -> pd.DataFrame:
+    """`table` with per-person calibrated columns and the reference in its provenance; a warning per person left
+    uncalibrated."""
+    from mien.expression.neutral import calibrate as calibrate_table, people_without_rest
+
+    for line in people_without_rest(table, references, where):
+        warnings.warn(line, stacklevel=stacklevel)
+    out = calibrate_table(table, references)
+    out.attrs = dict(table.attrs)
+    record = dict(table.attrs.get("provenance") or {})
+    record["calibration"] = {"reference": where, "people": int(references["person"].nunique()),
+                             "method": "mien.expression.neutral, per person"}
+    out.attrs["provenance"] = record
+    return out
 
 
 def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMARKS, every: int = 1,
                   fps: float | None = None, start_s: float = 0.0, end_s: float | None = None,
-                  progress: bool = True, expressions: Any = None, **options: Any) -> pd.DataFrame:
+                  progress: bool = True, expressions: Any = None, calibrate: str | None = None,
+                  **options: Any) -> pd.DataFrame:
     """Every analysed frame's rows of a video file, image sequence, camera or stream, as a DataFrame.
 
     Options are `AnalyzerOptions` fields; sampling as `mien video` (`every`, `fps`, `start_s`,
-    `end_s`); `expressions` as in `analyze`. `attrs` holds `segments`, `events` and `tracks` (DataFrames, as the CLI's timeline
-    files), `warnings` and `provenance`. Raises `mien.video.reader.VideoError` if the source
+    `end_s`); `expressions` as in `analyze`; `calibrate`: per-track neutral calibration as `mien video --calibrate`
+    ("0-5s" or "auto", checked before any work). `attrs` holds `segments`, `events` and `tracks` (DataFrames, as the
+    CLI's timeline files), `warnings` and `provenance`. Raises `mien.video.reader.VideoError` if the source
     cannot be opened at all.
     """
     from rich.console import Console
@@ -109,10 +145,13 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMA
     from mien.io.table import read_table
     from mien.provenance import read_provenance
     from mien.video.reader import open_video
+    from mien.expression.neutral import parse_window
     from mien.video.run import analyze_video as run_video, timeline_paths
 
     settings = video_options(**options)
     rules = _rules(expressions)
+    if calibrate is not None:
+        parse_window(calibrate)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.parquet"
         with open_video(source, every=every, fps=fps, start_s=start_s, end_s=end_s) as reader:
@@ -123,7 +162,22 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMA
         for name, path in timeline_paths(out).items():
             table.attrs[name] = pd.read_csv(path) if path.exists() else pd.DataFrame()
     table.attrs["warnings"] = list(run.warnings)
+    if calibrate is not None and len(table):
+        table = _calibrated_tracks(table, calibrate)
     return table
+
+
+def _calibrated_tracks(table: pd.DataFrame, window: str) -> pd.DataFrame:
+    """`table` calibrated per track (`calibrate_video_table`), the rest windows in `attrs["calibration"]` and the
+    provenance."""
+    from mien.expression.neutral import calibrate_video_table
+
+    out, record = calibrate_video_table(table, window)
+    out.attrs = dict(table.attrs)
+    out.attrs["provenance"] = record
+    out.attrs["calibration"] = {"window": window, "rest_windows": {int(k): tuple(v) for k, v in
+                                                                   record["calibration"]["rest_windows"].items()}}
+    return out
 
 
 def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame | None = None,
@@ -135,24 +189,13 @@ def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame |
     `arousal_cal` and `person` beside the uncalibrated columns (video: the rest window per track in
     `attrs["calibration"]`). A person whose neutral photo is not in the table, or shows no face, stays uncalibrated
     with a warning naming them."""
-    from mien.expression.neutral import (calibrate as calibrate_table, calibrate_tracks, parse_window,
-                                         people_without_rest, read_references)
-
     if (reference is None) == (window is None):
         raise ValueError("give reference (photos) or window (video tables), not both or neither")
     if window is not None:
-        out, used = calibrate_tracks(table, parse_window(window))
-        out.attrs = dict(table.attrs)
-        out.attrs["calibration"] = {"window": window, "rest_windows": used}
-        return out
-    assert reference is not None
-    references = reference if isinstance(reference, pd.DataFrame) else read_references(reference)
-    for line in people_without_rest(table, references, str(reference) if not isinstance(reference, pd.DataFrame)
-                                    else "reference"):
-        warnings.warn(line, stacklevel=2)
-    out = calibrate_table(table, references)
-    out.attrs = dict(table.attrs)
-    return out
+        return _calibrated_tracks(table, window)
+    references = _references(reference)
+    assert references is not None
+    return _calibrated_photos(table, references, _where(reference), stacklevel=3)
 
 
 def read(path: str | os.PathLike) -> pd.DataFrame:

@@ -6,65 +6,14 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich import box
-from rich.table import Table
 
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
                              PRIOR_HELP, app, check_choice, cli_analyzer_options, cli_video_options, console, errors,
                              load_rules_or_exit, progress_bar)
+from mien.cli.calibrate import REFERENCE_HELP, calibrate_written, calibrated_line, reference_photos_or_exit
+from mien.cli.summary import summary_table
 from mien.options import LANDMARK_COLUMNS, PHOTO_LANDMARKS
 from mien.face.settings import DEFAULT_MIN_SCORE
-
-
-# Terminal widths from which the summary adds column groups: pose, valence/arousal and score; then box,
-# blendshapes and attributes. Below both: source, face, expression, top AUs and flags, one line per face.
-SUMMARY_TIERS = (110, 190)
-
-
-def _summary(frame, limit: int = 20, width: int | None = None) -> Table:
-    """The faces as a terminal table that fits `width` (default: the terminal's), one line per face; every
-    value is in the written table, and long names are shortened with an ellipsis rather than wrapped."""
-    from mien.expression.aus import AU_NAMES
-
-    width = width if width is not None else console.width
-    middle, wide = width >= SUMMARY_TIERS[0], width >= SUMMARY_TIERS[1]
-    attributes = "apparent_age" in frame.columns and wide
-    table = Table(title="faces", show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = (["source", "face", "expression"] + (["score", "yaw/pitch/roll", "val/arousal"] if middle else [])
-               + (["box x,y,w,h"] if wide else []) + ["top AUs"] + (["top blendshape"] if wide else []) + ["flags"]
-               + (["age, gender pres."] if attributes else []))
-    for col in columns:
-        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=26 if col == "source" else None)
-    bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
-    for _, row in frame.head(limit).iterrows():
-        cells = {"source": Path(str(row["source"])).name}
-        if not row["face_found"]:
-            cells.update({"face": "-", "expression": "no face found"})
-            table.add_row(*[cells.get(col, "") for col in columns])
-            continue
-        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:2]
-        shapes = sorted(bs_cols, key=lambda c: -row[c])[:2]
-        cells.update({
-            "face": str(row["face_id"]),
-            "expression": f"{row['expression']} {row['expression_confidence']:.2f}" if isinstance(row["expression"], str)
-            else "-",
-            "score": f"{row['box_score']:.2f}",
-            "box x,y,w,h": f"{row['box_x']:.0f},{row['box_y']:.0f},{row['box_w']:.0f},{row['box_h']:.0f}",
-            "yaw/pitch/roll": f"{row['pose_yaw']:+.0f}/{row['pose_pitch']:+.0f}/{row['pose_roll']:+.0f}",
-            "val/arousal": f"{row['valence']:+.2f}/{row['arousal']:+.2f}",
-            "top AUs": " ".join(f"{a} {row[a]:.2f}" for a in aus) if wide else " ".join(f"{a} {row[a]:.1f}" for a in aus),
-            "top blendshape": " ".join(f"{c[3:]} {row[c]:.2f}" for c in shapes[:1]),
-            "flags": ",".join(c[5:] for c in frame.columns if c.startswith("flag_") and row[c]),
-        })
-        if attributes:
-            cells["age, gender pres."] = (
-                f"{row['apparent_age']:.0f} ({row['apparent_age_low']:.0f}-{row['apparent_age_high']:.0f}), "
-                f"{row['gender_presentation']} {max(row['gender_presentation_p_female'], 1 - row['gender_presentation_p_female']):.2f}"
-                if isinstance(row["gender_presentation"], str) else "-")
-        table.add_row(*[cells.get(col, "") for col in columns])
-    if len(frame) > limit:
-        table.caption = f"first {limit} of {len(frame)} rows"
-    return table
 
 
 def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
@@ -79,8 +28,9 @@ def _annotated_path(directory: Path, source: Path, used: set[str]) -> Path:
 def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, max_faces: Optional[int],
                  min_face_size: int, min_score: float, landmarks: str, annotate_dir: Optional[Path],
                  show_table: bool = True, require_mesh: bool = True, prior: str = "natural",
-                 attributes: bool = False, rules=None) -> int:
-    """Shared by `analyze` and `demo`; returns the exit code. `rules`: custom expressions (`RuleSet`)."""
+                 attributes: bool = False, rules=None, reference: Optional[Path] = None) -> int:
+    """Shared by `analyze` and `demo`; returns the exit code. `rules`: custom expressions (`RuleSet`);
+    `reference`: per-person calibration of the written table (checked by the caller)."""
     import pandas as pd
 
     from mien.images_run import ParallelAnalyzer, default_pipelines
@@ -94,7 +44,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
                                    require_mesh=require_mesh, prior=prior, attributes=attributes)
     inputs, empty = expand_each(paths)
     for line in empty:  # a folder without images is an input that failed
-        errors.print(f"error {line}", soft_wrap=True, highlight=False)
+        errors.print(f"error: {line}", soft_wrap=True, highlight=False)
     if not inputs:
         errors.print("mien: no images to analyse" if empty else "mien: no inputs given")
         return EXIT_FAILED_INPUTS if empty else EXIT_USAGE
@@ -119,7 +69,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
             for path, loaded, faces in analyzer.run(inputs):
                 if isinstance(faces, ImageError):
                     failed += 1
-                    progress.console.print(f"[red]error[/red] {path}: {faces}", highlight=False, soft_wrap=True)
+                    progress.console.print(f"[red]error:[/red] {path}: {faces}", highlight=False, soft_wrap=True)
                     progress.advance(task)
                     continue
                 checksums.append({"source": str(path), "sha256": file_sha256(path)})
@@ -142,19 +92,25 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
                 writer.close()
             except TableWriteError:
                 pass
+    calibrated, calibration_code = None, EXIT_OK
+    if reference is not None and output is not None and writer is not None and writer.rows:
+        calibration_code, calibrated = calibrate_written(output, reference=reference, announce=False)
     if show_table and shown:
-        console.print(_summary(pd.concat(shown, ignore_index=True)))
+        console.print(summary_table(calibrated if calibrated is not None else pd.concat(shown, ignore_index=True)))
     total = len(inputs) + len(empty)
     if output is not None:
         console.print(f"wrote {writer.rows} rows for {total - failed} of {total} inputs to {output}", soft_wrap=True)
+    if calibrated is not None:
+        console.print(calibrated_line(calibrated, output), soft_wrap=True)
     if failed:
         errors.print(f"mien: {failed} of {total} inputs failed", soft_wrap=True)
         return EXIT_FAILED_INPUTS
-    return EXIT_OK
+    return calibration_code
 
 @app.command()
 def analyze(
-    paths: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) or glob patterns."),
+    paths: Optional[List[str]] = typer.Argument(None, help="Image files, folders (searched recursively) or glob "
+                                                "patterns (with --reference and none given: the photos it lists)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Table to write: .parquet, .csv or .jsonl."),
     fmt: str = typer.Option("auto", "--format", "-f", help="auto (from suffix), parquet, csv, jsonl, or openface (OpenFace 2 column names)."),
     mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
@@ -168,6 +124,9 @@ def analyze(
     prior: str = typer.Option("natural", help=PRIOR_HELP),
     attributes: bool = typer.Option(False, "--attributes", help=ATTRIBUTES_HELP),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP),
+    reference: Optional[Path] = typer.Option(None, "--reference", help=REFERENCE_HELP + " Adds the per-person "
+                                             "calibrated columns (*_cal) to the table (README, 'Per-person "
+                                             "calibration')."),
 ) -> None:
     """Analyse images: one table row per face.
 
@@ -175,10 +134,14 @@ def analyze(
     check_choice("--format", fmt, ("auto", "parquet", "csv", "jsonl", "openface"))
     check_choice("--landmarks", landmarks, LANDMARK_COLUMNS)
     rules = load_rules_or_exit(expressions)
-    code = run_analysis(paths, output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
+    if reference is not None:
+        listed = reference_photos_or_exit(reference, output, fmt)
+        paths = paths or listed
+    code = run_analysis(paths or [], output, fmt, mode, max_faces, min_face_size, min_score, landmarks,
                         annotate_dir, show_table=not quiet, require_mesh=not keep_unconfirmed, prior=prior,
-                        attributes=attributes, rules=rules)
+                        attributes=attributes, rules=rules, reference=reference)
     raise typer.Exit(code)
+
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".mjpeg"}
 

@@ -74,6 +74,7 @@ def video(
     """Analyse a video: one row per face per frame.
 
     Rows carry track ids and smoothed values; timelines and events are written beside the table."""
+    from mien.cli.calibrate import calibrate_written
     from mien.expression.neutral import parse_window
     from mien.io.table import resolve_format
     from mien.video.run import analyze_video
@@ -87,6 +88,9 @@ def video(
     if calibrate is not None:
         if output is None:
             raise typer.BadParameter("--calibrate needs --output", param_hint="--calibrate")
+        if fmt == "openface":
+            raise typer.BadParameter("--calibrate needs a mien table (.parquet, .csv or .jsonl), not OpenFace's "
+                                     "columns", param_hint="--calibrate")
         try:
             parse_window(calibrate)
         except ValueError as exc:
@@ -113,29 +117,9 @@ def video(
             raise typer.Exit(EXIT_FAILED_INPUTS)
     code = _finish_video(run, source, output)
     if calibrate is not None and output is not None and run.rows:
-        code = max(code, _calibrate_written(output, calibrate))
+        code = max(code, calibrate_written(output, window=calibrate)[0])
     raise typer.Exit(code)
 
-
-def _calibrate_written(output: Path, window: str) -> int:
-    """Replace the written video table by its per-track calibrated copy (same format, provenance extended)."""
-    import shutil
-    import tempfile
-
-    from mien.api import read
-    from mien.cli.calibrate import calibrated_tracks_or_exit, write_calibrated
-    from mien.provenance import sidecar_path
-
-    rows = read(output)
-    out, record = calibrated_tracks_or_exit(rows, window)
-    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
-        staged = Path(tmp) / output.name
-        code = write_calibrated(out, record, staged, shown=output)
-        if code == EXIT_OK:
-            shutil.move(str(staged), str(output))
-            if sidecar_path(staged).exists():  # CSV and JSON Lines keep their provenance beside the table
-                shutil.move(str(sidecar_path(staged)), str(sidecar_path(output)))
-    return code
 
 @app.command()
 def live(

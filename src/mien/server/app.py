@@ -236,8 +236,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         kind = "video" if inputs[0]["type"] == "video" else "images"
         if calibrate is not None and kind != "video":
             shutil.rmtree(folder, ignore_errors=True)
-            raise HTTPException(400, "calibrate applies to a video job (photos are calibrated with mien calibrate "
-                                     "--reference)")
+            raise HTTPException(400, "calibrate applies to a video job (a job of photos takes reference: CSV text "
+                                     "person,file,neutral)")
         options: dict = {"explain": explain, "every": every}
         if calibrate is not None:
             options["calibrate"] = calibrate
