@@ -6,10 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import mien
 from conftest import needs_dataset
+from mien.expression.aus import AU_NAMES
+from mien.expression.neutral import POPULATION_AU_NEUTRAL, STRENGTH
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def _person(kdef: Path, person: str, tmp: Path) -> Path:
@@ -76,14 +84,25 @@ def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
     shutil.copy(kdef / "HL" / "neutral" / "AF08NEHL.jpg", person / "neutral.jpg")
     for photo in ("neutral/AF08NES.jpg", "happy/AF08HAS.jpg"):
         shutil.copy(kdef / "S" / photo, person)
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[expressions.looks_sad]\nall = ["expr_sad"]\n')
     out = tmp_path / "rows.csv"
     run = subprocess.run([sys.executable, "-m", "mien", "analyze", str(tmp_path / "study"), "--reference",
-                          str(tmp_path / "study"), "-o", str(out)], capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "COLUMNS": "80"})
+                          str(tmp_path / "study"), "--expressions", str(rules), "-o", str(out)], capture_output=True,
+                         text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "80"})
     assert run.returncode == 0, run.stderr
     table = mien.read(out)
     rest = table.source.str.endswith("AF08NES.jpg")
     assert table.loc[rest, "expression"].item() == "sad" and table.loc[rest, "expression_cal"].item() == "neutral"
+    # custom expressions are read again from the calibrated columns
+    assert np.allclose(table["custom_looks_sad"], table["expr_sad"], atol=1e-5)
+    assert np.allclose(table["custom_looks_sad_cal"], table["expr_sad_cal"], atol=1e-5)
+    assert table.loc[rest, "custom_looks_sad"].item() > 0.5 > table.loc[rest, "custom_looks_sad_cal"].item()
+    # AU probabilities: the person's own rest photo moves half way to the population's rest, in log-odds
+    own = table.source.str.endswith("neutral.jpg")
+    p, p_cal = (table.loc[own, [f"{au}{s}" for au in AU_NAMES]].to_numpy(np.float64)[0] for s in ("_p", "_p_cal"))
+    expected = 1 / (1 + np.exp(-(_logit(p) - STRENGTH * (_logit(p) - POPULATION_AU_NEUTRAL))))
+    assert np.allclose(p_cal, expected, atol=1e-4)
     assert (table["person"] == "F08").all()
     assert table.attrs["provenance"]["calibration"]["reference"] == str(tmp_path / "study")
     line = next(l for l in run.stdout.splitlines() if "AF08NES.jpg" in l)
@@ -159,7 +178,8 @@ def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
                           "0-2s", "--expressions", "compound"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     table = mien.read(out)
-    assert {"expression_cal", "AU12_cal", "expression_smooth", "custom_happily_surprised"} <= set(table.columns)
+    assert {"expression_cal", "AU12_cal", "AU12_p_cal", "expression_smooth", "custom_happily_surprised",
+            "custom_happily_surprised_cal"} <= set(table.columns)
     assert table["track_id"].nunique() == 1 and (table["person"] == "track 0").all()
     later_rest = table[table.time_s >= 4.0]
     assert (later_rest["expression"] == "sad").mean() > 0.5  # this person's rest reads sad...
@@ -189,3 +209,28 @@ def test_automatic_rest_is_the_most_neutral_stretch_and_bad_windows_are_refused(
     run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(tmp_path / "none.parquet"), "--window", "5-2",
                           "-o", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "5-2" in run.stderr
+
+
+def test_a_webcam_session_reads_custom_expressions_calibrated():
+    """`mien serve --expressions` with the webcam: once a face's rest is taken, each reply carries the rules read
+    again from the calibrated columns (KDEF F12's half-left rest reads sad)."""
+    import time
+
+    from mien.expression.rules import parse_rules
+    from mien.server.live import LiveSession
+    from server_helpers import jpeg_bytes
+    from PIL import Image
+
+    kdef = needs_dataset("kdef") / "HL"
+    neutral = jpeg_bytes(np.asarray(Image.open(kdef / "neutral" / "AF12NEHL.jpg").convert("RGB")))
+    session = LiveSession(rules=parse_rules('[expressions.looks_sad]\nall = ["expr_sad"]\n'))
+    try:
+        session.calibrate(0.5)
+        deadline = time.monotonic() + 60
+        while "custom_looks_sad_cal" not in (face := session.process(neutral)["faces"][0]):
+            assert time.monotonic() < deadline
+    finally:
+        session.close()
+    assert face["expression"] == "sad" and face["expression_cal"] == "neutral"
+    assert abs(face["custom_looks_sad"] - face["expr_sad"]) < 1e-5
+    assert abs(face["custom_looks_sad_cal"] - face["expr_sad_cal"]) < 1e-5 and face["custom_looks_sad_cal"] < 0.5

@@ -132,17 +132,32 @@ def test_batch_writes_custom_columns_in_every_part(tmp_path):
 def test_the_server_adds_custom_columns_to_image_rows(tmp_path):
     import httpx
 
-    from server_helpers import running_server
+    import io
+
+    import pandas as pd
+
+    from server_helpers import running_server, wait_for_job
 
     rules = tmp_path / "smiles.toml"
     rules.write_text(SMILES)
     with running_server(tmp_path / "data", "--expressions", str(rules)) as url:
         reply = httpx.post(url + "/api/images", params={"explain": "false"}, timeout=120,
                            files={"file": ("astronaut.jpg", PHOTO.read_bytes(), "image/jpeg")})
+        # a photo job calibrated per person reads every rule again from the calibrated columns
+        with httpx.Client(base_url=url, timeout=60) as client:
+            files = [("files", (name, PHOTO.read_bytes())) for name in ("rest.jpg", "later.jpg")]
+            submitted = client.post("/api/jobs", files=files,
+                                    data={"reference": "person,file,neutral\nx,rest.jpg,1\nx,later.jpg,0\n"})
+            assert submitted.status_code == 202, submitted.text
+            job = wait_for_job(client, submitted.json()["id"])
+            assert job["status"] == "done" and not job["errors"], job
+            table = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
     assert reply.status_code == 200, reply.text
     [row] = reply.json()["rows"]
     assert row["custom_duchenne_smile"] == pytest.approx(row["AU06_p"] * row["AU12_p"], rel=1e-3)
     assert 0 <= row["custom_polite_smile"] <= 1
+    assert np.allclose(table["custom_duchenne_smile_cal"], table["AU06_p_cal"] * table["AU12_p_cal"], rtol=1e-3)
+    assert table["custom_polite_smile_cal"].between(0, 1).all()
 
 
 def test_builtin_compound_rules_name_raf_ce_compounds_better_than_the_majority(tmp_path):

@@ -185,8 +185,9 @@ def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame |
     """Per-person neutral calibration (`mien.expression.neutral`). Photos: `reference` is a CSV
     `person,path,neutral`, a folder with one sub-folder per person holding `neutral.*`, or such a DataFrame.
     Video tables: `window` is each track's rest, "START-END" seconds ("0-5s") or "auto" (the track's most neutral
-    two seconds). Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_cal`, `valence_cal`,
-    `arousal_cal` and `person` beside the uncalibrated columns (video: the rest window per track in
+    two seconds). Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_p_cal`, `AUxx_cal`,
+    `custom_<name>_cal` (the rules its provenance records), `valence_cal`, `arousal_cal` and `person` beside the
+    uncalibrated columns (video: the rest window per track in
     `attrs["calibration"]`). A person whose neutral photo is not in the table, or shows no face, stays uncalibrated
     with a warning naming them."""
     if (reference is None) == (window is None):

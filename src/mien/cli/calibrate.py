@@ -28,7 +28,8 @@ def calibrate(
     """Calibrate readings to each person's rest (neutral face).
 
     Each person's neutral photo (or each video track's rest window) sets how their face reads at rest; calibrated
-    columns (expr_*_cal, expression_cal, AUxx_cal, valence_cal, arousal_cal, person) are added beside the others."""
+    columns (expr_*_cal, expression_cal, AUxx_p_cal, AUxx_cal, custom_*_cal, valence_cal, arousal_cal, person) are
+    added beside the others."""
     from mien.api import read
     from mien.expression.neutral import parse_window
 

@@ -6,14 +6,17 @@ read in general, and removes half of that difference from every other reading of
     log p_cal(c) = log p(c) - STRENGTH * (r(c) - n(c))      for every class c but neutral, then renormalised
 
 where r is the mean log-probability of the person's neutral rows and n the population's (`POPULATION_NEUTRAL`:
-the mean over the 102 neutral photos of the shared KDEF's 34 people, three views, each read by the same training
+the mean over the neutral photos of the shared KDEF's 34 people, three views, each read by the same training
 recipe run without that person's fold of posers: how the network reads the rest of people it never saw; the
 shipped network itself trained on all 34). The neutral class is left alone: a person
-whose rest reads strongly neutral is not made to read less neutral. AU intensities become relative to the
-person's rest (`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal are derived again from the
-calibrated readings, and so is the open-set status. Calibrated columns sit beside the uncalibrated ones
-(`expr_<class>_cal`, `expression_cal`, `expression_status_cal`, `AUxx_cal`, `valence_cal`, `arousal_cal`;
-`person` names whose rest was used).
+whose rest reads strongly neutral is not made to read less neutral. AU probabilities move the same way in
+log-odds, `logit AUxx_p_cal = logit AUxx_p - STRENGTH * (logit AUxx_p at rest - the population's)`
+(`POPULATION_AU_NEUTRAL`, from the same photos); AU intensities become relative to the person's rest
+(`AUxx_cal = max(0, AUxx - AUxx at rest)`), and valence/arousal are derived again from the calibrated readings,
+and so is the open-set status. Custom expressions (`mien.expression.rules`) are read again from the calibrated
+columns (`custom_<name>_cal`). Calibrated columns sit beside the uncalibrated ones (`expr_<class>_cal`,
+`expression_cal`, `expression_status_cal`, `AUxx_cal`, `AUxx_p_cal`, `custom_<name>_cal`, `valence_cal`,
+`arousal_cal`; `person` names whose rest was used).
 
 Photos: the rest is the person's neutral photo(s) (`calibrate`). Video: each track's rows in a time window, or
 its most neutral two seconds (`calibrate_tracks`).
@@ -25,7 +28,9 @@ view's): see README "Per-person calibration".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,8 +38,14 @@ import pandas as pd
 from mien.expression.aus import AU_NAMES
 from mien.expression.classes import EXPRESSIONS
 
+if TYPE_CHECKING:
+    from mien.expression.rules import RuleSet
+
 STRENGTH = 0.5  # chosen on the other half of the KDEF people in each fold (0.5 in both, people read out of fold)
 POPULATION_NEUTRAL = np.array([-0.383, -6.287, -6.756, -4.05, -6.978, -9.257, -8.547, -7.694])  # EXPRESSIONS order
+# The same photos' mean log-odds of AUxx_p, AU_NAMES order.
+POPULATION_AU_NEUTRAL = np.array([-4.171, -4.464, -1.193, -1.703, -3.698, -4.818, -2.974, -2.619, -0.216, -3.726,
+                                  -4.573, -3.277, -4.686, -3.83, -2.847, -0.301, -1.779, -5.427, -4.392, -7.647])
 _FLOOR = 1e-6
 
 
@@ -93,16 +104,18 @@ def _with_a_neutral(table: pd.DataFrame, where: str) -> pd.DataFrame:
 
 
 def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = STRENGTH,
-              population: np.ndarray | None = None) -> pd.DataFrame:
+              population: np.ndarray | None = None, au_population: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of a photo table with calibrated columns for every face whose source is in `references`
-    (`read_references`); other rows get NaN there. `population`: n, if not `POPULATION_NEUTRAL`."""
+    (`read_references`); other rows get NaN there. `population`, `au_population`: n and its AU log-odds, if not
+    `POPULATION_NEUTRAL` and `POPULATION_AU_NEUTRAL`. Custom
+    expressions recorded in the table's provenance are read again from the calibrated columns."""
     out = table.copy()
     sources, first_faces = _sources_and_first_faces(out)
     owner = dict(zip(references["path"], references["person"]))
     neutral_paths = set(references.loc[references["neutral"], "path"])
     out["person"] = sources.map(owner)
     rest = first_faces & sources.isin(neutral_paths).to_numpy()
-    return _calibrated(out, rest, strength, population)
+    return _calibrated(out, rest, strength, population, au_population)
 
 
 def _sources_and_first_faces(table: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
@@ -157,7 +170,7 @@ def calibrate_tracks(table: pd.DataFrame, window: tuple[float, float] | None = N
     """Per-track calibration of a video table: each track's rest is its rows in `window` (seconds), or, with None,
     its most neutral `AUTO_WINDOW_S` (the highest mean `expr_neutral` over at least `AUTO_MIN_ROWS` rows).
     Returns the copy with calibrated columns (`person` is "track N") and the rest window used per track; a track
-    without rows in the window is left uncalibrated (NaN)."""
+    without rows in the window is left uncalibrated (NaN). Custom expressions as in `calibrate`."""
     out = table.copy()
     faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     tracks = pd.to_numeric(out["track_id"], errors="coerce").fillna(-1).astype(int).to_numpy()
@@ -209,7 +222,8 @@ def _most_neutral(times: np.ndarray, neutral: np.ndarray) -> tuple[float, float]
     return best
 
 
-def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population: np.ndarray | None) -> pd.DataFrame:
+def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population: np.ndarray | None,
+                au_population: np.ndarray | None = None) -> pd.DataFrame:
     """`out` (with its `person` column) and the calibrated columns, each person's `rest` rows as their rest."""
     faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     rests = {}
@@ -218,35 +232,53 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
         at_rest = index[rest[index] & faces[index]]
         if len(at_rest):
             rests[person] = rest_of(out.iloc[at_rest])
-    return with_rests(out, rests, strength, population)
+    from mien.expression.rules import recorded_rules
+
+    return with_rests(out, rests, strength, population, au_population, recorded_rules(out.attrs.get("provenance")))
 
 
-def rest_of(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """A person's rest from their neutral rows: (mean log-probabilities (8,), mean AU intensities (20,))."""
-    return _log_probabilities(rows).mean(0), rows[list(AU_NAMES)].to_numpy(np.float64).mean(0)
+@dataclass(frozen=True)
+class Rest:
+    """How one person's face reads at rest: means over their neutral rows."""
+
+    log_p: np.ndarray  # (8,) expression log-probabilities, EXPRESSIONS order
+    aus: np.ndarray  # (20,) AU intensities 0-1, AU_NAMES order
+    au_log_odds: np.ndarray  # (20,) log-odds of the AU probabilities AUxx_p
 
 
-def with_rests(out: pd.DataFrame, rests: dict, strength: float = STRENGTH,
-               population: np.ndarray | None = None) -> pd.DataFrame:
+def rest_of(rows: pd.DataFrame) -> Rest:
+    """A person's rest from their neutral rows."""
+    return Rest(_log_probabilities(rows).mean(0), rows[list(AU_NAMES)].to_numpy(np.float64).mean(0),
+                _au_log_odds(rows).mean(0))
+
+
+def with_rests(out: pd.DataFrame, rests: dict[object, Rest], strength: float = STRENGTH,
+               population: np.ndarray | None = None, au_population: np.ndarray | None = None,
+               rules: RuleSet | None = None) -> pd.DataFrame:
     """`out` with the calibrated columns, where each row's `person` has a rest in `rests` (from `rest_of`); NaN
-    (None) in the others. Modifies and returns `out`."""
+    (None) in the others; `rules`: custom expressions to read again from the calibrated columns
+    (`custom_<name>_cal`). Modifies and returns `out`."""
     population = POPULATION_NEUTRAL if population is None else np.asarray(population)
+    au_population = POPULATION_AU_NEUTRAL if au_population is None else np.asarray(au_population)
     faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     log_p = _log_probabilities(out)
     aus = out[list(AU_NAMES)].to_numpy(np.float64)
+    au_log_odds = _au_log_odds(out)
     calibrated = np.full_like(log_p, np.nan)
     relative = np.full_like(aus, np.nan)
+    au_calibrated = np.full_like(au_log_odds, np.nan)
     for person, rows in out.groupby("person").groups.items():
         if person not in rests:
             continue
         index = out.index.get_indexer(rows)
-        rest_log_p, rest_aus = rests[person]
-        offset = rest_log_p - population
+        rest = rests[person]
+        offset = rest.log_p - population
         offset[0] = 0.0  # the neutral class keeps its reading
         shifted = log_p[index] - strength * offset
         shifted -= shifted.max(1, keepdims=True)
         calibrated[index] = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-        relative[index] = np.clip(aus[index] - rest_aus, 0.0, 1.0)
+        relative[index] = np.clip(aus[index] - rest.aus, 0.0, 1.0)
+        au_calibrated[index] = au_log_odds[index] - strength * (rest.au_log_odds - au_population)
     probabilities = np.exp(calibrated)
     probabilities[~faces] = np.nan
     for k, name in enumerate(EXPRESSIONS):
@@ -257,13 +289,36 @@ def with_rests(out: pd.DataFrame, rests: dict, strength: float = STRENGTH,
     out["expression_status_cal"] = _status(out, probabilities)
     for k, name in enumerate(AU_NAMES):
         out[f"{name}_cal"] = relative[:, k].astype(np.float32)
+    au_probabilities = 1.0 / (1.0 + np.exp(-au_calibrated))
+    au_probabilities[~faces] = np.nan
+    for k, name in enumerate(AU_NAMES):
+        out[f"{name}_p_cal"] = au_probabilities[:, k].astype(np.float32)
     from mien.expression.affect import valence_arousal
 
     affect = np.full((len(out), 2), np.nan, np.float32)
     if known.any():
         affect[known] = valence_arousal(probabilities[known], relative[known])
     out["valence_cal"], out["arousal_cal"] = affect[:, 0], affect[:, 1]
+    if rules is not None:
+        _add_custom_calibrated(out, rules, known)
     return out
+
+
+def _add_custom_calibrated(out: pd.DataFrame, rules: RuleSet, known: np.ndarray) -> None:
+    """`custom_<name>_cal`: each rule read from the calibrated columns where a column has one (`expr_*_cal`,
+    `AUxx_p_cal`, `AUxx_cal`, `valence_cal`...), the others (pose, gaze, blendshapes) as they are; NaN without a
+    rest. Rules reading a column the table lacks are left out."""
+    from mien.expression.rules import NUMERIC_COLUMNS, PROBABILITY_COLUMNS
+
+    needed = set().union(*(rule.columns_read() for rule in rules.rules)) - set(rules.columns)
+    if not needed <= set(out.columns):
+        return
+    columns = {}
+    for name in needed & (PROBABILITY_COLUMNS | NUMERIC_COLUMNS):
+        source = f"{name}_cal" if f"{name}_cal" in out.columns else name
+        columns[name] = out[source].to_numpy(np.float64, na_value=np.nan)
+    for name, values in rules.evaluate(columns, len(out)).items():
+        out[f"{name}_cal"] = np.where(known, values, np.nan).astype(np.float32)
 
 
 def _status(out: pd.DataFrame, probabilities: np.ndarray) -> pd.Series:
@@ -278,6 +333,12 @@ def _status(out: pd.DataFrame, probabilities: np.ndarray) -> pd.Series:
     # The table keeps the verdict, not the familiarity threshold of its prior: an unknown face is below any.
     familiarity = np.where(before == "unknown", -np.inf, np.inf)
     return pd.Series(statuses(probabilities, familiarity, untrusted, 0.0), index=out.index, dtype=object)
+
+
+def _au_log_odds(table: pd.DataFrame) -> np.ndarray:
+    probabilities = table[[f"{name}_p" for name in AU_NAMES]].to_numpy(np.float64)
+    probabilities = np.clip(probabilities, _FLOOR, 1.0 - _FLOOR)
+    return np.log(probabilities / (1.0 - probabilities))
 
 
 def _log_probabilities(table: pd.DataFrame) -> np.ndarray:

@@ -192,6 +192,14 @@ def load_rules(path: str | Path) -> RuleSet:
     return parse_rules(text, str(path))
 
 
+def recorded_rules(provenance: dict | None) -> RuleSet | None:
+    """The rule set a table's provenance records (`options.expressions`: its path and text), or None."""
+    record = ((provenance or {}).get("options") or {}).get("expressions")
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        return None
+    return parse_rules(record["text"], str(record.get("path", "<rules>")))
+
+
 def parse_rules(text: str, path: str = "<rules>") -> RuleSet:
     """Rules from TOML text (`path` names it in errors)."""
     try:

@@ -29,7 +29,7 @@ class LiveSession:
         self.frames = 0
         self._collect_until: float | None = None  # stream seconds: rows before this are the rest being collected
         self._collected: list[dict] = []
-        self._rests: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # track id -> `neutral.rest_of`
+        self._rests: dict = {}  # track id -> `neutral.Rest`
 
     def calibrate(self, seconds: float) -> None:
         """Take each face's next `seconds` as its neutral rest (the person holds a neutral face); from then on
@@ -76,7 +76,7 @@ class LiveSession:
 
         frame = pd.DataFrame(records)
         frame["person"] = frame["track_id"]
-        frame = with_rests(frame, self._rests)
+        frame = with_rests(frame, self._rests, rules=self.rules)
         added = [c for c in frame.columns if c.endswith("_cal")]
         for record, values in zip(records, frame[added].to_dict("records")):
             record.update({k: None if isinstance(v, float) and v != v else v for k, v in values.items()})

@@ -292,6 +292,7 @@ def _calibrated_photos(table: pd.DataFrame, reference: str, names: list[str],
     missing = people_without_rest(table, references, "reference", hint="")
     for name in names:  # the client's file names, not this server's paths
         missing = [line.replace(str(Path(name).resolve()), name) for line in missing]
+    table.attrs["provenance"] = record  # its rules are read again calibrated
     out = calibrate(table, references)
     return out, {**(record or {}), "calibration": {"method": "mien.expression.neutral, per person",
                                                    "reference": reference}}, missing
