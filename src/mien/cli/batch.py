@@ -57,12 +57,12 @@ def batch(
         errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     for line in summary.errors:
-        errors.print(f"error: {line}", highlight=False, markup=False)
+        errors.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
     console.print(f"{summary.planned} tasks: {summary.done} done, {summary.skipped} already done, "
                   f"{summary.failed} failed; {summary.rows} rows in {output} ({summary.seconds:.1f} s, "
-                  f"{summary.workers} workers)", highlight=False)
+                  f"{summary.workers} workers)", highlight=False, soft_wrap=True)
     if summary.planned == 0 and not summary.errors:
-        errors.print("nothing to do: no images or videos found")
+        errors.print("nothing to do: no images or videos found", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_OK if summary.ok else EXIT_FAILED_INPUTS)
 
@@ -80,12 +80,12 @@ def query(
     from mien.batch import query as run_query
 
     if not (folder / "manifest.jsonl").exists():
-        errors.print(f"{folder}: not a batch output folder (no manifest.jsonl)")
+        errors.print(f"{folder}: not a batch output folder (no manifest.jsonl)", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     try:
         result = run_query(folder, sql)
     except Exception as exc:  # DuckDB's errors name the problem
-        errors.print(f"query failed: {str(exc).splitlines()[0]}", highlight=False, markup=False)
+        errors.print(f"query failed: {str(exc).splitlines()[0]}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     if output is not None:
         suffix = output.suffix.lower()
@@ -97,7 +97,7 @@ def query(
             from mien.io.writer import csv_bytes
 
             output.write_bytes(csv_bytes(result))  # formula-looking cells escaped, as in every CSV mien writes
-        console.print(f"{len(result)} rows -> {output}")
+        console.print(f"{len(result)} rows -> {output}", soft_wrap=True)
         return
     table = Table(show_lines=False)
     for col in result.columns:

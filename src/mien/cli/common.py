@@ -29,7 +29,7 @@ def require_extra(extra: str, *modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         errors.print(f"this command needs the {extra} extra ({', '.join(missing)} missing): "
-                     f'pip install "mien[{extra}]"', highlight=False, markup=False)
+                     f'pip install "mien[{extra}]"', highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
 
 ATTRIBUTES_HELP = ("Also estimate apparent age (with an 80% interval) and gender presentation (columns apparent_age*, "

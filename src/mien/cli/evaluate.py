@@ -232,18 +232,18 @@ def fairness(
     from mien.fairness import card_sections, evaluate
 
     if not (data / "utkface").exists():
-        errors.print(f"{data / 'utkface'}: not found (the UTKFace subsample is needed)")
+        errors.print(f"{data / 'utkface'}: not found (the UTKFace subsample is needed)", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     results = evaluate(data, cache)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json_module.dumps(results, indent=1) + "\n")
     for gap in results["gaps"]:
         console.print(f"{gap['measure']} by {gap['grouping']}: worst {gap['worst_group']} {gap['worst']:.3g}, "
-                      f"best {gap['best_group']} {gap['best']:.3g}", highlight=False)
-    console.print(f"wrote {out}")
+                      f"best {gap['best_group']} {gap['best']:.3g}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}", soft_wrap=True)
     if write_cards:
         from mien.report.card import write_cards
 
         command = "mien fairness --write-cards"
         for path in write_cards(card_sections(results, command), docs):
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", soft_wrap=True)

@@ -52,7 +52,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
         try:
             resolve_format(output, fmt)  # fail before any work on a bad suffix
         except ValueError as exc:
-            errors.print(f"mien: {exc}")
+            errors.print(f"mien: {exc}", soft_wrap=True)
             return EXIT_USAGE
     if annotate_dir is not None:
         annotate_dir.mkdir(parents=True, exist_ok=True)

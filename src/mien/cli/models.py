@@ -106,8 +106,8 @@ def info(
     for note in record.get("openface_conventions", []):
         console.print(f"OpenFace format: {note}", soft_wrap=True, highlight=False)
     inputs = record.get("inputs", [])
-    console.print(f"{len(inputs)} inputs" + (":" if inputs else ""), highlight=False)
+    console.print(f"{len(inputs)} inputs" + (":" if inputs else ""), highlight=False, soft_wrap=True)
     for item in inputs[:20]:
         console.print(f"  {item.get('sha256') or '-'}  {item.get('source')}", soft_wrap=True, highlight=False)
     if len(inputs) > 20:
-        console.print(f"  ... and {len(inputs) - 20} more (--json lists them all)", highlight=False)
+        console.print(f"  ... and {len(inputs) - 20} more (--json lists them all)", highlight=False, soft_wrap=True)

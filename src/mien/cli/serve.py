@@ -53,10 +53,11 @@ def serve(
                               max_pixels=int(max_pixels * 1_000_000), max_queued=max_queued, trust_proxy=trust_proxy,
                               max_request_mb=max_request_mb, rules=load_rules_or_exit(expressions))
     if host not in LOCAL_HOSTS and not settings.api_key:
-        errors.print(f"refusing to listen on {host} without an API key: pass --api-key or set MIEN_API_KEY")
+        errors.print(f"refusing to listen on {host} without an API key: pass --api-key or set MIEN_API_KEY",
+                     soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
     errors.print(f"mien {'(API key required) ' if settings.api_key else ''}on http://{host}:{port} "
-                 f"(data in {settings.data_dir})", highlight=False)
+                 f"(data in {settings.data_dir})", highlight=False, soft_wrap=True)
     # Client addresses (rate limits) come from X-Forwarded-For only behind a proxy the user vouches for;
     # idle keep-alive connections close after 5 s; shutdown waits at most 3 s for open requests.
     from mien.server.timeouts import TimedH11Protocol

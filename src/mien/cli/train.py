@@ -153,5 +153,5 @@ def quantize(
         quantize_expression(model, out, data, cache, per_set=per_set, seed=seed, command=command, log=console.print,
                             flip=flip)
     except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(f"[red]{error}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
