@@ -234,3 +234,20 @@ def test_a_webcam_session_reads_custom_expressions_calibrated():
     assert face["expression"] == "sad" and face["expression_cal"] == "neutral"
     assert abs(face["custom_looks_sad"] - face["expr_sad"]) < 1e-5
     assert abs(face["custom_looks_sad_cal"] - face["expr_sad_cal"]) < 1e-5 and face["custom_looks_sad_cal"] < 0.5
+
+
+def test_a_reference_list_saved_by_a_spreadsheet_reads_as_written(tmp_path):
+    """Excel's CSV: a byte-order mark, CRLF line ends, blank cells for "not neutral" (pandas then reads the column as
+    floats, 1.0), or TRUE and x as marks: every neutral mark is kept, paths resolve relative to the list's folder."""
+    from mien.expression.neutral import read_references
+
+    numbers, words = tmp_path / "numbers.csv", tmp_path / "words.csv"
+    numbers.write_bytes("\ufeffperson,path,neutral\r\nA,a_rest.jpg,1\r\nA,a_smile.jpg,\r\nB,b_rest.jpg,1\r\n"
+                        "B,b_frown.jpg,\r\n".encode())
+    words.write_bytes("\ufeffperson,path,neutral\r\nA,a_rest.jpg,TRUE\r\nA,a_smile.jpg,FALSE\r\nB,b_rest.jpg,x\r\n"
+                      "B,b_frown.jpg,\r\n".encode())
+    for path in (numbers, words):
+        table = read_references(path)
+        assert list(table["person"]) == ["A", "A", "B", "B"]
+        assert list(table["neutral"]) == [True, False, True, False], path.name
+        assert table["path"].iloc[0] == str((tmp_path / "a_rest.jpg").resolve())

@@ -84,7 +84,7 @@ def references_for_names(text: str, names: list[str]) -> pd.DataFrame:
 
 def _csv_references(source, where: str, file_column: str) -> pd.DataFrame:
     """The `person, <file_column>, neutral` rows of a reference CSV (a path or a text buffer), `neutral` as booleans
-    (1, true, yes, y); `where` starts each error line."""
+    (`_marks_neutral`; blank is not neutral); `where` starts each error line."""
     try:
         rows = pd.read_csv(source, dtype={"person": str, file_column: str})
     except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
@@ -93,8 +93,16 @@ def _csv_references(source, where: str, file_column: str) -> pd.DataFrame:
     if missing:
         raise NeutralReferenceError(f"{where}: needs the columns person, {file_column}, neutral (missing "
                                     f"{', '.join(sorted(missing))})")
-    rows["neutral"] = rows["neutral"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "y"])
+    rows["neutral"] = [_marks_neutral(value) for value in rows["neutral"]]
     return rows
+
+
+_YES = {"1", "1.0", "true", "yes", "y", "x", "neutral"}
+
+
+def _marks_neutral(value) -> bool:
+    """A `neutral` cell as spreadsheets write it: 1 (or 1.0 in a column with blanks), true, yes, y, x."""
+    return str(value).strip().lower() in _YES
 
 
 def _with_a_neutral(table: pd.DataFrame, where: str) -> pd.DataFrame:
