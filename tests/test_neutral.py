@@ -74,8 +74,9 @@ def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path
 
 
 def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
-    """`mien analyze --reference study/` with study/<person>/neutral.jpg: the written table carries the calibrated
-    columns and the summary shows the calibrated reading; without --output it is refused before any work."""
+    """`mien analyze --reference study/` with study/<person>/neutral.jpg (and a note that is no photo): the written
+    table carries the calibrated columns and the summary shows the calibrated reading; without --output it is
+    refused before any work."""
     import shutil
 
     kdef = needs_dataset("kdef")
@@ -84,10 +85,11 @@ def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
     shutil.copy(kdef / "HL" / "neutral" / "AF08NEHL.jpg", person / "neutral.jpg")
     for photo in ("neutral/AF08NES.jpg", "happy/AF08HAS.jpg"):
         shutil.copy(kdef / "S" / photo, person)
+    (person / "notes.txt").write_text("session 1")  # not a photo: left out of the reference
     rules = tmp_path / "rules.toml"
     rules.write_text('[expressions.looks_sad]\nall = ["expr_sad"]\n')
     out = tmp_path / "rows.csv"
-    run = subprocess.run([sys.executable, "-m", "mien", "analyze", str(tmp_path / "study"), "--reference",
+    run = subprocess.run([sys.executable, "-m", "mien", "analyze", "--reference",  # no paths: the reference's photos
                           str(tmp_path / "study"), "--expressions", str(rules), "-o", str(out)], capture_output=True,
                          text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "80"})
     assert run.returncode == 0, run.stderr

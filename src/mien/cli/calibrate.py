@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REFERENCE_HELP = ("CSV person,path,neutral (paths relative to it), or a folder with one sub-folder per person "
-                  "holding neutral.* and their photos.")
+                  "holding their photos, the neutral one(s) named neutral*.")
 WINDOW_HELP = ("Video tables: each track's rest is its rows in START-END seconds (0-5s), or `auto`: the track's "
                "most neutral two seconds.")
 

@@ -55,12 +55,16 @@ class NeutralReferenceError(ValueError):
 
 def read_references(path: str | Path) -> pd.DataFrame:
     """`person, path, neutral` rows from a CSV (paths relative to the CSV's folder), or from a folder with one
-    sub-folder per person holding `neutral.*` (and that person's other photos)."""
+    sub-folder per person holding their photos, the neutral one(s) named `neutral*` (`neutral.jpg`,
+    `neutral_2.png`...); files that are not images are left out."""
+    from mien.io.images import IMAGE_SUFFIXES
+
     path = Path(path)
     if path.is_dir():
-        rows = [{"person": person.name, "path": str(photo.resolve()), "neutral": photo.stem.lower() == "neutral"}
+        rows = [{"person": person.name, "path": str(photo.resolve()),
+                 "neutral": photo.stem.lower().startswith("neutral")}
                 for person in sorted(p for p in path.iterdir() if p.is_dir()) for photo in sorted(person.iterdir())
-                if photo.is_file()]
+                if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES]
         table = pd.DataFrame(rows, columns=["person", "path", "neutral"])
     else:
         table = _csv_references(path, str(path), "path")
