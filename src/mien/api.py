@@ -183,7 +183,8 @@ def _calibrated_tracks(table: pd.DataFrame, window: str) -> pd.DataFrame:
 def calibrate(table: pd.DataFrame, reference: str | os.PathLike | pd.DataFrame | None = None,
               window: str | None = None) -> pd.DataFrame:
     """Per-person neutral calibration (`mien.expression.neutral`). Photos: `reference` is a CSV
-    `person,path,neutral`, a folder with one sub-folder per person holding their photos (the neutral one(s) named `neutral*`), or such a DataFrame.
+    `person,path,neutral`, a folder with one sub-folder per person holding their photos (the neutral one(s) named
+    `neutral*`), or such a DataFrame.
     Video tables: `window` is each track's rest, "START-END" seconds ("0-5s") or "auto" (the track's most neutral
     two seconds). Returns a copy with `expr_<class>_cal`, `expression_cal`, `AUxx_p_cal`, `AUxx_cal`,
     `custom_<name>_cal` (the rules its provenance records), `valence_cal`, `arousal_cal` and `person` beside the
