@@ -253,3 +253,22 @@ def test_a_reference_list_saved_by_a_spreadsheet_reads_as_written(tmp_path):
         assert list(table["person"]) == ["A", "A", "B", "B"]
         assert list(table["neutral"]) == [True, False, True, False], path.name
         assert table["path"].iloc[0] == str((tmp_path / "a_rest.jpg").resolve())
+
+
+def test_mien_calibrate_reads_a_batch_folder(tmp_path):
+    kdef = needs_dataset("kdef")
+    reference = _person(kdef, "F08", tmp_path)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in pd.read_csv(reference)["path"]:
+        (photos / Path(path).name).symlink_to(path)
+    run = subprocess.run([sys.executable, "-m", "mien", "batch", str(photos), "-o", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "calibrated.parquet"
+    run = subprocess.run([sys.executable, "-m", "mien", "calibrate", str(tmp_path / "out"), "--reference",
+                          str(reference), "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    table = mien.read(out)
+    assert len(table) == 8 and table["expression_cal"].notna().all()
+    assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression_cal"].item() == "neutral"

@@ -20,7 +20,8 @@ WINDOW_HELP = ("Video tables: each track's rest is its rows in START-END seconds
 
 @app.command()
 def calibrate(
-    table: Path = typer.Argument(..., help="A table mien analyze or mien video wrote (.parquet, .csv or .jsonl)."),
+    table: Path = typer.Argument(..., help="A table mien analyze or mien video wrote (.parquet, .csv or .jsonl), "
+                                "or a mien batch output folder."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Photos: " + REFERENCE_HELP),
     window: Optional[str] = typer.Option(None, "--window", help=WINDOW_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Calibrated table to write (.parquet, .csv or .jsonl)."),
