@@ -142,10 +142,10 @@ def analyze_video(source: str | os.PathLike | int, landmarks: str = VIDEO_LANDMA
     """
     from rich.console import Console
 
+    from mien.expression.neutral import parse_window
     from mien.io.table import read_table
     from mien.provenance import read_provenance
     from mien.video.reader import open_video
-    from mien.expression.neutral import parse_window
     from mien.video.run import analyze_video as run_video, timeline_paths
 
     settings = video_options(**options)

@@ -119,8 +119,8 @@ def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = S
               population: np.ndarray | None = None, au_population: np.ndarray | None = None) -> pd.DataFrame:
     """A copy of a photo table with calibrated columns for every face whose source is in `references`
     (`read_references`); other rows get NaN there. `population`, `au_population`: n and its AU log-odds, if not
-    `POPULATION_NEUTRAL` and `POPULATION_AU_NEUTRAL`. Custom
-    expressions recorded in the table's provenance are read again from the calibrated columns."""
+    `POPULATION_NEUTRAL` and `POPULATION_AU_NEUTRAL`. Custom expressions recorded in the table's provenance are
+    read again from the calibrated columns."""
     out = table.copy()
     sources, first_faces = _sources_and_first_faces(out)
     owner = dict(zip(references["path"], references["person"]))
