@@ -28,7 +28,10 @@ def write_y4m(path, rgb: np.ndarray, frames: int = 30) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("web") / "data") as url:
+    """`mien serve` with a custom expression that the astronaut's smile fires."""
+    rules = tmp_path_factory.mktemp("rules") / "smiles.toml"
+    rules.write_text('[expressions.broad_smile]\nall = ["expr_happy"]\n')
+    with running_server(tmp_path_factory.mktemp("web") / "data", "--expressions", str(rules)) as url:
         yield url
 
 
@@ -63,7 +66,8 @@ def test_drop_a_photo_and_see_results(site, browser, astronaut, tmp_path):
     assert elapsed_ms < 2000, f"results took {elapsed_ms} ms"
     assert "happy" in page.inner_text(".face-card h3")
     assert "AU12" in page.inner_text(".face-card .rationale")
-    assert page.locator(".face-card .bars").count() == 2  # expression bars and the AU chart
+    assert page.locator(".face-card .bars").count() == 3  # expression bars, the AU chart, custom expressions
+    assert "broad_smile" in page.inner_text(".face-card .bars >> nth=2")
     assert page.evaluate("document.querySelector('img.annotated').naturalWidth") == 512
     before = page.get_attribute("img.annotated", "src")
     page.click(".heatmap-toggle")
@@ -101,7 +105,7 @@ def test_webcam_mode(site, browser):
     while int(page.get_attribute("body", "data-live-frames") or 0) < 5:
         assert time.monotonic() < deadline, "fewer than 5 live frames in 60 s"
         page.wait_for_timeout(200)
-    assert "happy" in page.inner_text("#live-faces")
+    assert "happy" in page.inner_text("#live-faces") and "broad_smile" in page.inner_text("#live-faces")
     assert "fps" in page.inner_text("#live-stats")
     page.click("#webcam-calibrate")  # the fake camera's face is the rest for the next 3 s
     deadline = time.monotonic() + 60

@@ -183,9 +183,19 @@ function faceCard(row) {
   if (row.rationale) card.append(el("p", {class: "rationale", text: row.rationale}));
   const aus = AUS.map((a) => [a, row[a] ?? 0]).sort((a, b) => b[1] - a[1]).slice(0, 8);
   card.append(el("h4", {text: "Strongest action units"}), bars(aus, () => "#1a5fb4"));
+  const custom = customReadings(row, false).slice(0, 6);
+  if (custom.length) card.append(el("h4", {text: "Custom expressions"}), bars(custom, () => "#613583"));
   card.append(el("p", {class: "muted", text: `valence ${fmt(row.valence)}, arousal ${fmt(row.arousal)}; ` +
     `head yaw ${fmt(row.pose_yaw, 0)}°, pitch ${fmt(row.pose_pitch, 0)}°, roll ${fmt(row.pose_roll, 0)}°`}));
   return card;
+}
+
+// The server's custom expressions (mien serve --expressions) of one row, strongest first: [name, value] pairs
+// from custom_<name>, or from custom_<name>_cal once the face is calibrated.
+function customReadings(row, calibrated) {
+  const pattern = calibrated ? /^custom_(.+)_cal$/ : /^custom_(.+)$/;
+  return Object.keys(row).filter((k) => pattern.test(k) && (calibrated || !k.endsWith("_cal")) && row[k] != null)
+    .map((k) => [k.match(pattern)[1], row[k]]).sort((a, b) => b[1] - a[1]);
 }
 
 function fmt(value, digits = 2) { return value == null ? "–" : (value >= 0 ? "+" : "") + value.toFixed(digits); }
@@ -386,7 +396,9 @@ function drawLive(ctx, result) {
         ctx.fillStyle = "#fff"; ctx.fillText(au, x2 + 68, y1 + k * 14 + 10);
       });
     }
-    list.append(el("li", {class: "live-face", text: label}));
+    const [custom] = customReadings(face, view.calibrated);
+    const strongest = custom && custom[1] >= 0.5 ? ` · ${custom[0]} ${custom[1].toFixed(2)}` : "";
+    list.append(el("li", {class: "live-face", text: label + strongest}));
   }
   $("live-faces").replaceChildren(list);
 }
