@@ -264,10 +264,11 @@ class TableWriter:
             for name in self.rules.columns:
                 table = (table.set_column(table.schema.get_field_index(name), name, custom.column(name))
                          if name in table.schema.names else table.append_column(name, custom.column(name)))
-        columns = []
+        columns, present = [], set(table.schema.names)
         for field in self.schema:
-            if field.name in table.schema.names:
-                columns.append(table.column(field.name).cast(field.type))
+            if field.name in present:
+                column = table.column(field.name)
+                columns.append(column if column.type == field.type else column.cast(field.type))
             else:
                 columns.append(pa.nulls(table.num_rows, field.type))
         return pa.Table.from_arrays(columns, schema=self.schema)
