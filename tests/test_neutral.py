@@ -151,8 +151,8 @@ def test_a_person_whose_neutral_photo_gives_no_face_is_named_and_the_rest_still_
     assert len(lines) == 2, run.stderr
     assert lines[0].startswith(f"mien: {reference}: blank: no face found in the neutral photo ")
     assert lines[0].endswith("blank.png; their rows are not calibrated")
-    assert lines[1].startswith(f"mien: {reference}: else: the neutral photo {photos / 'photos' / 'smile.jpg'} is "
-                               "not in the table (paths in a reference list are relative to its folder)")
+    assert lines[1].startswith(f"mien: {reference}: else: the neutral photo {photos / 'photos' / 'smile.jpg'} "
+                               "does not exist (paths in a reference list are relative to its folder)")
     written = mien.read(out)
     assert len(written) == 2 and written["expression_cal"].isna().all()
     with pytest.warns(UserWarning, match="blank: no face found"):
@@ -272,3 +272,23 @@ def test_mien_calibrate_reads_a_batch_folder(tmp_path):
     table = mien.read(out)
     assert len(table) == 8 and table["expression_cal"].notna().all()
     assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression_cal"].item() == "neutral"
+
+
+def test_a_listed_photo_is_read_once_and_an_unreadable_rest_is_named(tmp_path, astronaut):
+    """`mien analyze --reference people.csv` with no paths: a photo listed twice is one row, and a person whose
+    neutral photo cannot be read is named as such (not as a wrong path)."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "smile.jpg"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    (tmp_path / "broken.jpg").write_bytes((tmp_path / "smile.jpg").read_bytes()[:2000])
+    reference = tmp_path / "people.csv"
+    reference.write_text("person,path,neutral\na,smile.jpg,1\na,smile.jpg,0\nb,broken.jpg,1\n")
+    out = tmp_path / "rows.csv"
+    run = subprocess.run([sys.executable, "-m", "mien", "analyze", "--reference", str(reference), "-o", str(out), "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert "broken.jpg: corrupt or truncated image" in run.stderr
+    assert (f"mien: {reference}: b: the neutral photo {tmp_path / 'broken.jpg'} is not in the table (not analysed, "
+            "or unreadable); their rows are not calibrated") in run.stderr
+    table = mien.read(out)
+    assert len(table) == 1 and table["expression_cal"].item() == "happy"

@@ -152,7 +152,7 @@ def reference_photos_or_exit(reference: Path, output: Optional[Path], fmt: str) 
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output")
     try:
-        return list(read_references(reference)["path"])
+        return list(dict.fromkeys(read_references(reference)["path"]))  # a photo listed twice is read once
     except NeutralReferenceError as exc:
         errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)

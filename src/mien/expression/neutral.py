@@ -144,8 +144,8 @@ RELATIVE_HINT = " (paths in a reference list are relative to its folder)"
 def people_without_rest(table: pd.DataFrame, references: pd.DataFrame, where: str, hint: str = RELATIVE_HINT
                         ) -> list[str]:
     """One line per person of `references` (`read_references`) whose neutral photos give `table` no face, so that
-    `calibrate` leaves their rows uncalibrated: the photo is not among the table's sources (`hint` follows), or no
-    face was found in it. `where` starts each line."""
+    `calibrate` leaves their rows uncalibrated: no face was found in it, the photo does not exist (`hint` follows),
+    or it is not among the table's sources. `where` starts each line."""
     sources, first_faces = _sources_and_first_faces(table)
     read, with_face = set(sources), set(sources[first_faces])
     lines = []
@@ -154,11 +154,12 @@ def people_without_rest(table: pd.DataFrame, references: pd.DataFrame, where: st
         if with_face.intersection(paths):
             continue
         if read.intersection(paths):
-            lines.append(f"{where}: {person}: no face found in the neutral photo {paths[0]}; their rows are not "
-                         "calibrated")
+            problem = "no face found in the neutral photo " + paths[0]
+        elif not any(Path(p).exists() for p in paths):
+            problem = f"the neutral photo {paths[0]} does not exist{hint}"
         else:
-            lines.append(f"{where}: {person}: the neutral photo {paths[0]} is not in the table{hint}; their rows "
-                         "are not calibrated")
+            problem = f"the neutral photo {paths[0]} is not in the table (not analysed, or unreadable)"
+        lines.append(f"{where}: {person}: {problem}; their rows are not calibrated")
     return lines
 
 
