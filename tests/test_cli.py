@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -229,6 +230,16 @@ def test_summary_table_fits_the_terminal(photo_dir, width):
     assert body[0].split()[0] == "sky.jpg" and "no face found" in body[0]
     assert "happy" in body[1] and "AU" in body[1] and "a_photo_with" in body[2]
     assert ("yaw/pitch/roll" in lines[1]) == (width >= 110) and ("age, gender" in lines[1]) == (width >= 190)
+    # calibrated (`mien analyze --reference`): a column more, still one line per face and no cell cut short
+    reference = pd.DataFrame({"person": "p", "path": [str(photo_dir / "astro.jpg"), str(long_name)],
+                              "neutral": [True, False]})
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))
+    console.print(summary_table(mien_api.calibrate(frame, reference), width=width))
+    lines = [line.rstrip() for line in console.export_text().splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= width and "calibrated" in lines[1]
+    body = lines[lines.index(next(line for line in lines if line.strip().startswith("─"))) + 1:]
+    assert len(body) == 3 and "…" not in lines[1]  # every header whole
+    assert re.search(r"happy \d\.\d\d +happy \d\.\d\d", body[2])  # both readings whole
 
 
 @pytest.mark.parametrize("args", [["--help"], ["analyze", "--help"], ["serve", "--help"]])

@@ -11,8 +11,10 @@ from mien.cli.common import console
 
 
 # Terminal widths from which the summary adds column groups: pose, valence/arousal and score; then box,
-# blendshapes and attributes. Below both: source, face, expression, top AUs and flags, one line per face.
+# blendshapes and attributes. Below both: source, face, expression, top AUs and flags, one line per face (with a
+# calibrated reading beside the expression, one top AU).
 SUMMARY_TIERS = (110, 190)
+CALIBRATED_WIDTH = 16  # what the calibrated column ("neutral 0.79" and its gap) takes from the tiers' room
 
 
 def summary_table(frame, limit: int = 20, width: int | None = None) -> Table:
@@ -21,15 +23,19 @@ def summary_table(frame, limit: int = 20, width: int | None = None) -> Table:
     from mien.expression.aus import AU_NAMES
 
     width = width if width is not None else console.width
-    middle, wide = width >= SUMMARY_TIERS[0], width >= SUMMARY_TIERS[1]
+    calibrated = "expression_cal" in frame.columns
+    room = width - (CALIBRATED_WIDTH if calibrated else 0)
+    middle, wide = room >= SUMMARY_TIERS[0], room >= SUMMARY_TIERS[1]
+    cramped = calibrated and not middle  # the calibrated column takes one AU and some of the name's room
     attributes = "apparent_age" in frame.columns and wide
     table = Table(title="faces", show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
-    calibrated = "expression_cal" in frame.columns
-    columns = (["source", "face", "expression"] + (["calibrated"] if calibrated else []) + (["score", "yaw/pitch/roll", "val/arousal"] if middle else [])
-               + (["box x,y,w,h"] if wide else []) + ["top AUs"] + (["top blendshape"] if wide else []) + ["flags"]
+    columns = (["source", "face", "expression"] + (["calibrated"] if calibrated else [])
+               + (["score", "yaw/pitch/roll", "val/arousal"] if middle else []) + (["box x,y,w,h"] if wide else [])
+               + ["top AUs"] + (["top blendshape"] if wide else []) + ["flags"]
                + (["age, gender pres."] if attributes else []))
     for col in columns:
-        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=26 if col == "source" else None)
+        table.add_column(col, no_wrap=True, overflow="ellipsis",
+                         max_width=(18 if cramped else 26) if col == "source" else None)
     bs_cols = [c for c in frame.columns if c.startswith("bs_") and c != "bs_neutral"]
     for _, row in frame.head(limit).iterrows():
         cells = {"source": Path(str(row["source"])).name}
@@ -37,7 +43,7 @@ def summary_table(frame, limit: int = 20, width: int | None = None) -> Table:
             cells.update({"face": "-", "expression": "no face found"})
             table.add_row(*[cells.get(col, "") for col in columns])
             continue
-        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:2]
+        aus = sorted(AU_NAMES, key=lambda a: -row[a])[:1 if cramped else 2]
         shapes = sorted(bs_cols, key=lambda c: -row[c])[:2]
         cells.update({
             "face": str(row["face_id"]),
