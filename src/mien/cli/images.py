@@ -153,18 +153,32 @@ def report(
     max_faces: int = typer.Option(60, help="Faces shown in detail (heatmap, rationale) in an image report."),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP + " In the report: "
                                                "each face's readings, means per image or person, a video lane."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Images: " + REFERENCE_HELP + " Each face "
+                                             "card also gives the reading calibrated to the person's rest."),
 ) -> None:
     """One self-contained HTML report of images or a video.
 
     Annotated faces, heatmaps, rationales, timelines, summaries and limits in one file."""
     from mien.analyzer import Analyzer
+    from mien.expression.neutral import NeutralReferenceError, read_references
     from mien.io.images import expand_each
     from mien.report.html import image_report, video_report
     from mien.video.reader import VideoError
 
     options = cli_video_options(mode=mode)
     rules = load_rules_or_exit(expressions)
-    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES:
+    video = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES
+    references = None
+    if reference is not None:
+        if video:
+            raise typer.BadParameter("--reference calibrates photos (a video's tracks: mien video --calibrate)",
+                                     param_hint="--reference")
+        try:
+            references = read_references(reference)
+        except NeutralReferenceError as exc:
+            errors.print(f"mien: {exc}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE)
+    if video:
         try:
             video_report(inputs[0], output, options, rules=rules)
         except VideoError as exc:
@@ -178,7 +192,7 @@ def report(
         with Analyzer(options.analyzer) as analyzer, progress_bar(len(paths)) as progress:
             task = progress.add_task("report", total=len(paths))
             failed = image_report(paths, output, analyzer, max_faces, progress=lambda: progress.advance(task),
-                                  rules=rules)
+                                  rules=rules, reference=references)
         for line in failed:
             errors.print(f"error: {line}", soft_wrap=True, highlight=False)
         if failed:

@@ -102,9 +102,9 @@ def _page(title: str, body: list[str], record: dict | None = None) -> str:
 
 
 def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str,
-              custom: dict[str, float] | None = None) -> str:
+              custom: dict[str, float] | None = None, calibrated: tuple[str, float] | None = None) -> str:
     """HTML block for one face: heatmap, outcome, probabilities, rationale, AUs on the mesh (and the `custom_<name>`
-    readings when given); `rgb` is the faces' image at any size."""
+    readings, and the reading calibrated to the person's rest, when given); `rgb` is the faces' image at any size."""
     if not faces.has_mesh[i] or np.isnan(faces.expression[i]).any():
         return f'<div class="face"><div><h3>{html.escape(label)}</h3><p class="muted">no mesh: no measurements</p></div></div>'
     why = explain_face(analyzer.explainer, rgb, faces, i)
@@ -122,6 +122,8 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str,
     (compound,), (compound_confidence,) = named_compounds(faces.compound[i:i + 1])
     if compound:
         tags += f'<span class="tag">compound: {html.escape(compound)} {compound_confidence:.2f}</span>'
+    if calibrated:
+        tags += f'<span class="tag">calibrated to their rest: {html.escape(calibrated[0])} {calibrated[1]:.2f}</span>'
     flags = [name for name, on in zip(QUALITY_FLAGS, faces.flags[i]) if on]
     tags += "".join(f'<span class="tag">{name}</span>' for name in flags)
     probs = " · ".join(f"{c} {faces.expression[i, k]:.2f}" for k, c in sorted(
@@ -137,13 +139,17 @@ def face_card(analyzer, rgb: np.ndarray, faces: Faces, i: int, label: str,
             f'{arousal:+.2f} (derived)</p></div>{_img(mesh, f"{label} AUs on the mesh", 190)}</div>')
 
 
-def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, progress=None, rules=None) -> list[str]:
-    """Write the report for a set of images; returns one line per input that could not be read. `rules` (a
-    `RuleSet`): custom expressions on each face card and their means in the summary."""
+def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, progress=None, rules=None,
+                 reference: pd.DataFrame | None = None) -> list[str]:
+    """Write the report for a set of images; returns one line per input that could not be read (and per person of
+    `reference` left uncalibrated). `rules` (a `RuleSet`): custom expressions on each face card and their means in
+    the summary. `reference` (`mien.expression.neutral.read_references`): each face card also gives the reading
+    calibrated to its person's rest."""
     from mien.io.images import ImageError, load_image
     from mien.io.table import faces_to_frame
 
     body, tables, errors, shown, inputs = [], [], [], 0, []
+    owner, rests, uncalibrated = _person_rests(reference, analyzer) if reference is not None else ({}, {}, [])
     for path in paths:
         try:
             loaded = load_image(path)
@@ -154,6 +160,11 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         faces = analyzer.analyze_loaded(loaded)
         rows = faces_to_frame([faces], landmarks="none")
         rows = rules.add_to_frame(rows) if rules is not None else rows
+        if rests:
+            from mien.expression.neutral import with_rests
+
+            rows["person"] = owner.get(str(Path(path).resolve()))
+            rows = with_rests(rows, rests, rules=rules)
         tables.append(rows)
         readings = rows[rows["face_found"]][[c for c in rows.columns if c.startswith("custom_")]]
         section = [f"<h2>{html.escape(Path(path).name)}</h2>",
@@ -166,7 +177,9 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
                 section.append(f'<p class="muted">(face details stop after {max_faces} faces)</p>')
                 break
             custom = readings.iloc[i].to_dict() if len(readings.columns) else None
-            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face #{i}", custom))
+            label = rows["expression_cal"].iloc[i] if "expression_cal" in rows.columns else None
+            calibrated = (label, float(rows[f"expr_{label}_cal"].iloc[i])) if isinstance(label, str) else None
+            section.append(face_card(analyzer, loaded.rgb, faces, i, f"face #{i}", custom, calibrated))
             shown += 1
         body += section
         if progress is not None:
@@ -190,13 +203,42 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         head += ["<h2>Summary</h2>", f"<p>{len(paths)} images, {int(table['face_found'].sum())} faces.</p>",
                  _table(summary[keep]), _img(_figure_uri(plots.expression_bars(shares, "top expression of each face")),
                                              "expression shares")]
+    if uncalibrated:
+        head.append("<h2>People not calibrated</h2><ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in uncalibrated)
+                    + "</ul>")
     if errors:
         head.append("<h2>Inputs that could not be read</h2><ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in errors)
                     + "</ul>")
     record = analysis_provenance("report", analyzer.options, inputs,
                                  **({"expressions": rules.provenance()} if rules is not None else {}))
     out.write_text(_page("mien report: images", head + body, record), encoding="utf-8")
-    return errors
+    return errors + uncalibrated
+
+
+def _person_rests(reference: pd.DataFrame, analyzer) -> tuple[dict, dict, list[str]]:
+    """For a reference list: each photo's person (by resolved path), each person's rest (`neutral.rest_of` of the
+    first face of their neutral photos), and a line per person without one."""
+    from mien.expression.neutral import rest_of
+    from mien.io.images import ImageError, load_image
+    from mien.io.table import faces_to_frame
+
+    rests, lines = {}, []
+    for person, rows in reference[reference["neutral"]].groupby("person", sort=True):
+        first_faces = []
+        for path in rows["path"]:
+            try:
+                faces = faces_to_frame([analyzer.analyze_loaded(load_image(path))], landmarks="none")
+            except ImageError as exc:
+                lines.append(f"{person}: the neutral photo {path}: {exc}; their faces are not calibrated")
+                continue
+            first_faces.append(faces.iloc[:1][faces["face_found"].iloc[:1]])
+        found = pd.concat(first_faces) if first_faces else pd.DataFrame()
+        if len(found):
+            rests[person] = rest_of(found)
+        elif first_faces:
+            lines.append(f"{person}: no face found in the neutral photo {rows['path'].iloc[0]}; their faces are not "
+                         "calibrated")
+    return dict(zip(reference["path"], reference["person"])), rests, lines
 
 
 def video_report(source: str, out: Path, options=None, max_tracks: int = 12, rules=None) -> Path:
