@@ -246,8 +246,15 @@ def test_webcam_calibration_takes_the_next_seconds_as_each_face_s_rest(server):
             states.append(reply["calibration"]["state"])
             assert len(states) < 200
         assert states[0] == "collecting" and reply["calibration"]["tracks"] == [reply["faces"][0]["track_id"]]
-        face = reply["faces"][0]
-        assert face["expression"] == "sad" and face["expression_cal"] == "neutral"
+        # A still photo's reading jitters from frame to frame with the tracked mesh (sad 0.50-0.67 here), so the
+        # verdict is the frames' majority.
+        faces = []
+        for _ in range(7):
+            socket.send(neutral)
+            faces.append(json.loads(socket.recv(timeout=30))["faces"][0])
+        assert sum(f["expression"] == "sad" for f in faces) >= 5, [f["expression"] for f in faces]
+        assert sum(f["expression_cal"] == "neutral" for f in faces) >= 5, [f["expression_cal"] for f in faces]
+        face = faces[-1]
         assert abs(sum(face[f"expr_{c}_cal"] for c in EXPRESSIONS) - 1) < 1e-4 and face["AU04_cal"] is not None
         socket.send(happy)
         assert json.loads(socket.recv(timeout=30))["faces"][0]["expression_cal"] == "happy"
