@@ -121,13 +121,26 @@ def calibrate(table: pd.DataFrame, references: pd.DataFrame, strength: float = S
     (`read_references`); other rows get NaN there. `population`, `au_population`: n and its AU log-odds, if not
     `POPULATION_NEUTRAL` and `POPULATION_AU_NEUTRAL`. Custom expressions recorded in the table's provenance are
     read again from the calibrated columns."""
-    out = table.copy()
-    sources, first_faces = _sources_and_first_faces(out)
-    owner = dict(zip(references["path"], references["person"]))
-    neutral_paths = set(references.loc[references["neutral"], "path"])
-    out["person"] = sources.map(owner)
-    rest = first_faces & sources.isin(neutral_paths).to_numpy()
-    return _calibrated(out, rest, strength, population, au_population)
+    out = _with_people(table.copy(), references)
+    return _calibrated(out, _photo_rest_rows(out, references), strength, population, au_population)
+
+
+def photo_rests(table: pd.DataFrame, references: pd.DataFrame) -> dict[str, Rest]:
+    """Each person's rest from a photo table, as `calibrate` takes it: the first face of their neutral photos."""
+    rows = _with_people(table.copy(), references)
+    return _rests(rows, _photo_rest_rows(rows, references))
+
+
+def _with_people(table: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the `person` of each row's source (None for sources the references do not list)."""
+    table["person"] = _sources_and_first_faces(table)[0].map(dict(zip(references["path"], references["person"])))
+    return table
+
+
+def _photo_rest_rows(table: pd.DataFrame, references: pd.DataFrame) -> np.ndarray:
+    """Which rows are a rest: the first face of a photo the references mark neutral."""
+    sources, first_faces = _sources_and_first_faces(table)
+    return first_faces & sources.isin(set(references.loc[references["neutral"], "path"])).to_numpy()
 
 
 def _sources_and_first_faces(table: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
@@ -238,6 +251,14 @@ def _most_neutral(times: np.ndarray, neutral: np.ndarray) -> tuple[float, float]
 def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population: np.ndarray | None,
                 au_population: np.ndarray | None = None) -> pd.DataFrame:
     """`out` (with its `person` column) and the calibrated columns, each person's `rest` rows as their rest."""
+    from mien.expression.rules import recorded_rules
+
+    return with_rests(out, _rests(out, rest), strength, population, au_population,
+                      recorded_rules(out.attrs.get("provenance")))
+
+
+def _rests(out: pd.DataFrame, rest: np.ndarray) -> dict:
+    """Each `person` of `out` with rows in `rest` (and a face): their `Rest`."""
     faces = out["face_found"].fillna(False).astype(bool).to_numpy()
     rests = {}
     for person, rows in out.groupby("person").groups.items():
@@ -245,9 +266,7 @@ def _calibrated(out: pd.DataFrame, rest: np.ndarray, strength: float, population
         at_rest = index[rest[index] & faces[index]]
         if len(at_rest):
             rests[person] = rest_of(out.iloc[at_rest])
-    from mien.expression.rules import recorded_rules
-
-    return with_rests(out, rests, strength, population, au_population, recorded_rules(out.attrs.get("provenance")))
+    return rests
 
 
 @dataclass(frozen=True)

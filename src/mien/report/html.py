@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,8 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
     from mien.io.table import faces_to_frame
 
     body, tables, errors, shown, inputs = [], [], [], 0, []
-    owner, rests, uncalibrated = _person_rests(reference, analyzer) if reference is not None else ({}, {}, [])
+    owner, rests, neutral_faces, uncalibrated = (_person_rests(reference, analyzer) if reference is not None
+                                                 else ({}, {}, {}, []))
     for path in paths:
         try:
             loaded = load_image(path)
@@ -157,7 +159,8 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
             errors.append(f"{path}: {exc}")
             continue
         inputs.append({"source": str(path), "sha256": file_sha256(path)})
-        faces = analyzer.analyze_loaded(loaded)
+        resting = neutral_faces.pop(str(Path(path).resolve()), None)  # a neutral photo is analysed once
+        faces = analyzer.analyze_loaded(loaded) if resting is None else replace(resting, source=loaded.source)
         rows = faces_to_frame([faces], landmarks="none")
         rows = rules.add_to_frame(rows) if rules is not None else rows
         if rests:
@@ -215,30 +218,23 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
     return errors + uncalibrated
 
 
-def _person_rests(reference: pd.DataFrame, analyzer) -> tuple[dict, dict, list[str]]:
-    """For a reference list: each photo's person (by resolved path), each person's rest (`neutral.rest_of` of the
-    first face of their neutral photos), and a line per person without one."""
-    from mien.expression.neutral import rest_of
+def _person_rests(reference: pd.DataFrame, analyzer) -> tuple[dict, dict, dict, list[str]]:
+    """For a reference list: each photo's person (by resolved path), each person's rest (`neutral.photo_rests`,
+    the rule `mien calibrate` follows), the faces of each neutral photo (by resolved path, for the report to reuse)
+    and a line per neutral photo that cannot be read and per person without a rest."""
+    from mien.expression.neutral import people_without_rest, photo_rests
     from mien.io.images import ImageError, load_image
     from mien.io.table import faces_to_frame
 
-    rests, lines = {}, []
-    for person, rows in reference[reference["neutral"]].groupby("person", sort=True):
-        first_faces = []
-        for path in rows["path"]:
-            try:
-                faces = faces_to_frame([analyzer.analyze_loaded(load_image(path))], landmarks="none")
-            except ImageError as exc:
-                lines.append(f"{person}: the neutral photo {path}: {exc}; their faces are not calibrated")
-                continue
-            first_faces.append(faces.iloc[:1][faces["face_found"].iloc[:1]])
-        found = pd.concat(first_faces) if first_faces else pd.DataFrame()
-        if len(found):
-            rests[person] = rest_of(found)
-        elif first_faces:
-            lines.append(f"{person}: no face found in the neutral photo {rows['path'].iloc[0]}; their faces are not "
-                         "calibrated")
-    return dict(zip(reference["path"], reference["person"])), rests, lines
+    analysed, lines = {}, []
+    for path in reference.loc[reference["neutral"], "path"].unique():
+        try:
+            analysed[path] = analyzer.analyze_loaded(load_image(path))
+        except ImageError as exc:
+            lines.append(f"{path}: {exc}")
+    table = faces_to_frame(list(analysed.values()), landmarks="none")
+    lines += people_without_rest(table, reference, "reference", hint="")
+    return dict(zip(reference["path"], reference["person"])), photo_rests(table, reference), analysed, lines
 
 
 def video_report(source: str, out: Path, options=None, max_tracks: int = 12, rules=None) -> Path:
