@@ -508,6 +508,35 @@ def test_the_shipped_face_network_loads_for_fine_tuning_with_its_own_logits():
                     path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
 
 
+def test_the_shipped_float_network_teaches_with_its_own_logits():
+    """`mien train --teacher expression_float.onnx`: the shipped model teaches without the run that made it; for a
+    FER+ face it says what the file says, and a student of another crop size is refused."""
+    import onnxruntime as ort
+
+    from mien.expression.classifier import blend_input
+    from mien.models import resolve
+    from mien.train.loop import TrainConfig, _load_teacher, crops_tensor
+    from mien.train.reference import reference_inputs
+
+    path = resolve("expression_float")
+    crops, blends = reference_inputs(size=128, colour=True)
+    images, blend = crops_tensor(crops, 128), torch.from_numpy(blend_input(blends))
+    domains = torch.zeros(len(images), dtype=torch.long)
+    training = (images, blend, torch.full((len(images), 8), 1 / 8), domains)
+    student = TrainConfig(colour=True, input_size=128, backbone="face", teacher=str(path))
+    teacher = _load_teacher(str(path), student, training)
+    expected = ort.InferenceSession(str(path)).run(["logits"], {"image": images.numpy().astype(np.float32) / 255,
+                                                                 "blendshapes": blend.numpy()})[0]
+    with torch.no_grad():
+        said = teacher(images.float().contiguous(memory_format=torch.channels_last) / 255, blend, domains).numpy()
+    np.testing.assert_allclose(said, expected, atol=2e-3)
+    assert not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(ValueError, match="other crops"):
+        _load_teacher(str(path), TrainConfig(colour=True, input_size=64, backbone="face"), training)
+    with pytest.raises(ValueError, match="training faces"):
+        _load_teacher(str(path), student)
+
+
 def test_a_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits(tmp_path):
     """`mien train --init expression.onnx` (a float ExpressionNet export): the unfolded torch network computes the
     file's logits in eval mode, its batch norms carry real statistics (train mode stays close), an int8 file is

@@ -52,9 +52,9 @@ def train(
                                          "labels are read through a learned label-transition matrix (how that set's "
                                          "annotators label each true expression); the network itself ships."),
     teacher: Optional[list[Path]] = typer.Option(
-        None, metavar="BEST_PT", help="best.pt of a trained run (same input size and colour) whose softened "
-        "predictions the model also learns (knowledge distillation); give it several times to distil an ensemble "
-        "(the mean of their logits)."),
+        None, metavar="BEST_PT", help="best.pt of a trained run, or a float face-network ONNX such as the shipped "
+        "expression_float.onnx (same input size and colour), whose softened predictions the model also learns "
+        "(knowledge distillation); give it several times to distil an ensemble (the mean of their logits)."),
     distill: float = typer.Option(0.5, min=0.0, max=1.0, help="With --teacher: weight of the teacher's predictions."),
     backbone: Optional[str] = typer.Option(None, help="Start from a face-trained network instead of from scratch "
                                            "(needs --colour; --channels/--top are then unused): 'face' (dlib's "

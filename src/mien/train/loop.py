@@ -334,6 +334,8 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                                                     strict=False)
         if unexpected or set(missing) - {"domain_bias"}:
             raise ValueError(f"{config.init_from} does not fit this model (missing {missing}, unexpected {unexpected})")
+    # (built before the training faces move to the device: an ONNX teacher fits its per-set biases on them)
+    teacher = _load_teacher(config.teacher, config, (images, blend, targets, domains)) if config.teacher else None
     precision = resolve_precision(config.precision, device)
     # channels_last lets oneDNN (and cuDNN) pick their fast convolution kernels (~1.4x in fp32 here).
     model = model.to(device, memory_format=torch.channels_last)
@@ -379,7 +381,7 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
         state["init_sha256"] = hashlib.sha256(Path(config.init_from).read_bytes()).hexdigest()
     mirror = torch.tensor(mirrored_blend_input_order(), device=device)
     valid_tensors = [(d["name"], *_tensors(d, config.input_size, rule)) for d in valid]
-    teacher = _load_teacher(config.teacher, config).to(device) if config.teacher else None
+    teacher = teacher.to(device) if teacher is not None else None
     with Progress() as progress:
         task = progress.add_task("training", total=config.epochs, completed=state["epoch"])
         last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
@@ -489,14 +491,22 @@ class TeacherEnsemble(torch.nn.Module):
                             for m in self.members]).mean(0)
 
 
-def _load_teacher(path: str, config: TrainConfig) -> torch.nn.Module:
+def _load_teacher(path: str, config: TrainConfig, training: tuple[torch.Tensor, ...] | None = None) -> torch.nn.Module:
     """A trained run's EMA model (its best.pt), frozen, reading the same crops as the model being trained; for
-    several paths joined by commas, their `TeacherEnsemble`."""
+    several paths joined by commas, their `TeacherEnsemble`.
+
+    A path ending in `.onnx` is a float export of the face network, such as the shipped `expression_float.onnx`:
+    its weights come back by name as with `--init` (`mien.train.unfold`), and `training` (images, blendshapes,
+    targets, domains of the training faces) fits the per-set bias the file does not store, so a shipped model
+    can teach without the run that made it."""
     members = []
     for one in [p.strip() for p in path.split(",") if p.strip()]:
-        teacher, saved = load_trained(Path(one))
-        if (saved["config"].get("input_size", 48) != config.input_size
-                or bool(saved["config"].get("colour")) != config.colour):
+        if one.endswith(".onnx"):
+            teacher, crops = _onnx_teacher(Path(one), training)
+        else:
+            teacher, saved = load_trained(Path(one))
+            crops = (saved["config"].get("input_size", 48), bool(saved["config"].get("colour")))
+        if crops != (config.input_size, config.colour):
             raise ValueError(f"{one}: the teacher reads other crops (input size or colour) than this model")
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
@@ -504,6 +514,19 @@ def _load_teacher(path: str, config: TrainConfig) -> torch.nn.Module:
     if not members:
         raise ValueError("no teacher given")
     return members[0] if len(members) == 1 else TeacherEnsemble(members).eval()
+
+
+def _onnx_teacher(path: Path, training: tuple[torch.Tensor, ...] | None) -> tuple[torch.nn.Module, tuple[int, bool]]:
+    """The face network of a float expression ONNX, in eval mode, and the (input size, colour) of its crops."""
+    from mien.train.unfold import read_metadata, unfold_into
+
+    if training is None:
+        raise ValueError(f"{path}: an ONNX teacher needs the training faces to fit its per-set biases")
+    meta = read_metadata(path)
+    model = build_model({"backbone": "face", "use_blendshapes": True, "domain_bias": True, "n_domains": len(DOMAINS)},
+                        pretrained=False)
+    unfold_into(model, path, *training, DOMAINS)
+    return model.eval(), (int(meta.get("input_size", 48)), bool(meta.get("colour", False)))
 
 
 def _distillation_loss(logits: torch.Tensor, teacher: torch.nn.Module, x: torch.Tensor, b: torch.Tensor,

@@ -37,6 +37,11 @@ def _read(path: Path):
     return proto, meta, constants
 
 
+def read_metadata(path: Path) -> dict:
+    """The JSON metadata of an expression ONNX (input size, colour, priors...)."""
+    return _read(path)[1]
+
+
 def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor,
                 domains: torch.Tensor, domain_names: tuple[str, ...]) -> None:
     """Load the float expression ONNX at `path` into `model` (an ExpressionNet of the same shape, or the face network).
