@@ -508,14 +508,14 @@ def test_the_shipped_face_network_loads_for_fine_tuning_with_its_own_logits():
                     path, images, blend, targets, torch.zeros(len(images), dtype=torch.long), DOMAINS)
 
 
-def test_the_shipped_float_network_teaches_with_its_own_logits():
+def test_the_shipped_float_network_teaches_with_its_own_logits(tmp_path, astronaut):
     """`mien train --teacher expression_float.onnx`: the shipped model teaches without the run that made it; for a
-    FER+ face it says what the file says, and a student of another crop size is refused."""
+    FER+ face it says what the file says, a student of another crop size is refused, and a run with it trains."""
     import onnxruntime as ort
 
     from mien.expression.classifier import blend_input
     from mien.models import resolve
-    from mien.train.loop import TrainConfig, _load_teacher, crops_tensor
+    from mien.train.loop import TrainConfig, _load_teacher, crops_tensor, run_training
     from mien.train.reference import reference_inputs
 
     path = resolve("expression_float")
@@ -535,6 +535,10 @@ def test_the_shipped_float_network_teaches_with_its_own_logits():
         _load_teacher(str(path), TrainConfig(colour=True, input_size=64, backbone="face"), training)
     with pytest.raises(ValueError, match="training faces"):
         _load_teacher(str(path), student)
+    student = TrainConfig(colour=True, input_size=128, backbone="face", teacher=str(path), epochs=1, batch_size=8,
+                          threads=1, precision="fp32")
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    assert run_training(student, data, tmp_path / "student", tmp_path / "cache", log=lambda *_: None).exists()
 
 
 def test_a_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits(tmp_path):
