@@ -541,6 +541,41 @@ def test_the_shipped_float_network_teaches_with_its_own_logits(tmp_path, astrona
     assert run_training(student, data, tmp_path / "student", tmp_path / "cache", log=lambda *_: None).exists()
 
 
+def test_a_flip_averaging_face_export_unfolds_with_its_own_logits(tmp_path):
+    """`mien train --backbone face` exports face-and-mirror averaging unless --no-test-flip; such a file (parameters
+    wrapped as `net.*`, FER+'s bias inside the wrapper) is a valid `--init`: it failed with "does not fit"."""
+    from dataclasses import asdict
+
+    import onnxruntime as ort
+
+    from mien.expression.classifier import blend_input
+    from mien.train.export import export_onnx
+    from mien.train.loop import DOMAINS, TrainConfig, build_model, crops_tensor, predict_logits
+    from mien.train.reference import reference_inputs
+    from mien.train.unfold import unfold_into
+
+    settings = asdict(TrainConfig(colour=True, input_size=128, backbone="face"))
+    trained = build_model(settings).eval()
+    with torch.no_grad():
+        trained.domain_bias.copy_(torch.randn_like(trained.domain_bias) * 0.5)
+    rafdb = (trained.domain_bias[DOMAINS.index("rafdb")] - trained.domain_bias[0]).detach()
+    priors = {"rafdb": {"shift": rafdb.tolist(), "temperature": 1.0}}
+    path = export_onnx(trained, tmp_path / "flip.onnx", {"temperature": 1.0, "priors": priors}, flip=True, size=128,
+                       colour=True)
+    crops, blends = reference_inputs(size=128, colour=True)
+    images, blend = crops_tensor(crops, 128), torch.from_numpy(blend_input(blends))
+    model = build_model(settings, pretrained=False)
+    unfold_into(model, path, images, blend, torch.full((len(images), 8), 1 / 8),
+                torch.zeros(len(images), dtype=torch.long), DOMAINS)
+    expected = ort.InferenceSession(str(path)).run(["logits"], {"image": images.numpy().astype(np.float32) / 255,
+                                                                 "blendshapes": blend.numpy()})[0]
+    np.testing.assert_allclose(predict_logits(model.eval(), images, blend, flip=True).numpy(), expected, atol=1e-4)
+    for family in ("ferplus", "rafdb"):
+        k = DOMAINS.index(family)
+        np.testing.assert_allclose(model.domain_bias[k].detach().numpy(), trained.domain_bias[k].detach().numpy(),
+                                   atol=1e-5)
+
+
 def test_a_float_onnx_unfolds_into_a_trainable_network_with_the_same_logits(tmp_path):
     """`mien train --init expression.onnx` (a float ExpressionNet export): the unfolded torch network computes the
     file's logits in eval mode, its batch norms carry real statistics (train mode stays close), an int8 file is

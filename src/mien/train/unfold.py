@@ -34,6 +34,8 @@ def _read(path: Path):
     if "quantized" in meta:
         raise ValueError(f"{path} is an int8 model: start from its float source (named in its metadata)")
     constants = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in proto.graph.initializer}
+    # A flip-averaging export (`mien train` without --no-test-flip) wraps the network: its parameters are `net.<name>`.
+    constants.update({name[len("net."):]: value for name, value in constants.items() if name.startswith("net.")})
     return proto, meta, constants
 
 
@@ -56,8 +58,12 @@ def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch
     else:  # the face network's export keeps its parameter names and has no batch norms to unfold
         _load_named(model, path, constants)
     with torch.no_grad():
-        last = [n for n in proto.graph.node if n.op_type == "Add" and n.output[0] == proto.graph.output[0].name]
-        ferplus = torch.from_numpy(constants[last[0].input[1]]) if last else torch.zeros(model.domain_bias.shape[1])
+        # FER+'s bias: the last addition of a class vector (the graph's output, or the wrapped network's in a
+        # flip-averaging export)
+        classes = model.domain_bias.shape[1]
+        last = [n for n in proto.graph.node if n.op_type == "Add" and len(n.input) == 2
+                and constants.get(n.input[1], np.zeros(0)).shape == (classes,)]
+        ferplus = torch.from_numpy(constants[last[-1].input[1]]) if last else torch.zeros(classes)
         bias = ferplus.repeat(len(domain_names), 1)
         if "rafdb" in domain_names:
             shift = torch.tensor(meta["priors"]["rafdb"]["shift"], dtype=torch.float32)
