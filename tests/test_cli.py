@@ -52,7 +52,7 @@ def test_analyze_folder_writes_table_and_annotations(tmp_path, photo_dir):
     assert by_name["astro.jpg"].pose_roll * by_name["mirror.png"].pose_roll < 0
     assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [
         "astro_annotated.jpg", "mirror_annotated.jpg", "sky_annotated.jpg"]
-    assert "astro.jpg" in result.stdout and "wrote 3 rows" in result.stdout
+    assert "astro.jpg" in result.stdout and "wrote 3 rows for 3 of 3 inputs" in " ".join(result.stdout.split())
 
 
 def test_bad_inputs_do_not_stop_the_batch(tmp_path, photo_dir):
@@ -110,6 +110,7 @@ def test_demo_writes_table_and_picture(tmp_path):
     assert len(table) == 1 and table["face_found"][0]
     assert table["AU12"][0] > 0.5
     assert (tmp_path / "demo" / "astronaut_annotated.jpg").stat().st_size > 10_000
+    assert "wrote 1 row for 1 of 1 input to" in " ".join(result.stdout.split())  # not "1 rows ... 1 inputs"
 
 
 def test_models_lists_verified_weights():

@@ -109,7 +109,7 @@ def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
     assert table.attrs["provenance"]["calibration"]["reference"] == str(tmp_path / "study")
     line = next(l for l in run.stdout.splitlines() if "AF08NES.jpg" in l)
     assert "sad" in line and "neutral" in line  # the summary's uncalibrated and calibrated readings
-    assert run.stdout.strip().splitlines()[-1] == f"calibrated 3 of 3 faces (1 people or tracks) -> {out}"
+    assert run.stdout.strip().splitlines()[-1] == f"calibrated 3 of 3 faces (1 person or track) -> {out}"
     refused = subprocess.run([sys.executable, "-m", "mien", "analyze", str(tmp_path / "study"), "--reference",
                               str(tmp_path / "study")], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "--reference needs --output" in refused.stderr

@@ -206,6 +206,7 @@ def test_one_person_one_track_and_a_sad_then_happy_clip(tmp_path):
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(out)
     assert len(table) == 472 and table["face_found"].all() and set(table["track_id"]) == {0}
+    assert "472 frames in" in result.stdout and "fps), 1 track, 472 rows" in " ".join(result.stdout.split())
     segments = pd.read_csv(tmp_path / "pexels.segments.csv")
     long = segments[segments["duration_s"] >= 3.0]
     assert long["expression"].tolist() == ["sad", "happy"]
@@ -275,7 +276,7 @@ def test_report_on_photos_and_a_clip(tmp_path):
     clip = tmp_path / "clip.html"
     result = _mien("report", MEDIA / "pyfeat_single_face.mp4", "-o", clip)
     assert result.returncode == 0, result.stderr
-    assert "1 people tracked" in clip.read_text()
+    assert "1 person tracked" in clip.read_text()
 
 
 def test_open_set_thresholds_are_fitted_per_prior():

@@ -12,6 +12,7 @@ from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_
                              PRIOR_HELP, app, check_choice, cli_analyzer_options, console, errors, load_rules_or_exit,
                              require_extra)
 from mien.options import LANDMARK_COLUMNS
+from mien.wording import counted
 
 
 @app.command()
@@ -97,7 +98,7 @@ def query(
             from mien.io.writer import csv_bytes
 
             output.write_bytes(csv_bytes(result))  # formula-looking cells escaped, as in every CSV mien writes
-        console.print(f"{len(result)} rows -> {output}", soft_wrap=True)
+        console.print(f"{counted(len(result), 'row')} -> {output}", soft_wrap=True)
         return
     table = Table(show_lines=False)
     for col in result.columns:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, app, console, errors
+from mien.wording import counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,7 +108,8 @@ def calibrated_line(out: pd.DataFrame, output: Path) -> str:
     """"calibrated N of M faces (K people or tracks) -> OUTPUT"."""
     calibrated = int(out["expression_cal"].notna().sum())
     groups = out.loc[out["expression_cal"].notna(), "person"].nunique()
-    return f"calibrated {calibrated} of {int(out['face_found'].sum())} faces ({groups} people or tracks) -> {output}"
+    return (f"calibrated {calibrated} of {counted(int(out['face_found'].sum()), 'face')} "
+            f"({counted(groups, 'person or track', 'people or tracks')}) -> {output}")
 
 
 def calibrate_written(output: Path, window: str | None = None, reference: Path | None = None,

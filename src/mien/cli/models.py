@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from mien.cli.common import EXIT_FAILED_INPUTS, EXIT_USAGE, app, console, errors
+from mien.wording import counted
 
 
 @app.command()
@@ -106,7 +107,7 @@ def info(
     for note in record.get("openface_conventions", []):
         console.print(f"OpenFace format: {note}", soft_wrap=True, highlight=False)
     inputs = record.get("inputs", [])
-    console.print(f"{len(inputs)} inputs" + (":" if inputs else ""), highlight=False, soft_wrap=True)
+    console.print(counted(len(inputs), 'input') + (":" if inputs else ""), highlight=False, soft_wrap=True)
     for item in inputs[:20]:
         console.print(f"  {item.get('sha256') or '-'}  {item.get('source')}", soft_wrap=True, highlight=False)
     if len(inputs) > 20:

@@ -13,6 +13,7 @@ from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_
                              load_rules_or_exit)
 from mien.options import LANDMARK_COLUMNS, VIDEO_LANDMARKS
 from mien.face.settings import DEFAULT_MIN_SCORE
+from mien.wording import counted
 
 
 def _open_source(source: str, every: int, fps: Optional[float], start: float, end: Optional[float],
@@ -29,8 +30,9 @@ def _finish_video(run, source: str, output: Optional[Path]) -> int:
     for line in run.warnings:
         errors.print(f"warning: {line}", soft_wrap=True, highlight=False)
     tracks = len([t for t in run.tracks if t >= 0])
-    console.print(f"{source}: {run.frames} frames in {run.seconds:.1f} s ({run.fps:.1f} fps), {tracks} tracks"
-                  + (f", {run.rows} rows" if output is not None else ""), soft_wrap=True, highlight=False)
+    console.print(f"{source}: {counted(run.frames, 'frame')} in {run.seconds:.1f} s ({run.fps:.1f} fps), "
+                  f"{counted(tracks, 'track')}" + (f", {counted(run.rows, 'row')}" if output is not None else ""),
+                  soft_wrap=True, highlight=False)
     for path in run.outputs:
         console.print(f"wrote {path}", soft_wrap=True, highlight=False)
     if run.interrupted:

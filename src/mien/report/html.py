@@ -31,6 +31,7 @@ from mien.faces import QUALITY_FLAGS, Faces
 from mien.provenance import analysis_provenance, file_sha256, html_block
 from mien.report import plots
 from mien.report.annotate import annotate, data_uri, encode_image
+from mien.wording import counted
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -203,7 +204,7 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         keep = [k.replace("_share", "").replace("_mean", " (mean)") for k in keep]
         faces_rows = table[table["face_found"]]
         shares = {c: float((faces_rows["expression"] == c).mean()) for c in EXPRESSIONS}
-        head += ["<h2>Summary</h2>", f"<p>{len(paths)} images, {int(table['face_found'].sum())} faces.</p>",
+        head += ["<h2>Summary</h2>", f"<p>{counted(len(paths), 'image')}, {counted(int(table['face_found'].sum()), 'face')}.</p>",
                  _table(summary[keep]), _img(_figure_uri(plots.expression_bars(shares, "top expression of each face")),
                                              "expression shares")]
     if uncalibrated:
@@ -256,7 +257,8 @@ def video_report(source: str, out: Path, options=None, max_tracks: int = 12, rul
         table = pd.read_parquet(rows) if run.rows else pd.DataFrame(columns=["track_id", "face_found"])
     faces_rows = table[table["face_found"]]
     body = [f"<h2>Video</h2><p>{html.escape(str(source))}: {info.width}x{info.height}, {info.fps:.2f} fps, "
-            f"{run.frames} frames analysed in {run.seconds:.1f} s; {faces_rows['track_id'].nunique()} people tracked.</p>"]
+            f"{counted(run.frames, 'frame')} analysed in {run.seconds:.1f} s; "
+            f"{counted(faces_rows['track_id'].nunique(), 'person', 'people')} tracked.</p>"]
     if faces_rows.empty:
         body.append('<p class="muted">no face found</p>')
         out.write_text(_page("mien report: video", body, record), encoding="utf-8")

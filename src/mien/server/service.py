@@ -29,6 +29,7 @@ from mien.io.table import face_records
 from mien.report.annotate import annotate, blur_faces, encode_image
 from mien.server.settings import ServerSettings
 from mien.server.store import Job, JobStore
+from mien.wording import counted
 
 RESULT_TABLE = "rows.parquet"
 
@@ -278,7 +279,7 @@ class JobRunner:
         files = [p.name for p in run.outputs]
         errors = [w.replace(str(path), item["name"]) for w in run.warnings]  # the client's name, not our path
         self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
-                          rows=run.rows, errors=errors, message=f"{run.frames} frames, {len(run.tracks)} people",
+                          rows=run.rows, errors=errors, message=f"{counted(run.frames, 'frame')}, {counted(len(run.tracks), 'person', 'people')}",
                           error=None if run.rows else "no frames could be analysed")
 
 
