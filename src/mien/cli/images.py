@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
-                             PRIOR_HELP, app, check_choice, cli_analyzer_options, cli_video_options, console, errors, load_rules_or_exit, progress_bar)
+                             PRIOR_HELP, app, check_choice, cli_analyzer_options, cli_video_options, console, errors,
+                             load_rules_or_exit, progress_bar)
 from mien.cli.calibrate import REFERENCE_HELP, calibrate_written, calibrated_line, reference_photos_or_exit
 from mien.cli.summary import summary_table
 from mien.options import LANDMARK_COLUMNS, PHOTO_LANDMARKS
@@ -99,8 +100,8 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
         console.print(summary_table(calibrated if calibrated is not None else pd.concat(shown, ignore_index=True)))
     total = len(inputs) + len(empty)
     if output is not None:
-        console.print(f"wrote {counted(writer.rows, 'row')} for {total - failed} of {counted(total, 'input')} to {output}",
-                      soft_wrap=True)
+        wrote = f"wrote {counted(writer.rows, 'row')} for {total - failed} of {counted(total, 'input')}"
+        console.print(f"{wrote} to {output}", soft_wrap=True)
     if calibrated is not None:
         console.print(calibrated_line(calibrated, output), soft_wrap=True)
     if failed:

@@ -204,7 +204,8 @@ def image_report(paths: list[Path], out: Path, analyzer, max_faces: int = 60, pr
         keep = [k.replace("_share", "").replace("_mean", " (mean)") for k in keep]
         faces_rows = table[table["face_found"]]
         shares = {c: float((faces_rows["expression"] == c).mean()) for c in EXPRESSIONS}
-        head += ["<h2>Summary</h2>", f"<p>{counted(len(paths), 'image')}, {counted(int(table['face_found'].sum()), 'face')}.</p>",
+        found = counted(int(table["face_found"].sum()), "face")
+        head += ["<h2>Summary</h2>", f"<p>{counted(len(paths), 'image')}, {found}.</p>",
                  _table(summary[keep]), _img(_figure_uri(plots.expression_bars(shares, "top expression of each face")),
                                              "expression shares")]
     if uncalibrated:

@@ -279,7 +279,8 @@ class JobRunner:
         files = [p.name for p in run.outputs]
         errors = [w.replace(str(path), item["name"]) for w in run.warnings]  # the client's name, not our path
         self.store.update(job.id, status="done" if run.rows else "failed", progress=1.0, files=files,
-                          rows=run.rows, errors=errors, message=f"{counted(run.frames, 'frame')}, {counted(len(run.tracks), 'person', 'people')}",
+                          rows=run.rows, errors=errors,
+                          message=f"{counted(run.frames, 'frame')}, {counted(len(run.tracks), 'person', 'people')}",
                           error=None if run.rows else "no frames could be analysed")
 
 
