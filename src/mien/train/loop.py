@@ -518,14 +518,13 @@ def _load_teacher(path: str, config: TrainConfig, training: tuple[torch.Tensor, 
 
 def _onnx_teacher(path: Path, training: tuple[torch.Tensor, ...] | None) -> tuple[torch.nn.Module, tuple[int, bool]]:
     """The face network of a float expression ONNX, in eval mode, and the (input size, colour) of its crops."""
-    from mien.train.unfold import read_metadata, unfold_into
+    from mien.train.unfold import unfold_into
 
     if training is None:
         raise ValueError(f"{path}: an ONNX teacher needs the training faces to fit its per-set biases")
-    meta = read_metadata(path)
     model = build_model({"backbone": "face", "use_blendshapes": True, "domain_bias": True, "n_domains": len(DOMAINS)},
                         pretrained=False)
-    unfold_into(model, path, *training, DOMAINS)
+    meta = unfold_into(model, path, *training, DOMAINS)
     return model.eval(), (int(meta.get("input_size", 48)), bool(meta.get("colour", False)))
 
 

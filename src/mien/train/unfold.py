@@ -39,14 +39,10 @@ def _read(path: Path):
     return proto, meta, constants
 
 
-def read_metadata(path: Path) -> dict:
-    """The JSON metadata of an expression ONNX (input size, colour, priors...)."""
-    return _read(path)[1]
-
-
 def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor,
-                domains: torch.Tensor, domain_names: tuple[str, ...]) -> None:
-    """Load the float expression ONNX at `path` into `model` (an ExpressionNet of the same shape, or the face network).
+                domains: torch.Tensor, domain_names: tuple[str, ...]) -> dict:
+    """Load the float expression ONNX at `path` into `model` (an ExpressionNet of the same shape, or the face network);
+    returns the file's metadata (input size, colour, priors...).
 
     `images` (uint8 (n, C, S, S)), `blend` ((n, 53)), `targets` ((n, 8)) and `domains` (index into
     `domain_names` per face) are training faces: the batch-norm statistics and AffectNet-8's bias are
@@ -72,6 +68,7 @@ def unfold_into(model: nn.Module, path: Path, images: torch.Tensor, blend: torch
     for name in domain_names:
         if name not in ("ferplus", "rafdb"):
             _fit_domain_bias(model, images, blend, targets, domains, domain_names.index(name))
+    return meta
 
 
 # The face network's parameters its expression export leaves out: dlib's descriptor layer, which the head does not read.
