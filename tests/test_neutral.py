@@ -31,18 +31,18 @@ def _person(kdef: Path, person: str, tmp: Path) -> Path:
 
 def test_a_face_that_reads_sad_at_rest_reads_neutral_calibrated(tmp_path):
     kdef = needs_dataset("kdef")
-    reference = _person(kdef, "F08", tmp_path)
+    reference = _person(kdef, "F02", tmp_path)
     paths = pd.read_csv(reference)["path"].tolist()
     calibrated = mien.analyze(paths, progress=False, reference=reference)
-    frontal_neutral = calibrated.source.str.endswith("AF08NES.jpg")
+    frontal_neutral = calibrated.source.str.endswith("AF02NES.jpg")
     assert calibrated.loc[frontal_neutral, "expression"].item() == "sad"  # this person's rest reads sad
     assert calibrated.loc[frontal_neutral, "expression_cal"].item() == "neutral"
     assert calibrated.attrs["provenance"]["calibration"]["people"] == 1
     # calibrating the table afterwards is the same
     assert (mien.calibrate(calibrated, reference)["expression_cal"] == calibrated["expression_cal"]).all()
-    happy = calibrated.source.str.endswith("AF08HAS.jpg")
+    happy = calibrated.source.str.endswith("AF02HAS.jpg")
     assert calibrated.loc[happy, "expression_cal"].item() == "happy"  # what is not rest stays what it was
-    assert (calibrated["person"] == "F08").all()
+    assert (calibrated["person"] == "F02").all()
     probabilities = calibrated[[c for c in calibrated.columns if c.startswith("expr_") and c.endswith("_cal")]]
     assert ((probabilities.sum(1) - 1).abs() < 1e-4).all()
     # the open-set status follows the calibrated reading: confident calibrated readings of trusted faces are known
@@ -56,7 +56,7 @@ def test_a_face_that_reads_sad_at_rest_reads_neutral_calibrated(tmp_path):
 
 def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path):
     kdef = needs_dataset("kdef")
-    reference = _person(kdef, "F08", tmp_path)
+    reference = _person(kdef, "F02", tmp_path)
     rows = tmp_path / "rows.csv"
     paths = pd.read_csv(reference)["path"].tolist()
     run = subprocess.run([sys.executable, "-m", "mien", "analyze", *paths, "-o", str(rows), "-q"], capture_output=True,
@@ -68,8 +68,8 @@ def test_mien_calibrate_writes_the_calibrated_columns_beside_the_others(tmp_path
     assert run.returncode == 0, run.stderr
     table = mien.read(out)
     assert {"expression", "expression_cal", "expr_anger_cal", "AU04_cal", "valence_cal", "person"} <= set(table.columns)
-    assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression"].item() == "sad"
-    assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression_cal"].item() == "neutral"
+    assert table.loc[table.source.str.endswith("AF02NES.jpg"), "expression"].item() == "sad"
+    assert table.loc[table.source.str.endswith("AF02NES.jpg"), "expression_cal"].item() == "neutral"
     assert table.attrs["provenance"]["calibration"]["people"] == 1
 
 
@@ -80,10 +80,10 @@ def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
     import shutil
 
     kdef = needs_dataset("kdef")
-    person = tmp_path / "study" / "F08"
+    person = tmp_path / "study" / "F02"
     person.mkdir(parents=True)
-    shutil.copy(kdef / "HL" / "neutral" / "AF08NEHL.jpg", person / "neutral.jpg")
-    for photo in ("neutral/AF08NES.jpg", "happy/AF08HAS.jpg"):
+    shutil.copy(kdef / "HL" / "neutral" / "AF02NEHL.jpg", person / "neutral.jpg")
+    for photo in ("neutral/AF02NES.jpg", "happy/AF02HAS.jpg"):
         shutil.copy(kdef / "S" / photo, person)
     (person / "notes.txt").write_text("session 1")  # not a photo: left out of the reference
     rules = tmp_path / "rules.toml"
@@ -94,7 +94,7 @@ def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
                          text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "80"})
     assert run.returncode == 0, run.stderr
     table = mien.read(out)
-    rest = table.source.str.endswith("AF08NES.jpg")
+    rest = table.source.str.endswith("AF02NES.jpg")
     assert table.loc[rest, "expression"].item() == "sad" and table.loc[rest, "expression_cal"].item() == "neutral"
     # custom expressions are read again from the calibrated columns
     assert np.allclose(table["custom_looks_sad"], table["expr_sad"], atol=1e-5)
@@ -105,9 +105,9 @@ def test_mien_analyze_calibrates_with_a_folder_per_person_in_one_step(tmp_path):
     p, p_cal = (table.loc[own, [f"{au}{s}" for au in AU_NAMES]].to_numpy(np.float64)[0] for s in ("_p", "_p_cal"))
     expected = 1 / (1 + np.exp(-(_logit(p) - STRENGTH * (_logit(p) - POPULATION_AU_NEUTRAL))))
     assert np.allclose(p_cal, expected, atol=1e-4)
-    assert (table["person"] == "F08").all()
+    assert (table["person"] == "F02").all()
     assert table.attrs["provenance"]["calibration"]["reference"] == str(tmp_path / "study")
-    line = next(l for l in run.stdout.splitlines() if "AF08NES.jpg" in l)
+    line = next(l for l in run.stdout.splitlines() if "AF02NES.jpg" in l)
     assert "sad" in line and "neutral" in line  # the summary's uncalibrated and calibrated readings
     assert run.stdout.strip().splitlines()[-1] == f"calibrated 3 of 3 faces (1 person or track) -> {out}"
     refused = subprocess.run([sys.executable, "-m", "mien", "analyze", str(tmp_path / "study"), "--reference",
@@ -160,22 +160,22 @@ def test_a_person_whose_neutral_photo_gives_no_face_is_named_and_the_rest_still_
 
 
 def _rest_then_smile(kdef: Path, tmp: Path) -> Path:
-    """An mp4 of KDEF person F08 (whose frontal rest reads sad, although the expression network trained on their
+    """An mp4 of KDEF person F02 (whose frontal rest reads sad, although the expression network trained on their
     posed photos): 2 s neutral, 2 s happy, 2 s neutral, at 5 fps."""
     from mien.io.images import load_image
     from mien.video import synthetic as syn
     from mien.video.reader import VideoFrame
 
-    rest, smile = (load_image(kdef / "S" / kind / f"AF08{code}S.jpg").rgb for kind, code in (("neutral", "NE"),
+    rest, smile = (load_image(kdef / "S" / kind / f"AF02{code}S.jpg").rgb for kind, code in (("neutral", "NE"),
                                                                                            ("happy", "HA")))
     script = [rest] * 10 + [smile] * 10 + [rest] * 10
-    return syn.write_video(tmp / "f08.mp4", (VideoFrame(i, i / 5, rgb) for i, rgb in enumerate(script)), fps=5)
+    return syn.write_video(tmp / "f02.mp4", (VideoFrame(i, i / 5, rgb) for i, rgb in enumerate(script)), fps=5)
 
 
 def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
     kdef = needs_dataset("kdef")
     clip = _rest_then_smile(kdef, tmp_path)
-    out = tmp_path / "f08.parquet"
+    out = tmp_path / "f02.parquet"
     run = subprocess.run([sys.executable, "-m", "mien", "video", str(clip), "-o", str(out), "-q", "--calibrate",
                           "0-2s", "--expressions", "compound"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -191,7 +191,7 @@ def test_video_tracks_are_calibrated_from_their_rest_window(tmp_path):
     calibration = table.attrs["provenance"]["calibration"]
     assert calibration["rest_windows"] == {"0": [0.0, 2.0]}
     # CSV keeps its provenance in a file beside the table: the calibrated one, not the video run's
-    csv = tmp_path / "f08.csv"
+    csv = tmp_path / "f02.csv"
     run = subprocess.run([sys.executable, "-m", "mien", "video", str(clip), "-o", str(csv), "-q", "--calibrate", "auto"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -262,7 +262,7 @@ def test_a_reference_list_saved_by_a_spreadsheet_reads_as_written(tmp_path):
 
 def test_mien_calibrate_reads_a_batch_folder(tmp_path):
     kdef = needs_dataset("kdef")
-    reference = _person(kdef, "F08", tmp_path)
+    reference = _person(kdef, "F02", tmp_path)
     photos = tmp_path / "photos"
     photos.mkdir()
     for path in pd.read_csv(reference)["path"]:
@@ -276,7 +276,7 @@ def test_mien_calibrate_reads_a_batch_folder(tmp_path):
     assert run.returncode == 0, run.stderr
     table = mien.read(out)
     assert len(table) == 8 and table["expression_cal"].notna().all()
-    assert table.loc[table.source.str.endswith("AF08NES.jpg"), "expression_cal"].item() == "neutral"
+    assert table.loc[table.source.str.endswith("AF02NES.jpg"), "expression_cal"].item() == "neutral"
 
 
 def test_a_listed_photo_is_read_once_and_an_unreadable_rest_is_named(tmp_path, astronaut):

@@ -102,7 +102,7 @@ def test_video_report_has_people_timelines_and_segments(tmp_path):
 
 
 def test_image_report_gives_each_face_its_reading_calibrated_to_the_person_s_rest(tmp_path):
-    """`mien report --reference`: KDEF F08's frontal neutral reads sad, calibrated to their half-left rest neutral;
+    """`mien report --reference`: KDEF F02's frontal neutral reads sad, calibrated to their half-left rest neutral;
     a person whose neutral photo shows no face is listed as not calibrated (exit 1), the report still written."""
     import cv2
 
@@ -110,10 +110,10 @@ def test_image_report_gives_each_face_its_reading_calibrated_to_the_person_s_res
 
     kdef = needs_dataset("kdef")
     study = tmp_path / "study"
-    (study / "F08").mkdir(parents=True)
+    (study / "F02").mkdir(parents=True)
     (study / "blank").mkdir()
-    shutil.copy(kdef / "HL" / "neutral" / "AF08NEHL.jpg", study / "F08" / "neutral.jpg")
-    shutil.copy(kdef / "S" / "neutral" / "AF08NES.jpg", study / "F08")
+    shutil.copy(kdef / "HL" / "neutral" / "AF02NEHL.jpg", study / "F02" / "neutral.jpg")
+    shutil.copy(kdef / "S" / "neutral" / "AF02NES.jpg", study / "F02")
     cv2.imwrite(str(study / "blank" / "neutral.png"), np.full((200, 320, 3), 128, np.uint8))
     out = tmp_path / "report.html"
     run = subprocess.run([sys.executable, "-m", "mien", "report", str(study), "--reference", str(study), "-o", str(out)],
@@ -121,7 +121,7 @@ def test_image_report_gives_each_face_its_reading_calibrated_to_the_person_s_res
     assert run.returncode == 1, run.stderr
     assert "blank: no face found in the neutral photo" in run.stderr
     page = out.read_text()
-    card = page[page.index("<h2>AF08NES.jpg"):]
+    card = page[page.index("<h2>AF02NES.jpg"):]
     card = card[:card.index("<h2>", 4)]  # that photo's section only
     assert re.search(r"face #0: sad \(", card) and "calibrated to their rest: neutral" in card
     assert "People not calibrated" in page

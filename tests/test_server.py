@@ -171,16 +171,16 @@ def test_photo_job_calibrates_each_person_from_their_neutral_photo(server, photo
     from conftest import needs_dataset
 
     kdef = needs_dataset("kdef")
-    uploads = {"rest.jpg": kdef / "HL" / "neutral" / "AF08NEHL.jpg", "calm.jpg": kdef / "S" / "neutral" / "AF08NES.jpg",
-               "smile.jpg": kdef / "S" / "happy" / "AF08HAS.jpg"}
+    uploads = {"rest.jpg": kdef / "HL" / "neutral" / "AF02NEHL.jpg", "calm.jpg": kdef / "S" / "neutral" / "AF02NES.jpg",
+               "smile.jpg": kdef / "S" / "happy" / "AF02HAS.jpg"}
     files = [("files", (name, path.read_bytes())) for name, path in uploads.items()]
     files.append(("files", ("blank.jpg", jpeg_bytes(np.full((200, 320, 3), 128, np.uint8)))))
-    reference = "person,file,neutral\nF08,rest.jpg,1\nF08,calm.jpg,0\nF08,smile.jpg,0\nnobody,blank.jpg,1\n"
+    reference = "person,file,neutral\nF02,rest.jpg,1\nF02,calm.jpg,0\nF02,smile.jpg,0\nnobody,blank.jpg,1\n"
     url, _ = server
     with httpx.Client(base_url=url, timeout=60) as client:
-        for text, words in (("person,file\nF08,rest.jpg\n", "missing neutral"),
-                            ("person,file,neutral\nF08,other.jpg,1\n", "other.jpg is not one of the uploaded"),
-                            ("person,file,neutral\nF08,rest.jpg,0\n", "no neutral photo marked")):
+        for text, words in (("person,file\nF02,rest.jpg\n", "missing neutral"),
+                            ("person,file,neutral\nF02,other.jpg,1\n", "other.jpg is not one of the uploaded"),
+                            ("person,file,neutral\nF02,rest.jpg,0\n", "no neutral photo marked")):
             refused = client.post("/api/jobs", files=files, data={"reference": text})
             assert refused.status_code == 400 and words in refused.json()["error"], refused.text
         submitted = client.post("/api/jobs", files=files, data={"reference": reference})
@@ -192,7 +192,7 @@ def test_photo_job_calibrates_each_person_from_their_neutral_photo(server, photo
         table = pd.read_parquet(io.BytesIO(client.get(f"/api/jobs/{job['id']}/results?format=parquet").content))
     read = dict(zip(table.source, zip(table.expression, table.expression_cal)))
     assert read["calm.jpg"] == ("sad", "neutral") and read["smile.jpg"][1] == "happy"
-    assert list(table["person"]) == ["F08"] * 3 + ["nobody"]
+    assert list(table["person"]) == ["F02"] * 3 + ["nobody"]
 
 
 def test_video_over_the_length_limit(server, tmp_path):

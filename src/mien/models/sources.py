@@ -47,7 +47,7 @@ FACE_DETECTOR_CENTERFACE = {
 EXPRESSION = {
     "name": "expression",
     "file": "expression.onnx",
-    "sha256": "1fdcf29a20bd64448f8c02067bef1e47c013ec5d3e898b763afaa64d5d035353",
+    "sha256": "a86e90d7fb9d2386469979ff81ad12b3a1f3903c9ebec4185773e6b2443c104f",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -77,7 +77,7 @@ EXPRESSION_FLOAT = {
 AU_OCCURRENCE = {
     "name": "au_occurrence",
     "file": "au_occurrence.npz",
-    "sha256": "3707226837c82b434c5d5245d395ea2090884adeae9cd7f531567c375477bae4",
+    "sha256": "093338a29138e6c414844460af456880bfa21544e8aa6a8f7f9bd12f2d2e5a6f",
     "package": "mien",
     "package_version": "",
     "member": None,
@@ -93,7 +93,7 @@ AU_OCCURRENCE = {
 COMPOUND = {
     "name": "compound",
     "file": "compound.npz",
-    "sha256": "2f51d346d1bfa677be591c74c6c8f61aaea5fcd6838b4315f699d41f6ce898f0",
+    "sha256": "59856dbf14d9f8fc49e22f41ae3ae0b392da4def8ed480f59ea92b81b64adcdc",
     "package": "mien",
     "package_version": "",
     "member": None,
