@@ -71,6 +71,8 @@ def test_bad_inputs_do_not_stop_the_batch(tmp_path, photo_dir):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["face_found"] is True
     assert "3 of 4 inputs failed" in result.stderr
+    alone = mien("analyze", bad / "zero.jpg", "-o", tmp_path / "none.csv", "-q")
+    assert alone.returncode == 1 and "mien: 1 of 1 input failed" in alone.stderr  # the count agrees with its noun
 
 
 def test_a_folder_without_images_is_a_failed_input_named_in_one_line(tmp_path, photo_dir):

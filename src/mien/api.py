@@ -19,6 +19,7 @@ import pandas as pd
 
 from mien.options import PHOTO_LANDMARKS, VIDEO_LANDMARKS, analyzer_options, video_options
 from mien.io.images import ImageError, ImageLike, expand_each
+from mien.wording import counted
 
 Inputs = Union[ImageLike, Iterable[ImageLike]]
 
@@ -92,7 +93,7 @@ def analyze(inputs: Inputs, landmarks: str = PHOTO_LANDMARKS, progress: bool = T
     custom = {} if rules is None else {"expressions": rules.provenance()}
     table.attrs["provenance"] = analysis_provenance("images", settings, checksums, landmarks=landmarks, **custom)
     if errors:
-        warnings.warn(f"mien.analyze: {len(errors)} of {total} inputs could not be read "
+        warnings.warn(f"mien.analyze: {len(errors)} of {counted(total, 'input')} could not be read "
                       f"(first: {errors[0]}); see df.attrs['errors']", stacklevel=2)
     if references is not None:
         table = _calibrated_photos(table, references, _where(reference), stacklevel=3)

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from mien.io.images import IMAGE_SUFFIXES
 from mien.provenance import file_sha256
+from mien.wording import counted
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
 __all__ = ["Plan", "Scan", "Task", "VIDEO_SUFFIXES", "expand", "file_sha256", "plan_tasks", "scan_inputs"]
@@ -50,7 +51,7 @@ class Task:
         if self.kind == "video":
             end = "end" if self.end_s is None else f"{self.end_s:g}s"
             return f"{self.paths[0]} [{self.start_s:g}s-{end}]"
-        return self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} images)"
+        return self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{counted(len(self.paths) - 1, 'image')})"
 
 
 @dataclass

@@ -59,9 +59,9 @@ def batch(
         raise typer.Exit(EXIT_USAGE)
     for line in summary.errors:
         errors.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
-    console.print(f"{summary.planned} tasks: {summary.done} done, {summary.skipped} already done, "
-                  f"{summary.failed} failed; {summary.rows} rows in {output} ({summary.seconds:.1f} s, "
-                  f"{summary.workers} workers)", highlight=False, soft_wrap=True)
+    console.print(f"{counted(summary.planned, 'task')}: {summary.done} done, {summary.skipped} already done, "
+                  f"{summary.failed} failed; {counted(summary.rows, 'row')} in {output} ({summary.seconds:.1f} s, "
+                  f"{counted(summary.workers, 'worker')})", highlight=False, soft_wrap=True)
     if summary.planned == 0 and not summary.errors:
         errors.print("nothing to do: no images or videos found", soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)

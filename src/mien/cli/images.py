@@ -105,7 +105,7 @@ def run_analysis(paths: List[str], output: Optional[Path], fmt: str, mode: str, 
     if calibrated is not None:
         console.print(calibrated_line(calibrated, output), soft_wrap=True)
     if failed:
-        errors.print(f"mien: {failed} of {total} inputs failed", soft_wrap=True)
+        errors.print(f"mien: {failed} of {counted(total, 'input')} failed", soft_wrap=True)
         return EXIT_FAILED_INPUTS
     return calibration_code
 

@@ -107,7 +107,7 @@ def video(
     if not quiet:
         errors.print(f"{source}: {info.kind}, {info.width}x{info.height}, {info.fps:.2f} fps"
                      + (" (assumed; none in the source)" if info.fps_assumed else "")
-                     + (f", {info.frame_count} frames, {info.duration_s:.1f} s" if info.frame_count else ""),
+                     + (f", {counted(info.frame_count, 'frame')}, {info.duration_s:.1f} s" if info.frame_count else ""),
                      soft_wrap=True, highlight=False)
     with reader:
         try:

@@ -268,7 +268,7 @@ class JobRunner:
                 self._check_cancel(job.id)
                 if frames % step == 0:
                     share = min(frames * every / total, 0.99) if total else 0.0
-                    self.store.update(job.id, progress=share, message=f"{frames} frames")
+                    self.store.update(job.id, progress=share, message=counted(frames, "frame"))
 
             options = video_options(**options_dict(self.pool.options))  # the image pipeline's settings
             run = analyze_video(reader, out / RESULT_TABLE, options, on_frame=progress, rules=self.settings.rules)
