@@ -85,6 +85,36 @@ def test_augment_keeps_shapes_and_mirrors_blendshapes():
     assert 10 < swapped.sum() < 54  # about half were mirrored
 
 
+def test_mixup_mixes_faces_only_within_their_dataset_family():
+    from mien.train.augment import mix_within_sets
+
+    sets = torch.tensor([0, 0, 0, 1, 1, 2, 0, 1])
+    # each face's image, blendshapes and target carry its family, so any cross-family mixture would show
+    images = sets.float().view(-1, 1, 1, 1).expand(-1, 3, 8, 8).clone()
+    blend = sets.float()[:, None].expand(-1, 53).clone()
+    targets = torch.nn.functional.one_hot(torch.arange(8) % 8, 8).float()
+    weights = torch.full((8,), 0.6)
+    x, b, t = mix_within_sets(images, blend, targets, sets, weights, torch.Generator().manual_seed(1))
+    assert torch.equal(x, images) and torch.equal(b, blend)
+    np.testing.assert_allclose(t.sum(1), 1, atol=1e-6)
+    assert t[5, 5] == 1  # alone in its family: mixed with itself
+    for i in range(8):
+        partners = torch.nonzero(t[i] > 0).flatten()
+        assert all(sets[j] == sets[i] for j in partners)
+        assert t[i, i] >= 0.6 - 1e-6
+    assert (t.max(1).values < 1).sum() >= 4  # most faces did get a partner
+
+
+def test_training_with_mixup_records_it_and_exports(tmp_path, astronaut):
+    from mien.train.loop import TrainConfig, run_training
+
+    data = _tiny_datasets(tmp_path / "data", astronaut)
+    config = TrainConfig(epochs=1, batch_size=8, threads=1, mixup=0.2)
+    assert run_training(config, data, tmp_path / "run", tmp_path / "cache", log=lambda *_: None) is not None
+    info = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert info["config"]["mixup"] == 0.2 and np.isfinite(info["history"][0]["loss"])
+
+
 def test_training_resumes_from_its_checkpoint(tmp_path, astronaut):
     from mien.train.loop import TrainConfig, run_training
 

@@ -56,6 +56,8 @@ def train(
         "expression_float.onnx (same input size and colour), whose softened predictions the model also learns "
         "(knowledge distillation); give it several times to distil an ensemble (the mean of their logits)."),
     distill: float = typer.Option(0.5, min=0.0, max=1.0, help="With --teacher: weight of the teacher's predictions."),
+    mixup: float = typer.Option(0.0, min=0.0, help="Mixup between faces of the same dataset: ALPHA of the Beta "
+                                "distribution of the mixing weights (e.g. 0.2); 0 for none."),
     backbone: Optional[str] = typer.Option(None, help="Start from a face-trained network instead of from scratch "
                                            "(needs --colour; --channels/--top are then unused): 'face' (dlib's "
                                            "face-recognition ResNet, trained on ~3M faces; CC0, from the train extra's "
@@ -120,7 +122,7 @@ def train(
                          exclude=excluded, input_size=input_size, colour=colour, grey_prob=grey_prob, small_prob=small_prob,
                          label_transition=families,
                          backbone=backbone, backbone_lr=backbone_lr, batch_size=batch_size,
-                         teacher=",".join(str(t) for t in teacher) if teacher else None, distill=distill,
+                         teacher=",".join(str(t) for t in teacher) if teacher else None, distill=distill, mixup=mixup,
                          n_domains=n_domains, oversample=factors)
     bad_select = [name for name in select_on if name not in config.valid_sets]
     if bad_select:

@@ -66,3 +66,23 @@ def _occlude(images: torch.Tensor, g: torch.Generator, p: float = 0.4) -> torch.
                        torch.rand(b, 1, 1, generator=g, device=g.device).expand(b, h, w),
                        torch.rand(b, h, w, generator=g, device=g.device))
     return torch.where(mask.unsqueeze(1), fill.unsqueeze(1), images)
+
+
+def mix_within_sets(images: torch.Tensor, blend: torch.Tensor, targets: torch.Tensor, sets: torch.Tensor,
+                    weights: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018) between faces of the same dataset family: face i becomes w_i * face i +
+    (1 - w_i) * a random partner of its family, blendshapes and targets alike (`weights`: (B,) mixing weights,
+    e.g. max(l, 1 - l) for l ~ Beta(a, a)). Within a family, because each family has its own class-prior bias and
+    masked classes, which a cross-family mixture would not know which to use."""
+    partner = torch.arange(len(sets), device=sets.device)
+    for family in torch.unique(sets):
+        members = torch.nonzero(sets == family).flatten()
+        shuffled = torch.randperm(len(members), generator=generator, device=generator.device).to(members.device)
+        partner[members] = members[shuffled]
+    w = weights.to(images)
+
+    def mixed(t: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (t.dim() - 1)
+        return w.view(shape) * t + (1 - w.view(shape)) * t[partner]
+
+    return mixed(images), mixed(blend), mixed(targets)

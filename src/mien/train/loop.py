@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from mien.expression.classifier import blend_input, mirrored_blend_input_order
-from mien.train.augment import augment
+from mien.train.augment import augment, mix_within_sets
 from mien.expression.crop import RENDER_RULE, resize_crops
 from mien.train.cache import build_set_cache, cache_file, load_cache, set_render_side
 from mien.datasets.expressions import read_builtin
@@ -83,6 +83,7 @@ class TrainConfig:
     teacher: str | None = None
     distill: float = 0.5  # with a teacher: weight of its softened predictions in the loss
     distill_temperature: float = 2.0
+    mixup: float = 0.0  # alpha of the Beta distribution of mixup's weights between faces of one set (0: no mixup)
     extra: dict = field(default_factory=dict)
 
 
@@ -394,6 +395,10 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                 g = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
             model.train()
             total_loss = 0.0
+            if config.mixup:  # the face's own share, >= 0.5 (numpy: torch draws no Beta numbers from a generator)
+                shares = np.random.default_rng(config.seed * 1000 + epoch).beta(
+                    config.mixup, config.mixup, (steps_per_epoch, config.batch_size))
+                mix_weights = torch.from_numpy(np.maximum(shares, 1 - shares)).float()
             for step in range(steps_per_epoch):
                 idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                 x, b = augment(images[idx].float() / 255, blend[idx].clone(), mirror, g)
@@ -405,15 +410,18 @@ def run_training(config: TrainConfig, datasets: Path, out: Path, cache_dir: Path
                     x[small] = rendered_small(x[small])
                 drop = torch.rand(len(idx), generator=g, device=device) < config.blend_dropout
                 b[drop] = 0.0
+                target = targets[idx]
+                if config.mixup:
+                    x, b, target = mix_within_sets(x, b, target, domains[idx], mix_weights[step], g)
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = model(x, b, domains[idx] if config.domain_bias else None)
                 logits = logits.float().masked_fill(absent[idx], -1e4)
                 if transition is None:
-                    loss = F.cross_entropy(logits, targets[idx])
+                    loss = F.cross_entropy(logits, target)
                 else:
                     observed = transition.log_label_probabilities(logits, domains[idx], absent[idx])
-                    loss = -(targets[idx] * observed).sum(1).mean()
+                    loss = -(target * observed).sum(1).mean()
                 if teacher is not None:
                     loss = (1 - config.distill) * loss + config.distill * _distillation_loss(
                         logits, teacher, x, b, domains[idx], absent[idx], config.distill_temperature,
