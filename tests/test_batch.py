@@ -275,3 +275,19 @@ def test_batch_joins_a_ray_start_cluster_with_token_auth(inputs, tmp_path):
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_crops_mode_reads_the_photos_and_names_each_video_it_cannot_read(inputs, astronaut, tmp_path):
+    from mien.batch import BatchOptions
+
+    chips = tmp_path / "chips"
+    chips.mkdir()
+    for k, (w, h) in enumerate([(50, 60), (90, 100)]):  # the astronaut's head, cropped tight, as a dataset's chips
+        chip = cv2.resize(astronaut[40:220, 130:280], (w, h), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(chips / f"c{k}.png"), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
+    summary = run_batch([chips, inputs / "one.mp4"], tmp_path / "out", BatchOptions(mode="crops"), workers=1,
+                        progress=False)
+    assert summary.errors == [f"{inputs / 'one.mp4'}: mode 'crops' reads images of one cropped face each; "
+                              "a video needs another mode"]
+    table = read_results(tmp_path / "out")
+    assert len(table) == summary.rows == 2 and table.expression.eq("happy").all()  # one row per chip, no video rows

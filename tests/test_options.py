@@ -15,7 +15,7 @@ from mien.options import (AnalyzerOptions, OptionsError, TrackerOptions, VideoOp
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"mode": "quick"}, "mode must be one of 'fast', 'thorough', 'auto', not 'quick'"),
+    ({"mode": "quick"}, "mode must be one of 'fast', 'thorough', 'auto', 'crops', not 'quick'"),
     ({"min_score": 1.5}, "min_score must be between 0.0 and 1.0, not 1.5"),
     ({"max_faces": 0}, "max_faces must be at least 1, not 0"),
     ({"prior": "uniform"}, "expression_prior must be one of 'natural', 'balanced', 'ferplus', 'rafdb', not 'uniform'"),

@@ -240,3 +240,42 @@ def test_transformation_matrix_recovers_a_known_head_pose(yaw, pitch, roll):
     mesh[468:] = mesh[:10]  # iris points are not fitted
     angles = euler_from_transform(facial_transforms(mesh[None], (480, 640)))[0]
     assert np.allclose(angles, [yaw, pitch, roll], atol=0.5), angles
+
+
+def test_crops_mode_reads_a_small_non_square_face_chip_in_its_own_pixels(analyzer, astronaut):
+    """Mode "crops": no detector; the chip is the face, its landmarks come back in the chip's own pixels."""
+    whole = analyzer.analyze(astronaut)
+    top, left, h, w = 40, 130, 180, 150  # a tight, non-square chip around the head
+    chip = cv2.resize(astronaut[top:top + h, left:left + w], (50, 60), interpolation=cv2.INTER_AREA)
+    with mien.Analyzer(mode="crops") as crops:
+        faces = crops.analyze(chip)
+    assert len(faces) == 1 and faces.has_mesh[0] and faces.scores[0] == 1.0
+    assert faces.image_size == (60, 50)
+    expected = (whole.landmarks[0, :, :2] - [left, top]) * [50 / w, 60 / h]
+    assert np.median(np.linalg.norm(faces.landmarks[0, :, :2] - expected, axis=1)) < 1.5  # px of a 50 px chip
+    assert np.isfinite(faces.pose[0]).all() and abs(faces.pose[0] - whole.pose[0]).max() < 12
+    table = faces.to_pandas()
+    assert table.expression[0] == "happy" and table.AU12_p[0] > 0.5
+
+
+def test_crops_mode_keeps_a_row_for_an_image_without_a_face():
+    noise = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    with mien.Analyzer(mode="crops") as crops:
+        faces = crops.analyze(noise)
+    assert len(faces) == 1 and not faces.has_mesh[0] and faces.flag("no_mesh")[0]
+    table = faces.to_pandas()
+    assert np.isnan(table.expr_happy[0]) and table.box_w[0] == 48 and table.box_h[0] == 64
+
+
+def test_crops_mode_reads_more_fer_plus_chips_than_detection():
+    chips = sorted((needs_dataset("ferplus") / "test").glob("*.png"))[:120]
+    read = {mode: mien.analyze(chips, mode=mode, landmarks="none", progress=False)
+            .dropna(subset=["expression"]).source.nunique() for mode in ("auto", "crops")}
+    assert read["crops"] >= 0.95 * len(chips) and read["crops"] >= read["auto"] + 4
+
+
+def test_video_refuses_crops_mode():
+    from mien.options import OptionsError, video_options
+
+    with pytest.raises(OptionsError, match="crops"):
+        video_options(mode="crops")

@@ -17,10 +17,12 @@ from mien.expression.compound import compound_share
 from mien.expression.compound import load_model as load_compound_model
 from mien.expression.compound import read as read_compound
 from mien.expression.classifier import ExpressionClassifier
+from mien.expression.crop import mesh_face_image
 from mien.face import quality
 from mien.face.align import ALIGN_MARGIN, align_face, unit_matrix
 from mien.face.blazeface import box_iou
 from mien.face.detect import SECOND_OPINION_SCORE, Detections, FaceDetector
+from mien.face.geometry import facial_transforms
 from mien.face.mesh import MeshEstimator, MeshResult, face_boxes
 from mien.face.pose import euler_from_transform, gaze_from_landmarks
 from mien.faces import QUALITY_FLAGS, Faces
@@ -114,6 +116,8 @@ class Analyzer:
         """Analyse an already decoded image (see `mien.io.images.load_image`)."""
         rgb = loaded.rgb
         height, width = rgb.shape[:2]
+        if self.options.mode == "crops":
+            return self._analyze_face_crop(loaded, frame, time_s)
         found = self._detector.detect_faces(rgb)
         if len(found):
             mesh = self.mesh_detections(rgb, found)
@@ -137,6 +141,27 @@ class Analyzer:
         if self.options.require_mesh:
             seen_twice = found.confirmed >= CENTERFACE_CONFIRM
             faces = faces[mesh.found | seen_twice | self.confirmed_without_mesh(rgb, faces.boxes, mesh.found | seen_twice)]
+        self.measure(faces, rgb)
+        if loaded.scale != 1.0:
+            _rescale(faces, loaded)
+        return faces
+
+    def _analyze_face_crop(self, loaded: LoadedImage, frame: int, time_s: float | None) -> Faces:
+        """Mode "crops": the image is one face, cropped (a dataset's face images): no detector, the mesh reads the
+        whole image as the face's box (small images enlarged for it, as when mien's models were trained and
+        evaluated); one row, flagged `no_mesh` without measurements where the mesh finds no face in it."""
+        rgb = loaded.rgb
+        height, width = rgb.shape[:2]
+        big, mesh = mesh_face_image(self._mesh, rgb)
+        whole = np.array([[0, 0, width, height]], np.float32)
+        landmarks = mesh.landmarks * np.float32(height / big.shape[0])  # back to this image's pixels
+        if mesh.found.any():
+            mesh.transforms[mesh.found] = facial_transforms(landmarks[mesh.found], (height, width))
+        boxes = face_boxes(landmarks, mesh.found, whole) if self.mesh_boxes else whole
+        faces = Faces(boxes=boxes, scores=np.ones(1, np.float32), image_size=(height, width), source=loaded.source,
+                      frame=frame, time_s=time_s, landmarks=landmarks, blendshapes=mesh.blendshapes,
+                      transforms=mesh.transforms)
+        faces.set_flag("no_mesh", ~mesh.found)
         self.measure(faces, rgb)
         if loaded.scale != 1.0:
             _rescale(faces, loaded)

@@ -9,7 +9,7 @@ everywhere and a bad value fails at once with a message naming it:
 >>> analyzer_options(mode="quick")
 Traceback (most recent call last):
 ...
-mien.options.OptionsError: mode must be one of 'fast', 'thorough', 'auto', not 'quick'
+mien.options.OptionsError: mode must be one of 'fast', 'thorough', 'auto', 'crops', not 'quick'
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class AnalyzerOptions:
     Attributes:
         mode: detector mode, "fast" (one BlazeFace pass; large faces), "auto" (that pass; beyond a portrait,
             CenterFace too: groups) or "thorough" (CenterFace at more pixels and BlazeFace tiles: crowds); see
-            `mien.face.detect`.
+            `mien.face.detect`. "crops": no detector, each image is one face already cropped (a dataset's face
+            images, such as FER+'s 48 px chips): one row per image, its box the mesh's extent.
         min_score: minimum detector confidence, 0-1.
         min_face_size: ignore faces smaller than this many pixels (shorter box side).
         max_faces: keep at most this many faces per image, most confident first.
@@ -218,5 +219,7 @@ def video_options(detect_every: int = 10, smooth: bool = True, **settings: Any) 
     """`VideoOptions` for `VideoAnalyzer`: the video settings (`detect_every`, `smooth`) and, in
     `settings`, those of `analyzer_options`."""
     check_range("detect_every", detect_every, 1, integer=True)
+    if settings.get("mode") == "crops":
+        raise OptionsError("mode 'crops' (each image one cropped face) is for images; video finds its faces")
     return VideoOptions(analyzer=analyzer_options(**settings), detect_every=detect_every,
                         smoothing=SmoothingOptions() if smooth else None)

@@ -65,6 +65,10 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: BatchO
     shutil.rmtree(out / PARTS / TMP, ignore_errors=True)  # half-written partitions of a killed run
     manifest = Manifest(out)
     scan = scan_inputs(inputs)
+    if options.mode == "crops":  # each image one cropped face: a video has no such images, so it is one failed input
+        scan.problems += [(path, "mode 'crops' reads images of one cropped face each; a video needs another mode")
+                          for path, *_ in scan.videos]
+        scan.videos = []
     plan = plan_tasks(scan, fingerprint(record), manifest.done_entries(), shard_size=shard_size, chunk_s=chunk_s)
     todo = plan.tasks
     summary = BatchSummary(planned=len(plan.tasks) + len(plan.kept), skipped=len(plan.kept))

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, PHOTO_MODE_HELP,
                              PRIOR_HELP, app, check_choice, cli_analyzer_options, console, errors, load_rules_or_exit,
                              require_extra)
 from mien.options import LANDMARK_COLUMNS
@@ -26,7 +26,7 @@ def batch(
     shard_size: int = typer.Option(64, min=1, help="Images per task."),
     chunk_s: float = typer.Option(300.0, help="Split videos into chunks of this many seconds (0: whole videos)."),
     every: int = typer.Option(1, min=1, help="Analyse every Nth video frame."),
-    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    mode: str = typer.Option("auto", "--mode", "-m", help=PHOTO_MODE_HELP),
     landmarks: str = typer.Option("none", help="Landmark columns: none, 2d or 3d."),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="No temporal smoothing columns for videos."),
     retries: int = typer.Option(2, min=0, help="Retries of a task that fails for a reason other than its input."),

@@ -53,6 +53,8 @@ def load_rules_or_exit(path):
 
 MODE_HELP = ("Detector: fast (one pass, large faces), auto (one pass for a portrait, else + CenterFace for groups), "
              "thorough (CenterFace at more pixels + BlazeFace tiles: crowds).")
+PHOTO_MODE_HELP = MODE_HELP[:-1] + ", or crops (no detector: each image is one face already cropped, e.g. a " \
+    "dataset's face chips; one row per image)."
 PRIOR_HELP = ("Expression class prior: natural (everyday photos and video: mostly happy and neutral), balanced (every "
               "class equally likely; finds more fear, disgust, contempt, anger), or a dataset's own: ferplus, rafdb.")
 SAMPLING_HELP = {

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, MODE_HELP,
+from mien.cli.common import (ATTRIBUTES_HELP, EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, EXPRESSIONS_HELP, PHOTO_MODE_HELP,
                              PRIOR_HELP, app, check_choice, cli_analyzer_options, cli_video_options, console, errors,
                              load_rules_or_exit, progress_bar)
 from mien.cli.calibrate import REFERENCE_HELP, calibrate_written, calibrated_line, reference_photos_or_exit
@@ -115,7 +115,7 @@ def analyze(
                                                 "patterns (with --reference and none given: the photos it lists)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Table to write: .parquet, .csv or .jsonl."),
     fmt: str = typer.Option("auto", "--format", "-f", help="auto (from suffix), parquet, csv, jsonl, or openface (OpenFace 2 column names)."),
-    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    mode: str = typer.Option("auto", "--mode", "-m", help=PHOTO_MODE_HELP),
     max_faces: Optional[int] = typer.Option(None, help="Keep at most this many faces per image."),
     min_face_size: int = typer.Option(0, help="Ignore faces smaller than this many pixels."),
     min_score: float = typer.Option(DEFAULT_MIN_SCORE, help="Minimum detector confidence (0-1); rows also need a face mesh in the box."),
@@ -151,7 +151,7 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpe
 def report(
     inputs: List[str] = typer.Argument(..., help="Image files, folders or globs; or one video file."),
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file to write."),
-    mode: str = typer.Option("auto", "--mode", "-m", help=MODE_HELP),
+    mode: str = typer.Option("auto", "--mode", "-m", help=PHOTO_MODE_HELP),
     max_faces: int = typer.Option(60, help="Faces shown in detail (heatmap, rationale) in an image report."),
     expressions: Optional[Path] = typer.Option(None, "--expressions", help=EXPRESSIONS_HELP + " In the report: "
                                                "each face's readings, means per image or person, a video lane."),
