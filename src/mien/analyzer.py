@@ -154,7 +154,9 @@ class Analyzer:
         height, width = rgb.shape[:2]
         big, mesh = mesh_face_image(self._mesh, rgb)
         whole = np.array([[0, 0, width, height]], np.float32)
-        landmarks = mesh.landmarks * np.float32(height / big.shape[0])  # back to this image's pixels
+        # back to this image's pixels (x and y each by its own factor: the enlarged sides were rounded)
+        sx, sy = width / big.shape[1], height / big.shape[0]
+        landmarks = mesh.landmarks * np.array([sx, sy, (sx + sy) / 2], np.float32)
         if mesh.found.any():
             mesh.transforms[mesh.found] = facial_transforms(landmarks[mesh.found], (height, width))
         boxes = face_boxes(landmarks, mesh.found, whole) if self.mesh_boxes else whole
