@@ -86,6 +86,21 @@ def test_image_report_is_self_contained_and_renders(tmp_path, astronaut):
     _screenshot(out, tmp_path)
 
 
+def test_image_report_reads_face_chips_in_crops_mode_and_a_video_refuses_it(tmp_path, astronaut):
+    import cv2
+
+    folder = tmp_path / "chips"
+    folder.mkdir()
+    chip = cv2.resize(astronaut[40:220, 130:280], (50, 60), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(folder / "chip.png"), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "chips.html"
+    result = _mien("report", folder, "--mode", "crops", "-o", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "chip.png" in out.read_text() and "happy" in out.read_text()
+    refused = _mien("report", tmp_path / "talk.mp4", "--mode", "crops", "-o", tmp_path / "talk.html")
+    assert refused.returncode == 2 and "mode 'crops'" in refused.stderr
+
+
 def test_video_report_has_people_timelines_and_segments(tmp_path):
     from mien.video import synthetic as syn
 

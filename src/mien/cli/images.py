@@ -167,9 +167,9 @@ def report(
     from mien.report.html import image_report, video_report
     from mien.video.reader import VideoError
 
-    options = cli_video_options(mode=mode)
     rules = load_rules_or_exit(expressions)
     video = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES
+    photo_options = cli_analyzer_options(mode=mode)
     references = None
     if reference is not None:
         if video:
@@ -182,7 +182,7 @@ def report(
             raise typer.Exit(EXIT_USAGE)
     if video:
         try:
-            video_report(inputs[0], output, options, rules=rules)
+            video_report(inputs[0], output, cli_video_options(mode=mode), rules=rules)
         except VideoError as exc:
             errors.print(f"error: {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(EXIT_FAILED_INPUTS)
@@ -191,7 +191,7 @@ def report(
         if not paths:
             errors.print("\n".join(empty) or "mien: no inputs given", soft_wrap=True)
             raise typer.Exit(EXIT_USAGE)
-        with Analyzer(options.analyzer) as analyzer, progress_bar(len(paths)) as progress:
+        with Analyzer(photo_options) as analyzer, progress_bar(len(paths)) as progress:
             task = progress.add_task("report", total=len(paths))
             failed = image_report(paths, output, analyzer, max_faces, progress=lambda: progress.advance(task),
                                   rules=rules, reference=references)
