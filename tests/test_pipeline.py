@@ -275,7 +275,9 @@ def test_crops_mode_reads_more_fer_plus_chips_than_detection():
 
 
 def test_video_refuses_crops_mode():
-    from mien.options import OptionsError, video_options
+    from mien.options import AnalyzerOptions, OptionsError, VideoOptions, video_options
 
     with pytest.raises(OptionsError, match="crops"):
         video_options(mode="crops")
+    with pytest.raises(OptionsError, match="crops"):  # however the video's options are made
+        VideoOptions(analyzer=AnalyzerOptions(mode="crops"))

@@ -192,6 +192,8 @@ class VideoOptions:
     def __post_init__(self) -> None:
         for name in ("detect_every", "tile_every", "detect_levels"):
             check_range(name, getattr(self, name), 1, integer=True)
+        if self.analyzer.mode == "crops":
+            raise OptionsError("mode 'crops' (each image one cropped face) is for images; video finds its faces")
 
 
 # CLI spellings of AnalyzerOptions fields.
@@ -219,7 +221,5 @@ def video_options(detect_every: int = 10, smooth: bool = True, **settings: Any) 
     """`VideoOptions` for `VideoAnalyzer`: the video settings (`detect_every`, `smooth`) and, in
     `settings`, those of `analyzer_options`."""
     check_range("detect_every", detect_every, 1, integer=True)
-    if settings.get("mode") == "crops":
-        raise OptionsError("mode 'crops' (each image one cropped face) is for images; video finds its faces")
     return VideoOptions(analyzer=analyzer_options(**settings), detect_every=detect_every,
                         smoothing=SmoothingOptions() if smooth else None)

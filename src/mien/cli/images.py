@@ -167,9 +167,9 @@ def report(
     from mien.report.html import image_report, video_report
     from mien.video.reader import VideoError
 
+    photo_options = cli_analyzer_options(mode=mode)
     rules = load_rules_or_exit(expressions)
     video = len(inputs) == 1 and Path(inputs[0]).suffix.lower() in VIDEO_SUFFIXES
-    photo_options = cli_analyzer_options(mode=mode)
     references = None
     if reference is not None:
         if video:
